@@ -1,0 +1,321 @@
+"""The one place that speaks HTTP to Cronofy.
+
+Modelled on django-anymail's HTTP base: one ``requests.Session`` per client,
+timeouts and retries in one loop, every failure mapped onto ``exceptions``.
+Callers pass tokens per call; the client never stores one.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from . import __version__
+from .conf import app_settings, on_reload
+from .datacenters import DataCenter, get_data_center
+from .exceptions import (
+    AccessTokenRejected,
+    CronofyAPIError,
+    CronofyUnavailable,
+    InvalidGrant,
+    InvalidResponse,
+    RateLimited,
+)
+from .ratelimit import RateLimiter
+from .redaction import redact, remember_secret
+
+logger = logging.getLogger(__name__)
+
+# Looked up at call time so tests can replace it (they never sleep for real).
+_sleep: Callable[[float], None] = time.sleep
+
+USER_AGENT = f"django-cronofy-conferencing/{__version__} python-requests/{requests.__version__}"
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class CronofyClient:
+    """Calls one data center. Thread-confined: use ``get_client`` for a per-thread one."""
+
+    def __init__(
+        self,
+        data_center: DataCenter | str,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] | None = None,
+        rng: random.Random | None = None,
+        rate_limiter: RateLimiter | None = None,
+    ) -> None:
+        self.data_center = (
+            data_center if isinstance(data_center, DataCenter) else get_data_center(data_center)
+        )
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = app_settings.USER_AGENT or USER_AGENT
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.rate_limiter = rate_limiter
+        self.timeout = (float(app_settings.CONNECT_TIMEOUT), float(app_settings.REQUEST_TIMEOUT))
+        self.max_retries = int(app_settings.MAX_RETRIES)
+        self.backoff = float(app_settings.RETRY_BACKOFF)
+        self.max_wait = float(app_settings.RETRY_MAX_WAIT)
+
+    def __repr__(self) -> str:
+        return f"<CronofyClient {self.data_center.id} {self.data_center.api_url}>"
+
+    # -- the request loop -------------------------------------------------
+
+    def backoff_delay(self, attempt: int) -> float:
+        """Exponential backoff with jitter: between half and all of base * 2**attempt."""
+        ceiling = self.backoff * (2**attempt)
+        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        access_token: str | None = None,
+        json: Any = None,
+        data: dict | None = None,
+        idempotent: bool = True,
+        secrets: tuple[str | None, ...] = (),
+    ) -> requests.Response:
+        """Send with retries; return a 2xx/3xx response or raise a ``CronofyError``.
+
+        Timeouts, connection errors and 5xx are retried only when ``idempotent``
+        (a code exchange must not be replayed); 429 always is, since Cronofy
+        did not act on it.
+        """
+        url = self.data_center.api(path)
+        headers = {"Accept": "application/json"}
+        if access_token:
+            headers["Authorization"] = f"Bearer {access_token}"
+        secrets = (access_token, *secrets)
+        for secret in secrets:
+            remember_secret(secret)
+        attempt = 0
+        waited = 0.0
+        while True:
+            if self.rate_limiter is not None:
+                self.rate_limiter.acquire()
+            started = time.monotonic()
+            retry_after: float | None = None
+            try:
+                response = self.session.request(
+                    method, url, headers=headers, json=json, data=data, timeout=self.timeout
+                )
+            except requests.Timeout as exc:
+                error: CronofyAPIError = CronofyUnavailable(
+                    f"Cronofy timed out on {method} {path} ({self.data_center.id})."
+                )
+                retryable = idempotent or isinstance(exc, requests.ConnectTimeout)
+            except requests.RequestException as exc:
+                error = CronofyUnavailable(
+                    f"Could not reach Cronofy for {method} {path} ({self.data_center.id}): "
+                    f"{type(exc).__name__}."
+                )
+                retryable = idempotent
+            else:
+                logger.debug(
+                    "Cronofy %s %s -> %s in %.0f ms",
+                    method,
+                    path,
+                    response.status_code,
+                    (time.monotonic() - started) * 1000,
+                )
+                if response.status_code < 400:
+                    return response
+                error = self._error_for(method, path, response, secrets)
+                retry_after = getattr(error, "retry_after", None)
+                retryable = response.status_code == 429 or (
+                    idempotent and response.status_code >= 500
+                )
+            if not retryable or attempt >= self.max_retries:
+                raise error
+            delay = retry_after if retry_after is not None else self.backoff_delay(attempt)
+            if waited + delay > self.max_wait:
+                raise error
+            logger.info("Retrying Cronofy %s %s in %.2fs after: %s", method, path, delay, error)
+            (self.sleep or _sleep)(delay)
+            waited += delay
+            attempt += 1
+
+    def _error_for(
+        self, method: str, path: str, response: requests.Response, secrets: tuple
+    ) -> CronofyAPIError:
+        status = response.status_code
+        body = redact(response.text[:2000], secrets)
+        where = f"{method} {path} ({self.data_center.id})"
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return RateLimited(
+                f"Cronofy rate limit reached on {where}.",
+                status_code=status,
+                body=body,
+                retry_after=retry_after,
+            )
+        if status >= 500:
+            return CronofyUnavailable(
+                f"Cronofy failed with HTTP {status} on {where}.", status_code=status, body=body
+            )
+        if status == 401:
+            return AccessTokenRejected(
+                f"Cronofy rejected the access token on {where} (HTTP 401).",
+                status_code=status,
+                body=body,
+            )
+        error_code = _oauth_error(response) if status == 400 else ""
+        if error_code == "invalid_grant" and path.startswith("/oauth/"):
+            # Only a dead grant means "connect again"; invalid_client is our config.
+            return InvalidGrant(
+                f"Cronofy refused the grant on {where}: invalid_grant.",
+                status_code=status,
+                body=body,
+                error=error_code,
+            )
+        detail = f" ({error_code})" if error_code else ""
+        return CronofyAPIError(
+            f"Cronofy answered HTTP {status}{detail} on {where}.", status_code=status, body=body
+        )
+
+    def _json(self, response: requests.Response, what: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise InvalidResponse(f"Invalid {what} response: the body is not JSON.") from None
+
+    # -- endpoints --------------------------------------------------------
+
+    def userinfo(self, access_token: str) -> Any:
+        """The decoded UserInfo body; validate it with ``payloads.parse_userinfo``."""
+        response = self.request("GET", "/v1/userinfo", access_token=access_token)
+        return self._json(response, "UserInfo")
+
+    def request_token(self, grant: dict[str, str], *, idempotent: bool) -> dict[str, Any]:
+        """POST /oauth/token with the app's credentials; returns the decoded body."""
+        form = {**client_credentials(), **grant}
+        secrets = tuple(grant.get(k) for k in ("code", "refresh_token"))
+        response = self.request(
+            "POST",
+            "/oauth/token",
+            data=form,
+            idempotent=idempotent,
+            secrets=(form["client_secret"], *secrets),
+        )
+        body = self._json(response, "token")
+        if not isinstance(body, dict):
+            raise InvalidResponse("Invalid token response: the body is not a JSON object.")
+        return body
+
+    def revoke_token(self, token: str) -> None:
+        form = {**client_credentials(), "token": token}
+        self.request(
+            "POST",
+            "/oauth/token/revoke",
+            data=form,
+            secrets=(form["client_secret"], token),
+        )
+
+    def create_conferencing_service_authorization(
+        self, access_token: str, redirect_uri: str, provider_name: str | None = None
+    ) -> dict[str, Any]:
+        payload = {"redirect_uri": redirect_uri}
+        if provider_name:
+            payload["provider_name"] = provider_name
+        response = self.request(
+            "POST",
+            "/v1/conferencing_service_authorizations",
+            access_token=access_token,
+            json=payload,
+            idempotent=False,
+        )
+        return self._json(response, "conferencing service authorization")
+
+    def create_channel(self, access_token: str, callback_url: str) -> dict[str, Any]:
+        response = self.request(
+            "POST",
+            "/v1/channels",
+            access_token=access_token,
+            json={"callback_url": callback_url},
+            idempotent=False,
+        )
+        return self._json(response, "channel")
+
+
+def _oauth_error(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    error = body.get("error") if isinstance(body, dict) else None
+    return error if isinstance(error, str) and error.isascii() and len(error) < 64 else ""
+
+
+def client_credentials() -> dict[str, str]:
+    """The app's OAuth credentials, or ImproperlyConfigured naming the missing key."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .conf import SETTINGS_NAME
+
+    client_id, client_secret = app_settings.CLIENT_ID, app_settings.CLIENT_SECRET
+    for key, value in (("CLIENT_ID", client_id), ("CLIENT_SECRET", client_secret)):
+        if not value or not isinstance(value, str):
+            raise ImproperlyConfigured(
+                f"{SETTINGS_NAME}['{key}'] is required to talk to Cronofy's OAuth endpoints."
+            )
+    return {"client_id": client_id, "client_secret": client_secret}
+
+
+_local = threading.local()
+_state = {"generation": 0, "limiter": None, "limiter_ready": False}
+
+
+def _rate_limiter() -> RateLimiter | None:
+    if not _state["limiter_ready"]:
+        _state["limiter"] = RateLimiter.from_settings()
+        _state["limiter_ready"] = True
+    return _state["limiter"]
+
+
+def get_client(data_center: str) -> CronofyClient:
+    """A client for this thread and data center, reusing its connection pool."""
+    if getattr(_local, "generation", None) != _state["generation"]:
+        _local.clients = {}
+        _local.generation = _state["generation"]
+    client = _local.clients.get(data_center)
+    if client is None:
+        client = _local.clients[data_center] = CronofyClient(
+            data_center, rate_limiter=_rate_limiter()
+        )
+    return client
+
+
+def reset_clients() -> None:
+    """Drop every thread's cached clients (settings changed, or a test wants a clean slate)."""
+    _state["generation"] += 1
+    _state["limiter"] = None
+    _state["limiter_ready"] = False
+
+
+on_reload(reset_clients)

@@ -1,0 +1,114 @@
+"""The app's settings: one ``CRONOFY_CONFERENCING`` dict, read through ``app_settings``.
+
+Modelled on Django REST framework's ``settings.py``: defaults live here, the
+host overrides only what it needs, and the cache is dropped on
+``setting_changed`` so ``override_settings`` works in tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+SETTINGS_NAME = "CRONOFY_CONFERENCING"
+
+DEFAULTS: dict[str, Any] = {
+    # OAuth application credentials (required for OAuth, refresh, revoke, push).
+    "CLIENT_ID": "",
+    "CLIENT_SECRET": "",
+    # Secrets that are still accepted on push notifications while rotating.
+    "PREVIOUS_CLIENT_SECRETS": [],
+    "DEFAULT_DATA_CENTER": "us",
+    "SCOPE": "read_account",
+    # Fernet keys; the first encrypts, all decrypt. None derives one from SECRET_KEY.
+    "ENCRYPTION_KEYS": None,
+    # Extra or overridden data centers: {id: {"api_url": ..., "app_url": ...}}.
+    "DATA_CENTERS": {},
+    # HTTP behaviour.
+    "CONNECT_TIMEOUT": 5,
+    "REQUEST_TIMEOUT": 10,
+    "MAX_RETRIES": 3,
+    "RETRY_BACKOFF": 0.5,
+    "RETRY_MAX_WAIT": 30,
+    "USER_AGENT": "",
+    # Refresh the access token when it expires within this many seconds.
+    "TOKEN_REFRESH_MARGIN": 300,
+    # Fleet sync.
+    "SYNC_STALE_AFTER": 3600,
+    "SYNC_CONCURRENCY": 8,
+    "RATE_LIMITS": ["50/s", "500/m"],
+    "RATE_LIMIT_CACHE": "default",
+    # Browser flow.
+    "LINK_REDIRECT_URL": "/",
+    "LINK_CONFLICT_MESSAGE": (
+        "This Cronofy account is already linked to another user of this site."
+    ),
+    "STATE_MAX_AGE": 600,
+    # Push notifications: absolute URL of the receiver; empty disables channels.
+    "PUSH_NOTIFICATIONS_CALLBACK_URL": "",
+    # Admin.
+    "ADMIN_SYNC_MAX_ACCOUNTS": 10,
+    # API.
+    "API_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+    ],
+    "API_SYNC_THROTTLE_RATE": "12/m",
+    # Queue syncs through Celery where a choice exists (admin, API, push).
+    "USE_CELERY": False,
+}
+
+
+class AppSettings:
+    """Attribute access to the merged settings, with a clear error for typos."""
+
+    def __init__(self, defaults: dict[str, Any] | None = None) -> None:
+        self.defaults = defaults or DEFAULTS
+        self._cached: dict[str, Any] = {}
+        self._user: dict[str, Any] | None = None
+
+    @property
+    def user_settings(self) -> dict[str, Any]:
+        if self._user is None:
+            value = getattr(settings, SETTINGS_NAME, {}) or {}
+            if not isinstance(value, dict):
+                raise ImproperlyConfigured(f"{SETTINGS_NAME} must be a dict.")
+            self._user = value
+        return self._user
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in self.defaults:
+            raise AttributeError(f"Invalid {SETTINGS_NAME} setting: {name!r}")
+        if name not in self._cached:
+            self._cached[name] = self.user_settings.get(name, self.defaults[name])
+        return self._cached[name]
+
+    def unknown_keys(self) -> list[str]:
+        return sorted(set(self.user_settings) - set(self.defaults))
+
+    def reload(self) -> None:
+        self._cached.clear()
+        self._user = None
+
+
+app_settings = AppSettings()
+
+_reload_callbacks: list = []
+
+
+def on_reload(callback):
+    """Register a cache-clearing callback run whenever the settings change."""
+    _reload_callbacks.append(callback)
+    return callback
+
+
+def _reload(*, setting: str, **kwargs: Any) -> None:
+    if setting in (SETTINGS_NAME, "SECRET_KEY", "CACHES"):
+        app_settings.reload()
+        for callback in _reload_callbacks:
+            callback()
+
+
+setting_changed.connect(_reload)

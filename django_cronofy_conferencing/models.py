@@ -1,0 +1,180 @@
+"""Linked Cronofy accounts and their conferencing profiles.
+
+Only ``sync`` and ``oauth`` write these rows; everything else reads them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.validators import URLValidator
+from django.db import models
+from django.db.models import Count, Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .conf import app_settings
+from .datacenters import DataCenter, get_data_center, validate_data_center
+from .fields import EncryptedTextField, stored_ciphertext
+
+validate_https_url = URLValidator(schemes=["https"])
+
+
+class LinkedAccountQuerySet(models.QuerySet):
+    def for_user(self, user) -> LinkedAccountQuerySet:
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        return self.filter(user=user)
+
+    def active(self) -> LinkedAccountQuerySet:
+        return self.filter(status=LinkedAccount.Status.ACTIVE)
+
+    def due(
+        self, stale_after: float | None = None, now: datetime | None = None
+    ) -> LinkedAccountQuerySet:
+        """Active accounts never synced, or last synced longer ago than ``stale_after``."""
+        seconds = app_settings.SYNC_STALE_AFTER if stale_after is None else stale_after
+        cutoff = (now or timezone.now()) - timedelta(seconds=seconds)
+        return self.active().filter(Q(last_synced_at__isnull=True) | Q(last_synced_at__lte=cutoff))
+
+    def with_profile_counts(self) -> LinkedAccountQuerySet:
+        """Annotate ``profiles_total`` and ``profiles_connected`` (present profiles only)."""
+        present = Q(conferencing_profiles__removed_at__isnull=True)
+        return self.annotate(
+            profiles_total=Count("conferencing_profiles", filter=present),
+            profiles_connected=Count(
+                "conferencing_profiles",
+                filter=present & Q(conferencing_profiles__profile_connected=True),
+            ),
+        )
+
+
+class LinkedAccount(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("Active")
+        REAUTHORIZATION_REQUIRED = "reauthorization_required", _("Reauthorization required")
+        REVOKED = "revoked", _("Revoked")
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="cronofy_accounts",
+    )
+    data_center = models.CharField(max_length=32, validators=[validate_data_center])
+    sub = models.CharField(_("Cronofy id"), max_length=255)
+    account_type = models.CharField(max_length=64, blank=True)
+    email = models.CharField(max_length=254, blank=True)
+    name = models.CharField(max_length=255, blank=True)
+    zoneinfo = models.CharField(max_length=64, blank=True)
+    scope = models.TextField(blank=True)
+
+    access_token = EncryptedTextField()
+    refresh_token = EncryptedTextField()
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+
+    status = models.CharField(
+        max_length=32, choices=Status.choices, default=Status.ACTIVE, db_index=True
+    )
+    channel_id = models.CharField(
+        max_length=255, blank=True, help_text=_("Cronofy push notification channel")
+    )
+
+    last_synced_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_sync_error = models.TextField(blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    userinfo = models.JSONField(default=dict, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = LinkedAccountQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("linked Cronofy account")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["data_center", "sub"], name="cronofy_conferencing_unique_account"
+            ),
+        ]
+        indexes = [models.Index(fields=["channel_id"], name="cronofy_conf_channel_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.email or self.sub} ({self.data_center})"
+
+    @property
+    def data_center_info(self) -> DataCenter:
+        return get_data_center(self.data_center)
+
+    @property
+    def has_tokens(self) -> bool:
+        """Whether both tokens are stored; checked without decrypting them."""
+        return stored_ciphertext(self, "access_token") and stored_ciphertext(self, "refresh_token")
+
+    def token_expires_within(self, seconds: float, now: datetime | None = None) -> bool:
+        if self.token_expires_at is None:
+            return False
+        return self.token_expires_at <= (now or timezone.now()) + timedelta(seconds=seconds)
+
+
+class ConferencingProfileQuerySet(models.QuerySet):
+    def present(self) -> ConferencingProfileQuerySet:
+        return self.filter(removed_at__isnull=True)
+
+    def removed(self) -> ConferencingProfileQuerySet:
+        return self.filter(removed_at__isnull=False)
+
+    def connected(self) -> ConferencingProfileQuerySet:
+        return self.present().filter(profile_connected=True)
+
+    def disconnected(self) -> ConferencingProfileQuerySet:
+        return self.present().filter(profile_connected=False)
+
+    def for_user(self, user) -> ConferencingProfileQuerySet:
+        if not getattr(user, "is_authenticated", False):
+            return self.none()
+        return self.filter(account__user=user)
+
+
+class ConferencingProfile(models.Model):
+    account = models.ForeignKey(
+        LinkedAccount, on_delete=models.CASCADE, related_name="conferencing_profiles"
+    )
+    profile_id = models.CharField(max_length=255)
+    provider_name = models.CharField(max_length=100, db_index=True)
+    profile_name = models.CharField(max_length=500, blank=True)
+    profile_connected = models.BooleanField()
+    profile_relink_url = models.CharField(
+        max_length=2048, blank=True, validators=[validate_https_url]
+    )
+
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    connection_changed_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ConferencingProfileQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("conferencing profile")
+        ordering = ["account_id", "provider_name", "profile_name", "profile_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "profile_id"], name="cronofy_conferencing_unique_profile"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_name}: {self.profile_name or self.profile_id}"
+
+    @property
+    def is_present(self) -> bool:
+        return self.removed_at is None
+
+    @property
+    def last_seen_at(self) -> datetime | None:
+        """When Cronofy last listed it: its account's last successful sync while present."""
+        if self.removed_at is not None:
+            return None
+        return self.account.last_synced_at

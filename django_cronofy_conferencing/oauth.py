@@ -1,0 +1,183 @@
+"""OAuth with Cronofy: authorization URL, code exchange, refresh (single flight), revoke.
+
+Refresh is the one place a database lock is held across an HTTP call: under
+the account's row lock (and a process-local lock, which is what serializes
+threads on SQLite) so concurrent workers refresh exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+from urllib.parse import urlencode
+
+from django.db import router, transaction
+from django.utils import timezone
+
+from .client import CronofyClient, client_credentials, get_client
+from .conf import app_settings
+from .datacenters import DataCenter, get_data_center
+from .exceptions import InvalidGrant, ReauthorizationRequired
+from .models import LinkedAccount
+from .payloads import TokenSet, parse_token_response
+from .redaction import redact
+from .signals import account_reauthorization_required
+
+logger = logging.getLogger(__name__)
+
+_REFRESH_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+def authorization_url(
+    data_center: DataCenter | str,
+    *,
+    redirect_uri: str,
+    state: str,
+    scope: str | None = None,
+    provider_name: str | None = None,
+) -> str:
+    """Where to send the browser: the chosen data center's app host."""
+    dc = data_center if isinstance(data_center, DataCenter) else get_data_center(data_center)
+    params = {
+        "response_type": "code",
+        "client_id": client_credentials()["client_id"],
+        "redirect_uri": redirect_uri,
+        "scope": scope or app_settings.SCOPE,
+        "state": state,
+    }
+    if provider_name:
+        params["provider_name"] = provider_name
+    return dc.app("/oauth/authorize?" + urlencode(params))
+
+
+def expires_at(tokens: TokenSet, now: datetime | None = None) -> datetime | None:
+    if tokens.expires_in is None:
+        return None
+    return (now or timezone.now()) + timedelta(seconds=tokens.expires_in)
+
+
+def exchange_code(
+    data_center: str, code: str, redirect_uri: str, *, client: CronofyClient | None = None
+) -> TokenSet:
+    """Trade an authorization code for tokens at the data center's API host."""
+    client = client or get_client(data_center)
+    body = client.request_token(
+        {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri},
+        idempotent=False,
+    )
+    return parse_token_response(body, expect_sub=True)
+
+
+def revoke(account: LinkedAccount, *, client: CronofyClient | None = None) -> None:
+    """Revoke the grant with the refresh token (it cannot have expired)."""
+    token = account.refresh_token or account.access_token
+    if not token:
+        return
+    (client or get_client(account.data_center)).revoke_token(token)
+
+
+def ensure_access_token(account: LinkedAccount, *, client: CronofyClient | None = None) -> str:
+    """The access token to use now, refreshed first when it expires within the margin."""
+    if account.status != LinkedAccount.Status.ACTIVE:
+        raise ReauthorizationRequired(
+            f"Cronofy account {account.pk} needs to be connected again ({account.status})."
+        )
+    if not account.access_token:
+        raise ReauthorizationRequired(f"Cronofy account {account.pk} has no access token stored.")
+    if account.token_expires_within(app_settings.TOKEN_REFRESH_MARGIN):
+        return refresh_access_token(account, client=client)
+    return account.access_token
+
+
+def _adopt(account: LinkedAccount, current: LinkedAccount) -> None:
+    for name in ("access_token", "refresh_token", "token_expires_at", "status", "scope"):
+        setattr(account, name, getattr(current, name))
+
+
+def refresh_access_token(
+    account: LinkedAccount,
+    *,
+    rejected_token: str | None = None,
+    client: CronofyClient | None = None,
+) -> str:
+    """Refresh once across workers; returns the token to use and updates ``account``.
+
+    ``rejected_token`` is the access token Cronofy just answered 401 to: if the
+    stored one differs, another worker already refreshed and that one is used.
+    """
+    stale_token = rejected_token or account.access_token
+    client = client or get_client(account.data_center)
+    using = router.db_for_write(LinkedAccount)
+    with _REFRESH_LOCKS[hash(account.pk) % len(_REFRESH_LOCKS)]:
+        dead_grant: InvalidGrant | None = None
+        with transaction.atomic(using=using):
+            current = (
+                LinkedAccount.objects.using(using).select_for_update().filter(pk=account.pk).first()
+            )
+            if current is None:
+                raise ReauthorizationRequired(f"Cronofy account {account.pk} no longer exists.")
+            if current.status != LinkedAccount.Status.ACTIVE:
+                _adopt(account, current)
+                raise ReauthorizationRequired(
+                    f"Cronofy account {account.pk} needs to be connected again ({current.status})."
+                )
+            margin = app_settings.TOKEN_REFRESH_MARGIN
+            if current.access_token != stale_token and not current.token_expires_within(margin):
+                _adopt(account, current)
+                return current.access_token
+            sent_refresh_token = current.refresh_token
+            try:
+                body = client.request_token(
+                    {"grant_type": "refresh_token", "refresh_token": sent_refresh_token},
+                    idempotent=True,
+                )
+                tokens = parse_token_response(body, expect_sub=False)
+            except InvalidGrant as exc:
+                if _grant_changed_meanwhile(current, sent_refresh_token, using):
+                    current.refresh_from_db(using=using)
+                    _adopt(account, current)
+                    return current.access_token
+                _mark_reauthorization_required(current, exc, using)
+                _adopt(account, current)
+                dead_grant = exc
+            else:
+                current.access_token = tokens.access_token
+                # Keep the old refresh token when the response carries none.
+                current.refresh_token = tokens.refresh_token or sent_refresh_token
+                current.token_expires_at = expires_at(tokens)
+                fields = ["access_token", "refresh_token", "token_expires_at", "updated_at"]
+                if tokens.scope:
+                    current.scope = tokens.scope
+                    fields.append("scope")
+                current.save(using=using, update_fields=fields)
+                _adopt(account, current)
+                logger.info("Refreshed the Cronofy access token of account %s", account.pk)
+                return current.access_token
+        raise dead_grant
+
+
+def _grant_changed_meanwhile(current: LinkedAccount, sent: str, using: str) -> bool:
+    """A relink that stored new tokens while our refresh was in flight is a lost race."""
+    stored = LinkedAccount.objects.using(using).filter(pk=current.pk).first()
+    return stored is not None and stored.refresh_token != sent
+
+
+def _mark_reauthorization_required(account: LinkedAccount, exc: Exception, using: str) -> None:
+    changed = (
+        LinkedAccount.objects.using(using)
+        .filter(pk=account.pk, status=LinkedAccount.Status.ACTIVE)
+        .update(
+            status=LinkedAccount.Status.REAUTHORIZATION_REQUIRED,
+            last_sync_error=redact(exc),
+            updated_at=timezone.now(),
+        )
+    )
+    account.status = LinkedAccount.Status.REAUTHORIZATION_REQUIRED
+    account.last_sync_error = redact(exc)
+    if changed:
+        logger.warning("Cronofy account %s needs reauthorization: %s", account.pk, redact(exc))
+        transaction.on_commit(
+            lambda: account_reauthorization_required.send(sender=LinkedAccount, account=account),
+            using=using,
+        )

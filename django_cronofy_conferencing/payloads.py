@@ -1,0 +1,282 @@
+"""UserInfo JSON -> validated dataclasses, or ``InvalidResponse`` naming the field.
+
+Lenient where Cronofy documents change (unknown keys, unknown providers, no
+``conferencing_profiles`` key), strict about shape: only a body that passes here
+may change stored profiles.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from .exceptions import InvalidResponse
+
+# Column sizes in models.py: a longer value is a malformed response, not a DB error.
+MAX_SUB = 255
+MAX_EMAIL = 254
+MAX_NAME = 255
+MAX_ZONEINFO = 64
+MAX_ACCOUNT_TYPE = 64
+MAX_SCOPE = 4096
+MAX_PROVIDER_NAME = 100
+MAX_PROFILE_ID = 255
+MAX_PROFILE_NAME = 500
+MAX_RELINK_URL = 2048
+MAX_PROFILES = 1000
+
+_PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class ConferencingProfileData:
+    provider_name: str
+    profile_id: str
+    profile_name: str
+    profile_connected: bool
+    profile_relink_url: str = ""
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    sub: str
+    account_type: str
+    email: str
+    name: str
+    zoneinfo: str
+    scope: str
+    conferencing_profiles: tuple[ConferencingProfileData, ...]
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        str: "string",
+        list: "array",
+        dict: "object",
+    }.get(type(value), type(value).__name__)
+
+
+def _fail(where: str, problem: str) -> InvalidResponse:
+    return InvalidResponse(f"Invalid UserInfo response: {where} {problem}.")
+
+
+def _string(
+    obj: dict,
+    key: str,
+    where: str,
+    *,
+    max_length: int,
+    required: bool = False,
+    nullable: bool = True,
+    non_empty: bool = False,
+    ascii_token: bool = False,
+) -> str:
+    path = f"{where}.{key}" if where else key
+    if key not in obj:
+        if required:
+            raise _fail(path, "is missing")
+        return ""
+    value = obj[key]
+    if value is None and nullable and not required:
+        return ""
+    if not isinstance(value, str):
+        raise _fail(path, f"must be a string, got {_type_name(value)}")
+    if len(value) > max_length:
+        raise _fail(path, f"is longer than {max_length} characters ({len(value)})")
+    if non_empty and not value.strip():
+        raise _fail(path, "must not be empty")
+    if ascii_token and not _PRINTABLE_ASCII.match(value):
+        raise _fail(path, "must be printable ASCII without spaces")
+    if "\x00" in value:
+        raise _fail(path, "contains a NUL character")
+    return value
+
+
+def _relink_url(value: Any, path: str) -> str:
+    if not isinstance(value, str):
+        raise _fail(path, f"must be a string, got {_type_name(value)}")
+    if len(value) > MAX_RELINK_URL:
+        raise _fail(path, f"is longer than {MAX_RELINK_URL} characters ({len(value)})")
+    if _CONTROL.search(value) or " " in value:
+        raise _fail(path, "contains whitespace or control characters")
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # noqa: F841 - raises ValueError on a malformed port
+    except ValueError:
+        raise _fail(path, "is not a valid URL") from None
+    if parts.scheme != "https":
+        raise _fail(path, "must be an https URL")
+    if not parts.hostname or parts.username is not None or parts.password is not None:
+        raise _fail(path, "must be an https URL with a host and no credentials")
+    return value
+
+
+def _profile(item: Any, index: int, seen: set[str]) -> ConferencingProfileData:
+    where = f"cronofy.data.conferencing_profiles[{index}]"
+    if not isinstance(item, dict):
+        raise _fail(where, f"must be an object, got {_type_name(item)}")
+    profile_id = _string(
+        item, "profile_id", where, max_length=MAX_PROFILE_ID, required=True, ascii_token=True
+    )
+    if profile_id in seen:
+        raise _fail(f"{where}.profile_id", f"duplicates an earlier profile ({profile_id!r})")
+    seen.add(profile_id)
+    provider_name = _string(
+        item,
+        "provider_name",
+        where,
+        max_length=MAX_PROVIDER_NAME,
+        required=True,
+        ascii_token=True,
+    )
+    profile_name = _string(item, "profile_name", where, max_length=MAX_PROFILE_NAME)
+    if "profile_connected" not in item:
+        raise _fail(f"{where}.profile_connected", "is missing")
+    connected = item["profile_connected"]
+    if not isinstance(connected, bool):
+        raise _fail(f"{where}.profile_connected", f"must be a boolean, got {_type_name(connected)}")
+    relink = item.get("profile_relink_url")
+    if relink is not None:
+        relink = _relink_url(relink, f"{where}.profile_relink_url")
+    return ConferencingProfileData(
+        provider_name=provider_name,
+        profile_id=profile_id,
+        profile_name=profile_name,
+        profile_connected=connected,
+        # The relink URL only means something while the profile is disconnected.
+        profile_relink_url="" if connected else (relink or ""),
+    )
+
+
+def _storable(data: dict) -> None:
+    """The raw body is kept as JSON: refuse what a JSON column cannot hold."""
+    try:
+        text = json.dumps(data, allow_nan=False)
+    except (ValueError, TypeError):
+        raise _fail("the body", "contains a number JSON cannot store (NaN or Infinity)") from None
+    if "\\u0000" in text:
+        raise _fail("the body", "contains a NUL character")
+
+
+def parse_userinfo(data: Any, *, expected_sub: str | None = None) -> UserInfo:
+    """Validate a decoded UserInfo body; ``expected_sub`` is the account's Cronofy id."""
+    if not isinstance(data, dict):
+        raise _fail("the body", f"must be a JSON object, got {_type_name(data)}")
+    _storable(data)
+    sub = _string(data, "sub", "", max_length=MAX_SUB, required=True, ascii_token=True)
+    if expected_sub is not None and sub != expected_sub:
+        raise InvalidResponse(
+            "Invalid UserInfo response: sub belongs to another Cronofy account "
+            f"(expected {expected_sub!r})."
+        )
+    email = _string(data, "email", "", max_length=MAX_EMAIL)
+    name = _string(data, "name", "", max_length=MAX_NAME)
+    zoneinfo = _string(data, "zoneinfo", "", max_length=MAX_ZONEINFO)
+    account_type = _string(data, "cronofy.type", "", max_length=MAX_ACCOUNT_TYPE)
+
+    if "cronofy.data" not in data:
+        raise _fail("cronofy.data", "is missing")
+    cronofy_data = data["cronofy.data"]
+    if not isinstance(cronofy_data, dict):
+        raise _fail("cronofy.data", f"must be an object, got {_type_name(cronofy_data)}")
+
+    scope = ""
+    authorization = cronofy_data.get("authorization")
+    if authorization is not None:
+        if not isinstance(authorization, dict):
+            raise _fail(
+                "cronofy.data.authorization", f"must be an object, got {_type_name(authorization)}"
+            )
+        scope = _string(authorization, "scope", "cronofy.data.authorization", max_length=MAX_SCOPE)
+
+    profiles: tuple[ConferencingProfileData, ...] = ()
+    if "conferencing_profiles" in cronofy_data:
+        items = cronofy_data["conferencing_profiles"]
+        if not isinstance(items, list):
+            raise _fail(
+                "cronofy.data.conferencing_profiles", f"must be an array, got {_type_name(items)}"
+            )
+        if len(items) > MAX_PROFILES:
+            raise _fail(
+                "cronofy.data.conferencing_profiles", f"has more than {MAX_PROFILES} entries"
+            )
+        seen: set[str] = set()
+        profiles = tuple(_profile(item, index, seen) for index, item in enumerate(items))
+
+    return UserInfo(
+        sub=sub,
+        account_type=account_type,
+        email=email,
+        name=name,
+        zoneinfo=zoneinfo,
+        scope=scope,
+        conferencing_profiles=profiles,
+        raw=data,
+    )
+
+
+@dataclass(frozen=True)
+class TokenSet:
+    """A token endpoint response. Tokens are kept out of ``repr``."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in: int | None
+    scope: str
+    sub: str = ""
+    linking_profile: dict[str, Any] | None = None
+
+
+def parse_token_response(data: Any, *, expect_sub: bool) -> TokenSet:
+    """Validate ``POST /oauth/token``; a refresh may omit ``refresh_token`` (kept blank)."""
+
+    def fail(problem: str) -> InvalidResponse:
+        return InvalidResponse(f"Invalid token response: {problem}.")
+
+    if not isinstance(data, dict):
+        raise fail(f"the body must be a JSON object, got {_type_name(data)}")
+    token_type = data.get("token_type", "bearer")
+    if not isinstance(token_type, str) or token_type.lower() != "bearer":
+        raise fail("token_type must be 'bearer'")
+    access_token = data.get("access_token")
+    if not isinstance(access_token, str) or not _PRINTABLE_ASCII.match(access_token):
+        raise fail("access_token is missing or not a token string")
+    refresh_token = data.get("refresh_token")
+    if refresh_token is None:
+        refresh_token = ""
+    elif not isinstance(refresh_token, str) or not _PRINTABLE_ASCII.match(refresh_token):
+        raise fail("refresh_token is not a token string")
+    expires_in = data.get("expires_in")
+    if expires_in is not None and (
+        isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < 0
+    ):
+        raise fail("expires_in must be a non-negative integer")
+    scope = data.get("scope") or ""
+    if not isinstance(scope, str) or len(scope) > MAX_SCOPE:
+        raise fail("scope must be a string")
+    sub = data.get("sub") or ""
+    if expect_sub and (
+        not isinstance(sub, str) or not sub or len(sub) > MAX_SUB or not _PRINTABLE_ASCII.match(sub)
+    ):
+        raise fail("sub is missing or not an id")
+    if expect_sub and not refresh_token:
+        raise fail("refresh_token is missing")
+    linking_profile = data.get("linking_profile")
+    return TokenSet(
+        access_token=access_token,
+        refresh_token=refresh_token,
+        expires_in=expires_in,
+        scope=scope,
+        sub=sub if isinstance(sub, str) else "",
+        linking_profile=linking_profile if isinstance(linking_profile, dict) else None,
+    )

@@ -1,0 +1,304 @@
+"""The one sync service: UserInfo -> validated payload -> one short transaction.
+
+The HTTP call happens before any lock is taken; the write is a fixed number of
+queries whatever the number of profiles, and an unchanged payload writes no
+profile rows. Signals go out after the commit, for real changes only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from django.db import IntegrityError, close_old_connections, connections, router, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from . import oauth, signals
+from .client import CronofyClient, get_client
+from .conf import app_settings
+from .exceptions import AccessTokenRejected, CronofyError
+from .models import ConferencingProfile, LinkedAccount
+from .payloads import UserInfo, parse_userinfo
+from .redaction import redact
+
+logger = logging.getLogger(__name__)
+
+PROFILE_UPDATE_FIELDS = [
+    "provider_name",
+    "profile_name",
+    "profile_connected",
+    "profile_relink_url",
+    "connection_changed_at",
+    "removed_at",
+]
+
+# SQLite has no row locks: one writer per process keeps threads from "database is locked".
+_sqlite_write_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    created: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated or self.removed)
+
+
+@dataclass
+class SyncReport:
+    """What ``sync_accounts`` did: results by account id, and failures by account id."""
+
+    results: dict[int, SyncResult] = field(default_factory=dict)
+    failures: dict[int, Exception] = field(default_factory=dict)
+
+    @property
+    def synced(self) -> int:
+        return len(self.results)
+
+    @property
+    def changed(self) -> int:
+        return sum(1 for r in self.results.values() if r.changed)
+
+    @property
+    def unchanged(self) -> int:
+        return self.synced - self.changed
+
+    @property
+    def failed(self) -> int:
+        return len(self.failures)
+
+    def failed_by_reason(self) -> Counter[str]:
+        return Counter(type(exc).__name__ for exc in self.failures.values())
+
+
+def sync_account(account: LinkedAccount, *, client: CronofyClient | None = None) -> SyncResult:
+    """Fetch the account's UserInfo and store its conferencing profiles.
+
+    On failure the error is recorded on the account (redacted), the profiles are
+    left as they were, and the ``CronofyError`` propagates.
+    """
+    client = client or get_client(account.data_center)
+    try:
+        info = fetch_userinfo(account, client)
+    except CronofyError as exc:
+        record_failure(account, exc)
+        raise
+    try:
+        return apply_userinfo(account, info)
+    except IntegrityError:
+        # A concurrent writer without row locks (SQLite, another process) got
+        # there first: re-read and apply again on top of its rows.
+        return apply_userinfo(account, info)
+
+
+def fetch_userinfo(account: LinkedAccount, client: CronofyClient) -> UserInfo:
+    token = oauth.ensure_access_token(account, client=client)
+    try:
+        body = client.userinfo(token)
+    except AccessTokenRejected:
+        token = oauth.refresh_access_token(account, rejected_token=token, client=client)
+        body = client.userinfo(token)
+    return parse_userinfo(body, expected_sub=account.sub)
+
+
+def record_failure(account: LinkedAccount, exc: Exception) -> None:
+    message = redact(exc)[:2000]
+    using = router.db_for_write(LinkedAccount)
+    now = timezone.now()
+    with _write_lock(using):
+        LinkedAccount.objects.using(using).filter(pk=account.pk).update(
+            last_sync_error=message,
+            consecutive_failures=F("consecutive_failures") + 1,
+            updated_at=now,
+        )
+    account.last_sync_error = message
+    account.consecutive_failures = (account.consecutive_failures or 0) + 1
+    logger.warning("Cronofy sync of account %s failed: %s", account.pk, message)
+
+
+def _write_lock(using: str):
+    if connections[using].vendor == "sqlite":
+        return _sqlite_write_lock
+    return contextlib.nullcontext()
+
+
+def apply_userinfo(account: LinkedAccount, info: UserInfo) -> SyncResult:
+    """Write a validated payload in one transaction with a fixed number of queries."""
+    using = router.db_for_write(ConferencingProfile)
+    now = timezone.now()
+    events: list[tuple[object, ConferencingProfile]] = []
+    with _write_lock(using), transaction.atomic(using=using):
+        exists = (
+            LinkedAccount.objects.using(using)
+            .select_for_update()
+            .filter(pk=account.pk)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if exists is None:
+            return SyncResult()  # unlinked while the request was in flight
+        existing = {
+            p.profile_id: p
+            for p in ConferencingProfile.objects.using(using).filter(account_id=account.pk)
+        }
+        to_create: list[ConferencingProfile] = []
+        to_update: list[ConferencingProfile] = []
+        unchanged = 0
+        for data in info.conferencing_profiles:
+            profile = existing.pop(data.profile_id, None)
+            if profile is None:
+                profile = ConferencingProfile(
+                    account=account,
+                    profile_id=data.profile_id,
+                    provider_name=data.provider_name,
+                    profile_name=data.profile_name,
+                    profile_connected=data.profile_connected,
+                    profile_relink_url=data.profile_relink_url,
+                    first_seen_at=now,
+                )
+                to_create.append(profile)
+                events.append((signals.conferencing_profile_added, profile))
+                continue
+            profile.account = account
+            changed = False
+            if profile.removed_at is not None:
+                profile.removed_at = None
+                changed = True
+                events.append((signals.conferencing_profile_added, profile))
+            elif profile.profile_connected != data.profile_connected:
+                signal = (
+                    signals.conferencing_profile_reconnected
+                    if data.profile_connected
+                    else signals.conferencing_profile_disconnected
+                )
+                events.append((signal, profile))
+            if profile.profile_connected != data.profile_connected:
+                profile.profile_connected = data.profile_connected
+                profile.connection_changed_at = now
+                changed = True
+            for name in ("provider_name", "profile_name", "profile_relink_url"):
+                if getattr(profile, name) != getattr(data, name):
+                    setattr(profile, name, getattr(data, name))
+                    changed = True
+            if changed:
+                to_update.append(profile)
+            else:
+                unchanged += 1
+        removed = 0
+        for profile in existing.values():
+            if profile.removed_at is None:
+                profile.account = account
+                profile.removed_at = now
+                to_update.append(profile)
+                removed += 1
+                events.append((signals.conferencing_profile_removed, profile))
+        if to_create:
+            ConferencingProfile.objects.using(using).bulk_create(to_create)
+        if to_update:
+            ConferencingProfile.objects.using(using).bulk_update(to_update, PROFILE_UPDATE_FIELDS)
+        account_fields = {
+            "email": info.email,
+            "name": info.name,
+            "zoneinfo": info.zoneinfo,
+            "account_type": info.account_type,
+            "scope": info.scope or account.scope,
+            "userinfo": info.raw,
+            "last_synced_at": now,
+            "last_sync_error": "",
+            "consecutive_failures": 0,
+            "updated_at": now,
+        }
+        LinkedAccount.objects.using(using).filter(pk=account.pk).update(**account_fields)
+        for name, value in account_fields.items():
+            setattr(account, name, value)
+        result = SyncResult(
+            created=len(to_create),
+            updated=len(to_update) - removed,
+            removed=removed,
+            unchanged=unchanged,
+        )
+
+        def send() -> None:
+            for signal, profile in events:
+                signal.send(sender=ConferencingProfile, profile=profile)
+            signals.account_synced.send(sender=LinkedAccount, account=account, result=result)
+
+        transaction.on_commit(send, using=using)
+    return result
+
+
+ProgressCallback = Callable[[LinkedAccount, SyncResult | None, Exception | None], None]
+
+
+def sync_accounts(
+    accounts: Iterable[LinkedAccount],
+    *,
+    concurrency: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> SyncReport:
+    """Sync many accounts; one failure never stops the others.
+
+    With ``concurrency`` > 1 the HTTP calls run in that many threads, fed from
+    a bounded queue so memory stays flat however many accounts are streamed in.
+    """
+    concurrency = max(1, int(concurrency or app_settings.SYNC_CONCURRENCY))
+    report = SyncReport()
+    report_lock = threading.Lock()
+
+    def run_one(account: LinkedAccount) -> None:
+        result: SyncResult | None = None
+        error: Exception | None = None
+        try:
+            result = sync_account(account)
+        except Exception as exc:
+            error = exc
+            if not isinstance(exc, CronofyError):
+                logger.exception("Unexpected error syncing Cronofy account %s", account.pk)
+        with report_lock:
+            if error is None:
+                report.results[account.pk] = result  # type: ignore[assignment]
+            else:
+                report.failures[account.pk] = error
+        if progress is not None:
+            progress(account, result, error)
+
+    if concurrency == 1:
+        for account in accounts:
+            run_one(account)
+        return report
+
+    work: queue.Queue[LinkedAccount | None] = queue.Queue(maxsize=concurrency * 2)
+
+    def worker() -> None:
+        try:
+            while (account := work.get()) is not None:
+                run_one(account)
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=worker, name=f"cronofy-sync-{i}", daemon=True)
+        for i in range(concurrency)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for account in accounts:
+            work.put(account)
+    finally:
+        for _ in threads:
+            work.put(None)
+        for thread in threads:
+            thread.join()
+        close_old_connections()
+    return report

@@ -1,0 +1,92 @@
+"""Shared fixtures: the simulated Cronofy, users, linked accounts, documented payloads.
+
+Set ``CRONOFY_REQUIRE_SERVICES=1`` (``.ci/run`` does) to turn a skip for a
+missing service (PostgreSQL, Redis, Chromium) into a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.utils import timezone
+
+from django_cronofy_conferencing import client as client_module
+from django_cronofy_conferencing.client import reset_clients
+from django_cronofy_conferencing.models import LinkedAccount
+from django_cronofy_conferencing.testing import SimulatedCronofy, simulated_cronofy
+
+PAYLOADS = Path(__file__).parent / "payloads"
+
+
+def require_service(available: bool, reason: str) -> None:
+    """Skip without the service locally; fail in CI, where it must be there."""
+    if available:
+        return
+    if os.environ.get("CRONOFY_REQUIRE_SERVICES"):
+        pytest.fail(f"required service missing: {reason}")
+    pytest.skip(reason)
+
+
+def load_payload(name: str):
+    return json.loads((PAYLOADS / f"{name}.json").read_text())
+
+
+@pytest.fixture
+def payload():
+    """``payload("userinfo_conferencing_example")`` -> a fresh decoded copy."""
+    return load_payload
+
+
+@pytest.fixture(autouse=True)
+def sleeps(monkeypatch):
+    """Retries never sleep for real in tests; the requested delays are recorded."""
+    recorded: list[float] = []
+    monkeypatch.setattr(client_module, "_sleep", recorded.append)
+    return recorded
+
+
+@pytest.fixture(autouse=True)
+def _fresh_clients():
+    reset_clients()
+    yield
+    reset_clients()
+
+
+@pytest.fixture
+def sim():
+    """A simulated Cronofy serving every data center through ``responses``."""
+    with simulated_cronofy() as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def user(django_user_model):
+    return django_user_model.objects.create_user("alice", "alice@example.com", "pw-alice")
+
+
+@pytest.fixture
+def other_user(django_user_model):
+    return django_user_model.objects.create_user("bob", "bob@example.com", "pw-bob")
+
+
+@pytest.fixture
+def link_account(sim: SimulatedCronofy):
+    """Create a simulator account and the matching ``LinkedAccount`` holding its tokens."""
+
+    def make(*, user=None, sim_account=None, token_expires_in: int = 3600, **sim_kwargs):
+        sim_account = sim_account or sim.add_account(**sim_kwargs)
+        account = LinkedAccount.objects.create(
+            user=user,
+            data_center=sim_account.data_center,
+            sub=sim_account.sub,
+            access_token=sim_account.access_token,
+            refresh_token=sim_account.refresh_token,
+            token_expires_at=timezone.now() + timedelta(seconds=token_expires_in),
+        )
+        return account, sim_account
+
+    return make

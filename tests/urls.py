@@ -1,0 +1,9 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("cronofy/", include("django_cronofy_conferencing.urls")),
+    path("api/cronofy/", include("django_cronofy_conferencing.api.urls")),
+]
