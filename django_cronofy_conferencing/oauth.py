@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import datetime, timedelta
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from django.db import router, transaction
 from django.utils import timezone
@@ -18,7 +18,15 @@ from django.utils import timezone
 from .client import CronofyClient, client_credentials, get_client
 from .conf import app_settings
 from .datacenters import DataCenter, get_data_center
-from .exceptions import InvalidGrant, ReauthorizationRequired
+from .exceptions import (
+    AccessTokenRejected,
+    CronofyAPIError,
+    CronofyUnavailable,
+    InvalidGrant,
+    InvalidResponse,
+    RateLimited,
+    ReauthorizationRequired,
+)
 from .models import LinkedAccount
 from .payloads import TokenSet, parse_token_response
 from .redaction import redact
@@ -181,3 +189,64 @@ def _mark_reauthorization_required(account: LinkedAccount, exc: Exception, using
             lambda: account_reauthorization_required.send(sender=LinkedAccount, account=account),
             using=using,
         )
+
+
+def unlink(account: LinkedAccount, *, client: CronofyClient | None = None) -> None:
+    """Revoke the grant at Cronofy, then delete the account and its profiles.
+
+    Cronofy unreachable (``CronofyUnavailable``/``RateLimited``): nothing is
+    deleted and the error propagates. Cronofy answering that it does not know
+    the token (any other 4xx, a dead grant): the local delete proceeds.
+    """
+    try:
+        revoke(account, client=client)
+    except (CronofyUnavailable, RateLimited):
+        raise
+    except CronofyAPIError as exc:
+        logger.info("Revoking Cronofy account %s: %s; deleting locally", account.pk, redact(exc))
+    account.delete()
+
+
+def create_conferencing_authorization(
+    account: LinkedAccount,
+    redirect_uri: str,
+    provider_name: str | None = None,
+    *,
+    client: CronofyClient | None = None,
+) -> str:
+    """The Cronofy URL where the user links a new conferencing provider."""
+    client = client or get_client(account.data_center)
+    token = ensure_access_token(account, client=client)
+    try:
+        body = client.create_conferencing_service_authorization(token, redirect_uri, provider_name)
+    except AccessTokenRejected:
+        token = refresh_access_token(account, rejected_token=token, client=client)
+        body = client.create_conferencing_service_authorization(token, redirect_uri, provider_name)
+    url = (body.get("authorization_request") or {}).get("url") if isinstance(body, dict) else None
+    if not isinstance(url, str) or urlsplit(url).scheme not in ("https", "http"):
+        raise InvalidResponse(
+            "Invalid conferencing service authorization response: "
+            "authorization_request.url is missing or not a URL."
+        )
+    return url
+
+
+def ensure_push_channel(account: LinkedAccount, *, client: CronofyClient | None = None) -> str:
+    """Create the account's push notification channel when a callback URL is configured.
+
+    Returns the channel id ('' when push notifications are not configured).
+    """
+    callback_url = app_settings.PUSH_NOTIFICATIONS_CALLBACK_URL
+    if not callback_url:
+        return ""
+    if account.channel_id:
+        return account.channel_id
+    client = client or get_client(account.data_center)
+    token = ensure_access_token(account, client=client)
+    body = client.create_channel(token, callback_url)
+    channel_id = (body.get("channel") or {}).get("channel_id") if isinstance(body, dict) else None
+    if not isinstance(channel_id, str) or not channel_id or len(channel_id) > 255:
+        raise InvalidResponse("Invalid channel response: channel.channel_id is missing.")
+    LinkedAccount.objects.filter(pk=account.pk).update(channel_id=channel_id)
+    account.channel_id = channel_id
+    return channel_id
