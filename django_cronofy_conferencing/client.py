@@ -13,6 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from json import loads as json_loads
 from typing import Any
 
 import requests
@@ -200,10 +201,19 @@ class CronofyClient:
         )
 
     def _json(self, response: requests.Response, what: str) -> Any:
+        # JSON is UTF-8 (RFC 8259): never let requests guess another charset.
         try:
-            return response.json()
+            text = response.content.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InvalidResponse(f"Invalid {what} response: the body is not UTF-8.") from None
+        try:
+            return json_loads(text)
         except ValueError:
             raise InvalidResponse(f"Invalid {what} response: the body is not JSON.") from None
+        except RecursionError:
+            raise InvalidResponse(
+                f"Invalid {what} response: the body is nested too deeply."
+            ) from None
 
     # -- endpoints --------------------------------------------------------
 
@@ -266,7 +276,7 @@ class CronofyClient:
 def _oauth_error(response: requests.Response) -> str:
     try:
         body = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     error = body.get("error") if isinstance(body, dict) else None
     return error if isinstance(error, str) and error.isascii() and len(error) < 64 else ""

@@ -19,6 +19,7 @@ from django.db.models.query_utils import DeferredAttribute
 
 from .conf import SETTINGS_NAME, app_settings, on_reload
 from .exceptions import TokenDecryptionError
+from .redaction import remember_secret
 
 KEYS_SETTING = f"{SETTINGS_NAME}['ENCRYPTION_KEYS']"
 
@@ -74,6 +75,14 @@ def decrypt(ciphertext: str) -> str:
         ) from None
 
 
+def _decrypts(ciphertext: str) -> bool:
+    try:
+        get_fernet().decrypt(ciphertext.encode("ascii"))
+    except (InvalidToken, UnicodeError):
+        return False
+    return True
+
+
 def needs_rotation(ciphertext: str) -> bool:
     """True when the value was not encrypted with the current first key."""
     if not ciphertext:
@@ -118,12 +127,22 @@ class EncryptedValue:
 
 
 class EncryptedAttribute(DeferredAttribute):
+    # A data descriptor (it has __set__): otherwise the value Django stores in
+    # the instance __dict__ shadows __get__ and the ciphertext is never decrypted.
+    # Every plain token the process holds is remembered by ``redaction``, so an
+    # error body or message that repeats it is masked.
+    def __set__(self, instance, value):
+        if isinstance(value, str):
+            remember_secret(value)
+        instance.__dict__[self.field.attname] = value
+
     def __get__(self, instance, cls=None):
         if instance is None:
             return self
         value = super().__get__(instance, cls)
         if isinstance(value, EncryptedValue):
             value = value.decrypt()
+            remember_secret(value)
             instance.__dict__[self.field.attname] = value
         return value
 
@@ -161,7 +180,14 @@ class EncryptedTextField(models.TextField):
         return model_instance.__dict__.get(self.attname)
 
     def to_python(self, value: Any) -> Any:
-        return value if isinstance(value, EncryptedValue) else super().to_python(value)
+        if isinstance(value, EncryptedValue):
+            return value
+        value = super().to_python(value)
+        # Deserializers (loaddata) hand back what value_to_string wrote: ciphertext,
+        # which must be stored as is, not encrypted a second time.
+        if isinstance(value, str) and value.startswith("gAAAAA") and _decrypts(value):
+            return EncryptedValue(value)
+        return value
 
     def get_prep_value(self, value: Any) -> Any:
         if isinstance(value, EncryptedValue):

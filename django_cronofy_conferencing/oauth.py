@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-from django.db import router, transaction
+from django.db import IntegrityError, router, transaction
 from django.utils import timezone
 
 from .client import CronofyClient, client_credentials, get_client
 from .conf import app_settings
 from .datacenters import DataCenter, get_data_center
+from .db import row_lock_transaction, write_lock
 from .exceptions import (
     AccessTokenRejected,
     CronofyAPIError,
+    CronofyError,
     CronofyUnavailable,
     InvalidGrant,
     InvalidResponse,
@@ -29,8 +33,11 @@ from .exceptions import (
 )
 from .models import LinkedAccount
 from .payloads import TokenSet, parse_token_response
-from .redaction import redact
+from .redaction import redact, remember_secret
 from .signals import account_reauthorization_required
+
+if TYPE_CHECKING:
+    from .sync import SyncResult
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +126,7 @@ def refresh_access_token(
     using = router.db_for_write(LinkedAccount)
     with _REFRESH_LOCKS[hash(account.pk) % len(_REFRESH_LOCKS)]:
         dead_grant: InvalidGrant | None = None
-        with transaction.atomic(using=using):
+        with row_lock_transaction(using):
             current = (
                 LinkedAccount.objects.using(using).select_for_update().filter(pk=account.pk).first()
             )
@@ -158,7 +165,8 @@ def refresh_access_token(
                 if tokens.scope:
                     current.scope = tokens.scope
                     fields.append("scope")
-                current.save(using=using, update_fields=fields)
+                with write_lock(using):
+                    current.save(using=using, update_fields=fields)
                 _adopt(account, current)
                 logger.info("Refreshed the Cronofy access token of account %s", account.pk)
                 return current.access_token
@@ -172,15 +180,16 @@ def _grant_changed_meanwhile(current: LinkedAccount, sent: str, using: str) -> b
 
 
 def _mark_reauthorization_required(account: LinkedAccount, exc: Exception, using: str) -> None:
-    changed = (
-        LinkedAccount.objects.using(using)
-        .filter(pk=account.pk, status=LinkedAccount.Status.ACTIVE)
-        .update(
-            status=LinkedAccount.Status.REAUTHORIZATION_REQUIRED,
-            last_sync_error=redact(exc),
-            updated_at=timezone.now(),
+    with write_lock(using):
+        changed = (
+            LinkedAccount.objects.using(using)
+            .filter(pk=account.pk, status=LinkedAccount.Status.ACTIVE)
+            .update(
+                status=LinkedAccount.Status.REAUTHORIZATION_REQUIRED,
+                last_sync_error=redact(exc),
+                updated_at=timezone.now(),
+            )
         )
-    )
     account.status = LinkedAccount.Status.REAUTHORIZATION_REQUIRED
     account.last_sync_error = redact(exc)
     if changed:
@@ -250,3 +259,135 @@ def ensure_push_channel(account: LinkedAccount, *, client: CronofyClient | None 
     LinkedAccount.objects.filter(pk=account.pk).update(channel_id=channel_id)
     account.channel_id = channel_id
     return channel_id
+
+
+# -- linking ------------------------------------------------------------------
+
+
+class AccountLinkConflict(CronofyError):
+    """The Cronofy account is already linked to another user; nothing was changed."""
+
+
+@dataclass
+class LinkResult:
+    """What ``link_account`` did: the account, whether it is new, and the first sync."""
+
+    account: LinkedAccount
+    created: bool
+    sync_result: SyncResult | None = None
+    sync_error: CronofyError | None = None
+
+    @property
+    def synced(self) -> bool:
+        return self.sync_result is not None
+
+
+def link_account(
+    user: Any,
+    data_center: DataCenter | str,
+    tokens: TokenSet,
+    *,
+    sync: bool = True,
+    client: CronofyClient | None = None,
+) -> LinkResult:
+    """Store ``tokens`` for ``user`` as the account (``data_center``, ``tokens.sub``).
+
+    Creates the account, or updates the one this user (or no user) linked
+    before: new tokens, status ``ACTIVE`` again. An account linked to another
+    user raises ``AccountLinkConflict`` (``LINK_CONFLICT_MESSAGE``) and is left
+    untouched. The write happens under the account's row lock; then, outside
+    any lock, the first sync (a failure is recorded on the account and returned
+    in ``sync_error``, the link stays) and the push channel (a failure is only
+    logged).
+    """
+    dc = data_center if isinstance(data_center, DataCenter) else get_data_center(data_center)
+    if user is None or getattr(user, "pk", None) is None:
+        raise ValueError("link_account needs a saved user.")
+    if not tokens.sub:
+        raise ValueError("link_account needs the Cronofy account id (tokens.sub).")
+    if not tokens.access_token or not tokens.refresh_token:
+        raise ValueError("link_account needs both an access token and a refresh token.")
+    remember_secret(tokens.access_token)
+    remember_secret(tokens.refresh_token)
+    using = router.db_for_write(LinkedAccount)
+    token_fields = {
+        "access_token": tokens.access_token,
+        "refresh_token": tokens.refresh_token,
+        "token_expires_at": expires_at(tokens),
+        "status": LinkedAccount.Status.ACTIVE,
+    }
+    created = False
+    with write_lock(using), transaction.atomic(using=using):
+        locked = LinkedAccount.objects.using(using).select_for_update()
+        account = locked.filter(data_center=dc.id, sub=tokens.sub).first()
+        if account is None:
+            try:
+                with transaction.atomic(using=using):
+                    account = LinkedAccount.objects.using(using).create(
+                        user=user,
+                        data_center=dc.id,
+                        sub=tokens.sub,
+                        scope=tokens.scope,
+                        **token_fields,
+                    )
+                created = True
+            except IntegrityError:
+                # Linked concurrently by another request: wait for it, then update.
+                account = locked.get(data_center=dc.id, sub=tokens.sub)
+        if not created:
+            if account.user_id is not None and account.user_id != user.pk:
+                logger.warning(
+                    "Refused to link Cronofy account %s (%s) for user %s: "
+                    "it is linked to another user.",
+                    account.pk,
+                    dc.id,
+                    user.pk,
+                )
+                raise AccountLinkConflict(str(app_settings.LINK_CONFLICT_MESSAGE))
+            for name, value in token_fields.items():
+                setattr(account, name, value)
+            account.user = user
+            if tokens.scope:
+                account.scope = tokens.scope
+            account.last_sync_error = ""
+            account.consecutive_failures = 0
+            account.save(
+                using=using,
+                update_fields=[
+                    *token_fields,
+                    "user",
+                    "scope",
+                    "last_sync_error",
+                    "consecutive_failures",
+                    "updated_at",
+                ],
+            )
+    logger.info(
+        "%s Cronofy account %s (%s) for user %s",
+        "Linked" if created else "Relinked",
+        account.pk,
+        dc.id,
+        user.pk,
+    )
+    result = LinkResult(account=account, created=created)
+    if sync:
+        from .sync import sync_account
+
+        try:
+            result.sync_result = sync_account(account, client=client)
+        except CronofyError as exc:
+            result.sync_error = exc
+            logger.warning(
+                "First sync of Cronofy account %s failed (the link stays): %s",
+                account.pk,
+                redact(exc),
+            )
+    try:
+        ensure_push_channel(account, client=client)
+    except Exception as exc:
+        logger.warning(
+            "Could not create the push notification channel of Cronofy account %s: %s",
+            account.pk,
+            redact(exc),
+        )
+    return result

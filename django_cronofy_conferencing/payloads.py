@@ -27,9 +27,14 @@ MAX_PROFILE_ID = 255
 MAX_PROFILE_NAME = 500
 MAX_RELINK_URL = 2048
 MAX_PROFILES = 1000
+# Real UserInfo nests about five levels; deeper bodies are refused before they
+# reach json.dumps (recursive) when the JSON column is written.
+MAX_DEPTH = 32
 
 _PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_OR_SPACE = re.compile(r"[\x00-\x1f\x7f-\x9f\s]")
+# An escaped NUL in json.dumps output: "\u0000" preceded by an even number of backslashes.
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 @dataclass(frozen=True)
@@ -97,9 +102,18 @@ def _string(
         raise _fail(path, "must not be empty")
     if ascii_token and not _PRINTABLE_ASCII.match(value):
         raise _fail(path, "must be printable ASCII without spaces")
+    _check_text(value, path)
+    return value
+
+
+def _check_text(value: str, path: str) -> None:
+    """Refuse what no database column can hold: NUL and lone surrogates."""
     if "\x00" in value:
         raise _fail(path, "contains a NUL character")
-    return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _fail(path, "is not valid Unicode (a lone surrogate)") from None
 
 
 def _relink_url(value: Any, path: str) -> str:
@@ -107,7 +121,8 @@ def _relink_url(value: Any, path: str) -> str:
         raise _fail(path, f"must be a string, got {_type_name(value)}")
     if len(value) > MAX_RELINK_URL:
         raise _fail(path, f"is longer than {MAX_RELINK_URL} characters ({len(value)})")
-    if _CONTROL.search(value) or " " in value:
+    _check_text(value, path)
+    if _CONTROL_OR_SPACE.search(value):
         raise _fail(path, "contains whitespace or control characters")
     try:
         parts = urlsplit(value)
@@ -126,7 +141,13 @@ def _profile(item: Any, index: int, seen: set[str]) -> ConferencingProfileData:
     if not isinstance(item, dict):
         raise _fail(where, f"must be an object, got {_type_name(item)}")
     profile_id = _string(
-        item, "profile_id", where, max_length=MAX_PROFILE_ID, required=True, ascii_token=True
+        item,
+        "profile_id",
+        where,
+        max_length=MAX_PROFILE_ID,
+        required=True,
+        non_empty=True,
+        ascii_token=True,
     )
     if profile_id in seen:
         raise _fail(f"{where}.profile_id", f"duplicates an earlier profile ({profile_id!r})")
@@ -137,6 +158,7 @@ def _profile(item: Any, index: int, seen: set[str]) -> ConferencingProfileData:
         where,
         max_length=MAX_PROVIDER_NAME,
         required=True,
+        non_empty=True,
         ascii_token=True,
     )
     profile_name = _string(item, "profile_name", where, max_length=MAX_PROFILE_NAME)
@@ -158,22 +180,48 @@ def _profile(item: Any, index: int, seen: set[str]) -> ConferencingProfileData:
     )
 
 
+def _depth(data: Any) -> int:
+    """Nesting depth of decoded JSON, computed without recursion."""
+    deepest = 0
+    stack = [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                break
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def _storable(data: dict) -> None:
-    """The raw body is kept as JSON: refuse what a JSON column cannot hold."""
+    """The raw body is kept as JSON: refuse what a JSON column cannot hold.
+
+    Runs after the modelled fields were checked, so a bad value there gets a
+    message naming its field; this catches the same problems in other keys.
+    """
+    if _depth(data) > MAX_DEPTH:
+        raise _fail("the body", f"is nested more than {MAX_DEPTH} levels deep")
     try:
-        text = json.dumps(data, allow_nan=False)
+        text = json.dumps(data, allow_nan=False, ensure_ascii=False)
     except (ValueError, TypeError):
         raise _fail("the body", "contains a number JSON cannot store (NaN or Infinity)") from None
-    if "\\u0000" in text:
+    if _ESCAPED_NUL.search(text):
         raise _fail("the body", "contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _fail("the body", "is not valid Unicode (a lone surrogate)") from None
 
 
 def parse_userinfo(data: Any, *, expected_sub: str | None = None) -> UserInfo:
     """Validate a decoded UserInfo body; ``expected_sub`` is the account's Cronofy id."""
     if not isinstance(data, dict):
         raise _fail("the body", f"must be a JSON object, got {_type_name(data)}")
-    _storable(data)
-    sub = _string(data, "sub", "", max_length=MAX_SUB, required=True, ascii_token=True)
+    sub = _string(
+        data, "sub", "", max_length=MAX_SUB, required=True, non_empty=True, ascii_token=True
+    )
     if expected_sub is not None and sub != expected_sub:
         raise InvalidResponse(
             "Invalid UserInfo response: sub belongs to another Cronofy account "
@@ -213,6 +261,7 @@ def parse_userinfo(data: Any, *, expected_sub: str | None = None) -> UserInfo:
         seen: set[str] = set()
         profiles = tuple(_profile(item, index, seen) for index, item in enumerate(items))
 
+    _storable(data)
     return UserInfo(
         sub=sub,
         account_type=account_type,

@@ -1,14 +1,31 @@
 """An app-wide request rate limit shared through Django's cache.
 
-Each rate (``"50/s"``, ``"500/m"``) is a fixed window counted with
-``cache.incr``: with Redis every thread, process and machine draws from the
-same counters; with the local-memory cache, every thread of one process does.
-A caller that finds a window full sleeps until the next one; nothing is lost.
+Each rate (``"50/s"``, ``"500/m"``) becomes an even schedule of *slots*: a
+request may start only at a slot time, one request per slot, slots
+``period / limit`` seconds apart (a little more: see ``safety_margin``). A
+caller claims the first free slot at or after now with ``cache.add`` (atomic
+"set if absent" on every backend that supports several processes: Redis,
+Memcached, the database cache), then sleeps until its slot. With Redis every
+thread, process and machine claims from the same schedule; with the
+local-memory cache, every thread of one process does.
+
+This is the generic cell rate algorithm (GCRA) built on ``add`` alone, so any
+window of ``period`` seconds holds at most ``limit`` requests, wherever it
+starts: unlike fixed windows it never lets two full windows' worth through
+around a boundary, and it paces instead of bursting, which is what a server
+enforcing a sliding window expects. Several rates are claimed slowest first,
+each no earlier than the slot of the previous one.
+
+Use a cache that every process of the fleet shares (``RATE_LIMIT_CACHE``);
+a ``DummyCache`` disables the limit and a per-process cache only limits each
+process on its own.
 """
 
 from __future__ import annotations
 
+import math
 import re
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +48,11 @@ class Rate:
     def __str__(self) -> str:
         return f"{self.limit}/{self.period}s"
 
+    @property
+    def interval(self) -> float:
+        """Seconds between two requests at exactly this rate."""
+        return self.period / self.limit
+
 
 def parse_rate(text: str) -> Rate:
     match = _RATE.match(text) if isinstance(text, str) else None
@@ -43,9 +65,13 @@ def parse_rate(text: str) -> Rate:
 
 
 class RateLimiter:
-    """Blocks in ``acquire()`` until every configured window has room."""
+    """Blocks in ``acquire()`` until the request's slot in every rate has come."""
 
     key_prefix = "cronofy_conferencing:ratelimit"
+    # Slots are spaced this much wider than the exact rate, so that a request
+    # delayed a little more on its way than the one ``limit`` slots later (a
+    # busy thread, the network) still arrives inside the limit at the server.
+    safety_margin = 0.03
 
     def __init__(
         self,
@@ -54,11 +80,24 @@ class RateLimiter:
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        safety_margin: float | None = None,
     ) -> None:
-        self.rates = list(rates)
+        # Slowest first: its slot is the latest, and the faster rates are
+        # claimed from there on, which wastes none of their slots.
+        self.rates = sorted(rates, key=lambda r: r.interval, reverse=True)
         self.cache_alias = cache_alias
         self.clock = clock
         self.sleep = sleep
+        margin = self.safety_margin if safety_margin is None else safety_margin
+        self.intervals = [rate.interval * (1 + margin) for rate in self.rates]
+        # The last slot this process claimed per rate: where the search for a
+        # free one starts, so threads of one process rarely try a taken slot.
+        self._hints = [0] * len(self.rates)
+        self._hint_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        rates = ", ".join(str(rate) for rate in self.rates)
+        return f"<RateLimiter {rates} via cache {self.cache_alias!r}>"
 
     @classmethod
     def from_settings(cls) -> RateLimiter | None:
@@ -67,35 +106,39 @@ class RateLimiter:
             return None
         return cls([parse_rate(r) for r in rates], app_settings.RATE_LIMIT_CACHE)
 
-    def _take(self, rate: Rate, now: float) -> float:
-        """Count one request in the current window; return seconds to wait if full."""
+    def _key(self, rate: Rate, slot: int) -> str:
+        return f"{self.key_prefix}:{rate.limit}:{rate.period}:{slot}"
+
+    def _claim(self, index: int, not_before: float, now: float) -> float:
+        """Claim the first free slot at or after ``not_before``; returns its time."""
         cache = caches[self.cache_alias]
-        window = int(now // rate.period)
-        key = f"{self.key_prefix}:{rate.limit}:{rate.period}:{window}"
-        cache.add(key, 0, timeout=rate.period * 2 + 1)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.add(key, 1, timeout=rate.period * 2 + 1)
-            count = 1
-        if count <= rate.limit:
-            return 0.0
-        return (window + 1) * rate.period - now
+        rate, interval = self.rates[index], self.intervals[index]
+        with self._hint_lock:
+            slot = max(math.ceil(not_before / interval), self._hints[index] + 1)
+        while True:
+            at = slot * interval
+            # The key must outlive its slot time on every clock; then nobody
+            # can look for it any more (searches start at "now").
+            timeout = math.ceil(max(0.0, at - now)) + 2
+            if cache.add(self._key(rate, slot), 1, timeout=timeout):
+                with self._hint_lock:
+                    self._hints[index] = max(self._hints[index], slot)
+                return at
+            slot += 1
+
+    def reserve(self) -> float:
+        """Claim a slot in every rate; returns the time (``clock``) the request may start."""
+        now = self.clock()
+        at = now
+        for index in range(len(self.rates)):
+            at = self._claim(index, at, now)
+        return at
 
     def acquire(self) -> float:
-        """Wait for a slot in every window; returns the seconds spent waiting.
-
-        After any wait every window is checked again, so a crowd woken at a
-        minute boundary still respects the per-second rate.
-        """
-        waited = 0.0
-        while True:
-            wait = 0.0
-            for rate in self.rates:
-                wait = self._take(rate, self.clock())
-                if wait > 0:
-                    break
-            if wait <= 0:
-                return waited
+        """Wait for the request's slot; returns the seconds spent waiting."""
+        start = self.clock()
+        at = self.reserve()
+        wait = at - self.clock()
+        if wait > 0:
             self.sleep(wait)
-            waited += wait
+        return max(0.0, at - start)

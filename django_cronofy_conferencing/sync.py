@@ -7,21 +7,21 @@ profile rows. Signals go out after the commit, for real changes only.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from django.db import IntegrityError, close_old_connections, connections, router, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from . import oauth, signals
 from .client import CronofyClient, get_client
 from .conf import app_settings
+from .db import write_lock
 from .exceptions import AccessTokenRejected, CronofyError
 from .models import ConferencingProfile, LinkedAccount
 from .payloads import UserInfo, parse_userinfo
@@ -38,9 +38,6 @@ PROFILE_UPDATE_FIELDS = [
     "removed_at",
 ]
 
-# SQLite has no row locks: one writer per process keeps threads from "database is locked".
-_sqlite_write_lock = threading.Lock()
-
 
 @dataclass(frozen=True)
 class SyncResult:
@@ -56,29 +53,57 @@ class SyncResult:
 
 @dataclass
 class SyncReport:
-    """What ``sync_accounts`` did: results by account id, and failures by account id."""
+    """What ``sync_accounts`` did: results by account id, and failures by account id.
+
+    The counts (``synced``, ``changed``, ``unchanged``, ``failed``,
+    ``failed_by_reason()``) are always kept; with ``keep_results=False`` the
+    per-account ``results`` and ``failures`` are not, so a fleet of any size
+    costs a constant amount of memory (``sync_accounts(..., keep_results=False)``).
+    """
 
     results: dict[int, SyncResult] = field(default_factory=dict)
     failures: dict[int, Exception] = field(default_factory=dict)
+    keep_results: bool = True
+    _synced: int = field(default=0, init=False, repr=False)
+    _changed: int = field(default=0, init=False, repr=False)
+    _reasons: Counter[str] = field(default_factory=Counter, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._synced = len(self.results)
+        self._changed = sum(1 for r in self.results.values() if r.changed)
+        self._reasons = Counter(type(exc).__name__ for exc in self.failures.values())
+
+    def add(self, account_id: int, result: SyncResult | None, error: Exception | None) -> None:
+        """Count one account's outcome (not thread-safe: ``sync_accounts`` locks)."""
+        if error is None:
+            assert result is not None
+            self._synced += 1
+            self._changed += bool(result.changed)
+            if self.keep_results:
+                self.results[account_id] = result
+        else:
+            self._reasons[type(error).__name__] += 1
+            if self.keep_results:
+                self.failures[account_id] = error
 
     @property
     def synced(self) -> int:
-        return len(self.results)
+        return self._synced
 
     @property
     def changed(self) -> int:
-        return sum(1 for r in self.results.values() if r.changed)
+        return self._changed
 
     @property
     def unchanged(self) -> int:
-        return self.synced - self.changed
+        return self._synced - self._changed
 
     @property
     def failed(self) -> int:
-        return len(self.failures)
+        return sum(self._reasons.values())
 
     def failed_by_reason(self) -> Counter[str]:
-        return Counter(type(exc).__name__ for exc in self.failures.values())
+        return Counter(self._reasons)
 
 
 def sync_account(account: LinkedAccount, *, client: CronofyClient | None = None) -> SyncResult:
@@ -115,7 +140,7 @@ def record_failure(account: LinkedAccount, exc: Exception) -> None:
     message = redact(exc)[:2000]
     using = router.db_for_write(LinkedAccount)
     now = timezone.now()
-    with _write_lock(using):
+    with write_lock(using):
         LinkedAccount.objects.using(using).filter(pk=account.pk).update(
             last_sync_error=message,
             consecutive_failures=F("consecutive_failures") + 1,
@@ -126,18 +151,12 @@ def record_failure(account: LinkedAccount, exc: Exception) -> None:
     logger.warning("Cronofy sync of account %s failed: %s", account.pk, message)
 
 
-def _write_lock(using: str):
-    if connections[using].vendor == "sqlite":
-        return _sqlite_write_lock
-    return contextlib.nullcontext()
-
-
 def apply_userinfo(account: LinkedAccount, info: UserInfo) -> SyncResult:
     """Write a validated payload in one transaction with a fixed number of queries."""
     using = router.db_for_write(ConferencingProfile)
     now = timezone.now()
     events: list[tuple[object, ConferencingProfile]] = []
-    with _write_lock(using), transaction.atomic(using=using):
+    with write_lock(using), transaction.atomic(using=using):
         exists = (
             LinkedAccount.objects.using(using)
             .select_for_update()
@@ -245,14 +264,21 @@ def sync_accounts(
     *,
     concurrency: int | None = None,
     progress: ProgressCallback | None = None,
+    keep_results: bool = True,
 ) -> SyncReport:
     """Sync many accounts; one failure never stops the others.
 
     With ``concurrency`` > 1 the HTTP calls run in that many threads, fed from
-    a bounded queue so memory stays flat however many accounts are streamed in.
+    a bounded queue so memory stays flat however many accounts are streamed in
+    (a queryset is read with ``stream_accounts``; pass ``keep_results=False``
+    to keep only the counts). Not ``queryset.iterator()`` on SQLite: its open
+    cursor keeps the writers from committing. ``progress`` is called
+    from the worker threads after each account.
     """
     concurrency = max(1, int(concurrency or app_settings.SYNC_CONCURRENCY))
-    report = SyncReport()
+    report = SyncReport(keep_results=keep_results)
+    if isinstance(accounts, QuerySet) and not accounts.query.is_sliced:
+        accounts = stream_accounts(accounts)
     report_lock = threading.Lock()
 
     def run_one(account: LinkedAccount) -> None:
@@ -265,10 +291,7 @@ def sync_accounts(
             if not isinstance(exc, CronofyError):
                 logger.exception("Unexpected error syncing Cronofy account %s", account.pk)
         with report_lock:
-            if error is None:
-                report.results[account.pk] = result  # type: ignore[assignment]
-            else:
-                report.failures[account.pk] = error
+            report.add(account.pk, result, error)
         if progress is not None:
             progress(account, result, error)
 
@@ -302,3 +325,26 @@ def sync_accounts(
             thread.join()
         close_old_connections()
     return report
+
+
+def stream_accounts(
+    queryset: QuerySet[LinkedAccount], *, chunk_size: int = 500
+) -> Iterator[LinkedAccount]:
+    """Yield the queryset's accounts in primary-key order, ``chunk_size`` at a time.
+
+    Keyset pagination (``pk > last`` ... ``LIMIT chunk_size``) rather than
+    ``.iterator()``: memory stays flat like a server-side cursor, but no query
+    stays open while the accounts are synced. On SQLite an open cursor holds a
+    read lock that keeps the sync's writers from committing ("database is
+    locked"); and because each chunk re-applies the filter, an account that
+    another worker synced meanwhile (no longer due) drops out.
+    """
+    queryset = queryset.order_by("pk")
+    last_pk = None
+    while True:
+        page = queryset if last_pk is None else queryset.filter(pk__gt=last_pk)
+        chunk = list(page[:chunk_size])
+        yield from chunk
+        if len(chunk) < chunk_size:
+            return
+        last_pk = chunk[-1].pk

@@ -1,10 +1,388 @@
-"""Browser flow: connect, callback, conferencing connect. (Being written: issue 3.)"""
+"""Browser flow: link a Cronofy account (connect, callback), add a conferencing provider.
 
-from django.http import HttpResponse
+Mounted by the host with ``path("cronofy/", include("django_cronofy_conferencing.urls"))``.
+Every page extends ``django_cronofy_conferencing/base.html``, which a host
+project overrides to put them in its own layout. No page, message or log
+line carries a token.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render, resolve_url
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
+
+from . import oauth
+from . import state as oauth_state
+from .conf import app_settings
+from .datacenters import UnknownDataCenter, get_data_center, get_data_centers
+from .exceptions import (
+    CronofyError,
+    CronofyUnavailable,
+    InvalidGrant,
+    RateLimited,
+    ReauthorizationRequired,
+)
+from .models import LinkedAccount
+from .redaction import redact
+from .sync import sync_account
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_ERROR = "django_cronofy_conferencing/error.html"
+TEMPLATE_CONFERENCING_CONNECT = "django_cronofy_conferencing/conferencing_connect.html"
+
+# Cronofy's provider names are short lowercase identifiers (zoom, ms_teams, go_to, ...).
+_PROVIDER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+_PROFILE_ID = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+KNOWN_PROVIDERS = [
+    ("", _("Let me choose at Cronofy")),
+    ("zoom", "Zoom"),
+    ("ms_teams", "Microsoft Teams"),
+    ("go_to", "GoTo"),
+]
 
 
-def _todo(request, *args, **kwargs):
-    return HttpResponse(status=501)
+def _error(
+    request: HttpRequest,
+    *,
+    status: int,
+    title: str,
+    message: str,
+    retry_url: str = "",
+) -> HttpResponse:
+    context = {
+        "title": title,
+        "message": message,
+        "retry_url": retry_url,
+        "continue_url": resolve_url(app_settings.LINK_REDIRECT_URL),
+    }
+    return render(request, TEMPLATE_ERROR, context, status=status)
 
 
-connect = callback = conferencing_connect = conferencing_return = _todo
+def _connect_url(data_center: str = "", provider_name: str = "") -> str:
+    url = reverse("cronofy_conferencing:connect")
+    params = {"data_center": data_center, "provider_name": provider_name}
+    query = urlencode({k: v for k, v in params.items() if v})
+    return f"{url}?{query}" if query else url
+
+
+def _safe_next(request: HttpRequest, value: str | None) -> str:
+    if value and url_has_allowed_host_and_scheme(
+        value, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return value
+    return ""
+
+
+def _provider_name(value: str | None) -> str | None:
+    """'' when absent, None when present but not a plausible provider name."""
+    if not value:
+        return ""
+    return value if _PROVIDER_NAME.match(value) else None
+
+
+def _unavailable(request: HttpRequest, exc: CronofyError, retry_url: str) -> HttpResponse:
+    logger.warning("Cronofy call failed in the browser flow: %s", redact(exc))
+    if isinstance(exc, CronofyUnavailable | RateLimited):
+        return _error(
+            request,
+            status=503,
+            title=_("Cronofy is not available"),
+            message=_("Cronofy could not be reached just now. Please try again in a few minutes."),
+            retry_url=retry_url,
+        )
+    return _error(
+        request,
+        status=502,
+        title=_("Something went wrong"),
+        message=_("Cronofy sent an answer we could not use. Please try again."),
+        retry_url=retry_url,
+    )
+
+
+# -- linking an account -------------------------------------------------------
+
+
+@never_cache
+@login_required
+@require_GET
+def connect(request: HttpRequest) -> HttpResponse:
+    """Send the browser to the chosen data center's Cronofy authorization page.
+
+    ``?data_center=`` (default ``DEFAULT_DATA_CENTER``), optional
+    ``provider_name`` (passed on to Cronofy) and ``next`` (a local URL to land
+    on afterwards instead of ``LINK_REDIRECT_URL``).
+    """
+    dc_id = request.GET.get("data_center") or app_settings.DEFAULT_DATA_CENTER
+    try:
+        dc = get_data_center(dc_id)
+    except UnknownDataCenter:
+        known = ", ".join(sorted(get_data_centers()))
+        return _error(
+            request,
+            status=400,
+            title=_("Unknown data center"),
+            message=_("That Cronofy data center is not known here. Choose one of: %(known)s.")
+            % {"known": known},
+        )
+    provider_name = _provider_name(request.GET.get("provider_name"))
+    if provider_name is None:
+        return _error(
+            request,
+            status=400,
+            title=_("Unknown provider"),
+            message=_("That conferencing provider name is not valid."),
+        )
+    redirect_uri = request.build_absolute_uri(reverse("cronofy_conferencing:callback"))
+    state = oauth_state.issue(
+        request,
+        data_center=dc.id,
+        redirect_uri=redirect_uri,
+        provider_name=provider_name,
+        next_url=_safe_next(request, request.GET.get("next")),
+    )
+    url = oauth.authorization_url(
+        dc, redirect_uri=redirect_uri, state=state, provider_name=provider_name or None
+    )
+    return HttpResponseRedirect(url)
+
+
+@never_cache
+@login_required
+@require_GET
+def callback(request: HttpRequest) -> HttpResponse:
+    """Cronofy sends the browser back here with ``code`` and ``state`` (or ``error``)."""
+    error = request.GET.get("error")
+    try:
+        pending = oauth_state.consume(request, request.GET.get("state"))
+    except oauth_state.InvalidState as exc:
+        if error == "access_denied":
+            # Harmless whatever the state: nothing is stored, the user is told.
+            return _denied(request, _connect_url())
+        logger.info("Cronofy OAuth callback refused: %s", exc)
+        return _error(
+            request,
+            status=400,
+            title=_("This link has expired"),
+            message=_(
+                "This Cronofy authorization was already used, has expired, or was "
+                "started in another browser session. Nothing was linked. Please start again."
+            ),
+            retry_url=_connect_url(),
+        )
+    retry_url = _connect_url(pending.data_center, pending.provider_name)
+    if error:
+        if error == "access_denied":
+            return _denied(request, retry_url)
+        logger.info("Cronofy OAuth callback with error %r", redact(error)[:64])
+        return _error(
+            request,
+            status=400,
+            title=_("Cronofy could not link your account"),
+            message=_("Cronofy did not complete the authorization. Nothing was linked."),
+            retry_url=retry_url,
+        )
+    code = request.GET.get("code")
+    if not code or len(code) > 512:
+        return _error(
+            request,
+            status=400,
+            title=_("Cronofy could not link your account"),
+            message=_("Cronofy sent no authorization code. Nothing was linked."),
+            retry_url=retry_url,
+        )
+    try:
+        dc = get_data_center(pending.data_center)
+        tokens = oauth.exchange_code(dc.id, code, pending.redirect_uri)
+        result = oauth.link_account(request.user, dc, tokens)
+    except UnknownDataCenter:
+        return _error(
+            request,
+            status=400,
+            title=_("Unknown data center"),
+            message=_("That Cronofy data center is no longer configured. Nothing was linked."),
+        )
+    except InvalidGrant:
+        return _error(
+            request,
+            status=400,
+            title=_("This link has expired"),
+            message=_(
+                "Cronofy did not accept the authorization code (it expires after "
+                "10 minutes and works once). Nothing was linked. Please start again."
+            ),
+            retry_url=retry_url,
+        )
+    except oauth.AccountLinkConflict as exc:
+        return _error(request, status=409, title=_("Account already linked"), message=str(exc))
+    except CronofyError as exc:
+        return _unavailable(request, exc, retry_url)
+
+    account = result.account
+    label = account.email or account.name or account.sub
+    if result.sync_error is None:
+        messages.success(
+            request,
+            _("Your Cronofy account %(account)s is linked.") % {"account": label},
+        )
+    else:
+        messages.warning(
+            request,
+            _(
+                "Your Cronofy account %(account)s is linked, but its conferencing "
+                "profiles could not be loaded yet. They will be loaded on the next sync."
+            )
+            % {"account": label},
+        )
+    return HttpResponseRedirect(pending.next_url or resolve_url(app_settings.LINK_REDIRECT_URL))
+
+
+def _denied(request: HttpRequest, retry_url: str) -> HttpResponse:
+    return _error(
+        request,
+        status=200,
+        title=_("Cronofy was not linked"),
+        message=_(
+            "You chose not to give access to your Cronofy account, so nothing was "
+            "linked. You can connect it at any time."
+        ),
+        retry_url=retry_url,
+    )
+
+
+# -- conferencing providers ---------------------------------------------------
+
+
+def _own_account(request: HttpRequest, account_id: int) -> LinkedAccount:
+    return get_object_or_404(LinkedAccount.objects.for_user(request.user), pk=account_id)
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def conferencing_connect(request: HttpRequest, account_id: int) -> HttpResponse:
+    """GET: a form; POST (CSRF protected): send the browser to Cronofy to add a provider."""
+    account = _own_account(request, account_id)
+    if request.method != "POST":
+        return render(
+            request,
+            TEMPLATE_CONFERENCING_CONNECT,
+            {"account": account, "providers": KNOWN_PROVIDERS},
+        )
+    provider_name = _provider_name(request.POST.get("provider_name"))
+    if provider_name is None:
+        return _error(
+            request,
+            status=400,
+            title=_("Unknown provider"),
+            message=_("That conferencing provider name is not valid."),
+            retry_url=reverse("cronofy_conferencing:conferencing_connect", args=[account.pk]),
+        )
+    redirect_uri = request.build_absolute_uri(
+        reverse("cronofy_conferencing:conferencing_return", args=[account.pk])
+    )
+    try:
+        url = oauth.create_conferencing_authorization(account, redirect_uri, provider_name or None)
+    except ReauthorizationRequired:
+        return _error(
+            request,
+            status=409,
+            title=_("Connect Cronofy again"),
+            message=_(
+                "Cronofy no longer accepts this account's authorization. Connect your "
+                "Cronofy account again, then add the conferencing provider."
+            ),
+            retry_url=_connect_url(account.data_center),
+        )
+    except CronofyError as exc:
+        return _unavailable(
+            request,
+            exc,
+            reverse("cronofy_conferencing:conferencing_connect", args=[account.pk]),
+        )
+    return HttpResponseRedirect(url)
+
+
+@never_cache
+@login_required
+@require_GET
+def conferencing_return(request: HttpRequest, account_id: int) -> HttpResponse:
+    """Cronofy sends the browser back with ``last_linked_profile_id`` or ``error``."""
+    account = _own_account(request, account_id)
+    retry_url = reverse("cronofy_conferencing:conferencing_connect", args=[account.pk])
+    error = request.GET.get("error")
+    if error:
+        if error == "access_denied":
+            return _error(
+                request,
+                status=200,
+                title=_("No conferencing provider was added"),
+                message=_(
+                    "You chose not to connect a conferencing provider. You can add one at any time."
+                ),
+                retry_url=retry_url,
+            )
+        return _error(
+            request,
+            status=400,
+            title=_("No conferencing provider was added"),
+            message=_("Cronofy did not complete the connection."),
+            retry_url=retry_url,
+        )
+    profile_id = request.GET.get("last_linked_profile_id", "")
+    if not _PROFILE_ID.match(profile_id):
+        return _error(
+            request,
+            status=400,
+            title=_("No conferencing provider was added"),
+            message=_("Cronofy did not say which conferencing profile was added."),
+            retry_url=retry_url,
+        )
+    try:
+        sync_account(account)
+    except CronofyError as exc:
+        logger.warning(
+            "Sync after linking a conferencing profile failed for account %s: %s",
+            account.pk,
+            redact(exc),
+        )
+        messages.warning(
+            request,
+            _(
+                "Your conferencing provider was connected, but it could not be loaded "
+                "yet. It will appear after the next sync."
+            ),
+        )
+        return HttpResponseRedirect(resolve_url(app_settings.LINK_REDIRECT_URL))
+    profile = account.conferencing_profiles.present().filter(profile_id=profile_id).first()
+    if profile is None:
+        messages.info(
+            request,
+            _("Your conferencing provider was connected. It will appear after the next sync."),
+        )
+    else:
+        messages.success(
+            request,
+            _("%(provider)s profile %(name)s is connected.")
+            % {
+                "provider": _provider_label(profile.provider_name),
+                "name": profile.profile_name or profile.profile_id,
+            },
+        )
+    return HttpResponseRedirect(resolve_url(app_settings.LINK_REDIRECT_URL))
+
+
+def _provider_label(provider_name: str) -> str:
+    return dict(KNOWN_PROVIDERS).get(provider_name) or provider_name

@@ -14,6 +14,11 @@ ROOT_URLCONF = "tests.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 
+# One test database per test run, so concurrent runs never clobber each other;
+# subprocesses started by a test inherit the suffix and find the same database.
+os.environ.setdefault("TEST_DB_SUFFIX", f"_{os.getpid()}")
+
+
 def database_from_url(url: str) -> dict:
     parts = urlsplit(url)
     if parts.scheme in ("postgres", "postgresql"):
@@ -27,7 +32,15 @@ def database_from_url(url: str) -> dict:
             "TEST": {"NAME": "test_cronofy_conferencing" + os.environ.get("TEST_DB_SUFFIX", "")},
         }
     if parts.scheme == "sqlite":
-        return {"ENGINE": "django.db.backends.sqlite3", "NAME": parts.path or ":memory:"}
+        name = parts.path or ":memory:"
+        database = {"ENGINE": "django.db.backends.sqlite3", "NAME": name}
+        if name != ":memory:":
+            # A file, also for the test database: the threaded sync tests need
+            # SQLite's real file locking (tests/test_fleet_concurrency.py).
+            database["TEST"] = {"NAME": name}
+            # No fsync per commit (the locking is unchanged): fast on any disk.
+            database["OPTIONS"] = {"init_command": "PRAGMA synchronous=OFF"}
+        return database
     raise ValueError(f"Unsupported DATABASE_URL scheme {parts.scheme!r}")
 
 
@@ -38,6 +51,15 @@ DATABASES = {
 }
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Processes started by the fleet sync integration tests (cronofy_sync commands, a
+# Celery worker) share the rate limit through Redis: CRONOFY_CACHE_URL, with a
+# key prefix per test (CRONOFY_CACHE_PREFIX).
+if os.environ.get("CRONOFY_CACHE_URL"):
+    CACHES["default"] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": os.environ["CRONOFY_CACHE_URL"],
+        "KEY_PREFIX": os.environ.get("CRONOFY_CACHE_PREFIX", ""),
+    }
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -47,6 +69,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
     "django_cronofy_conferencing",
 ]
 
@@ -73,6 +96,19 @@ TEMPLATES = [
     }
 ]
 
+REST_FRAMEWORK = {
+    # Only for the schema test: the app itself never requires drf-spectacular.
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "django-cronofy-conferencing (tests)",
+    "VERSION": "0",
+}
+
+# Fast hashing: the suite creates many users (the default PBKDF2 takes ~0.3 s a user).
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 STATIC_URL = "/static/"
 LOGIN_URL = "/accounts/login/"
 
@@ -86,6 +122,17 @@ CRONOFY_CONFERENCING = {
     "RATE_LIMITS": [],
     "RETRY_BACKOFF": 0.5,
 }
+# The same processes reach the HTTP simulator (testing.HTTPServerAdapter) of the
+# test that started them as the data center "sim", under the test's rate limits.
+if os.environ.get("CRONOFY_SIM_API_URL"):
+    CRONOFY_CONFERENCING["DATA_CENTERS"] = {
+        "sim": {
+            "api_url": os.environ["CRONOFY_SIM_API_URL"],
+            "app_url": os.environ.get("CRONOFY_SIM_APP_URL", os.environ["CRONOFY_SIM_API_URL"]),
+        }
+    }
+if os.environ.get("CRONOFY_RATE_LIMITS"):
+    CRONOFY_CONFERENCING["RATE_LIMITS"] = os.environ["CRONOFY_RATE_LIMITS"].split(",")
 
 LOGGING = {
     "version": 1,

@@ -1,6 +1,22 @@
-"""API: ``path("api/cronofy/", include("django_cronofy_conferencing.api.urls"))``. (Issue 4.)"""
+"""API: ``path("api/cronofy/", include("django_cronofy_conferencing.api.urls"))``.
+
+URL names (namespace ``cronofy_conferencing_api``):
+
+* ``conferencing-profile-list``, ``conferencing-profile-detail`` (``profile_id``)
+* ``account-list``, ``account-detail`` (``pk``), ``account-sync``,
+  ``account-conferencing-authorization``
+"""
 
 from rest_framework.routers import DefaultRouter
 
+from .views import ConferencingProfileViewSet, LinkedAccountViewSet
+
+app_name = "cronofy_conferencing_api"
+
 router = DefaultRouter()
+router.register(
+    "conferencing-profiles", ConferencingProfileViewSet, basename="conferencing-profile"
+)
+router.register("accounts", LinkedAccountViewSet, basename="account")
+
 urlpatterns = router.urls

@@ -1,0 +1,473 @@
+#!/usr/bin/env python
+"""Fleet sync benchmark: cronofy_sync against the HTTP simulator, on PostgreSQL.
+
+    python benchmarks/fleet_sync.py                  # every phase (about 4 minutes)
+    python benchmarks/fleet_sync.py --phases small   # one of: small, large, rate
+
+Phases (each in fresh processes: the simulator in one, the sync in another):
+
+- small: 2,000 accounts, concurrency 32, 100 ms latency, a generous rate limit.
+  Prints wall time, the ideal (accounts x latency / concurrency), their ratio,
+  database queries per account and peak memory (RSS) of the sync process.
+- large: the same with 20,000 accounts: queries per account and peak memory
+  must not grow with the number of accounts.
+- rate: Cronofy's default limit (50/s, 500/m) shared through Redis, for 70 s
+  (``--rate-seconds``): the request rate the simulator saw, in total and in
+  the busiest 1 s and 60 s windows, against the limit.
+
+Targets (issue 5): ratio <= 1.25; the same queries per account at 2,000 and
+20,000; peak memory within 10%; achieved rate <= the limit and >= 90% of it.
+
+Needs PostgreSQL (``--database-url``, default postgres://postgres@127.0.0.1:5432/
+cronofy_bench, created if missing) and Redis (``--redis-url``, default
+redis://127.0.0.1:6379/14). Not a test: nothing here runs in the suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+GENEROUS = "100000/s"
+DEFAULT_LIMITS = "50/s,500/m"
+TOKEN_LIFETIME = 10**7  # seconds: no refresh during a run
+
+
+# -- the deterministic fleet: the same accounts in the simulator and the database ----
+
+
+def sub_for(i: int) -> str:
+    return f"acc_bench{i:07d}"
+
+
+def tokens_for(i: int) -> tuple[str, str]:
+    return f"bench-access-{i:07d}-0123456789abcdef", f"bench-refresh-{i:07d}-0123456789abcdef"
+
+
+def profiles_for(sim, i: int) -> list[dict]:
+    profiles = [sim.profile("zoom", profile_id=f"pro_z{i:07d}", profile_name=f"u{i}@zoom")]
+    if i % 2:
+        profiles.append(
+            sim.profile(
+                "ms_teams",
+                profile_id=f"pro_t{i:07d}",
+                profile_name=f"u{i}@teams",
+                connected=i % 4 != 1,
+            )
+        )
+    return profiles
+
+
+def seed_simulator(sim, count: int) -> None:
+    for i in range(count):
+        account = sim.add_account(
+            sub=sub_for(i), data_center="sim", conferencing_profiles=profiles_for(sim, i)
+        )
+        del sim.access_tokens[account.access_token]
+        del sim.refresh_tokens[account.refresh_token]
+        account.access_token, account.refresh_token = tokens_for(i)
+        sim.access_tokens[account.access_token] = (account.sub, sim.clock() + TOKEN_LIFETIME)
+        sim.refresh_tokens[account.refresh_token] = account.sub
+
+
+def seed_database(count: int) -> None:
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
+
+    with connection.cursor() as cursor:
+        tables = [ConferencingProfile._meta.db_table, LinkedAccount._meta.db_table]
+        cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+    expires = timezone.now() + timedelta(days=30)
+    batch = []
+    for i in range(count):
+        access, refresh = tokens_for(i)
+        batch.append(
+            LinkedAccount(
+                data_center="sim",
+                sub=sub_for(i),
+                email=f"{sub_for(i)}@example.com",
+                access_token=access,
+                refresh_token=refresh,
+                token_expires_at=expires,
+            )
+        )
+        if len(batch) == 1000:
+            LinkedAccount.objects.bulk_create(batch)
+            batch = []
+    LinkedAccount.objects.bulk_create(batch)
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE")
+
+
+# -- subcommand: serve (the simulator, in a process of its own) -------------------
+
+
+def serve(args) -> None:
+    from django_cronofy_conferencing.testing import HTTPServerAdapter, SimulatedCronofy
+
+    sim = SimulatedCronofy()
+    seed_simulator(sim, args.accounts)
+    rates = [r for r in args.rate_limits.split(",") if r]
+    server = HTTPServerAdapter(sim, "sim", latency=args.latency, rate_limits=rates)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.stop).start())
+    Path(args.port_file).write_text(str(server.port))
+    server.serve_forever()
+
+
+# -- subcommand: run (the sync, in a fresh process) ---------------------------------
+
+
+def run(args) -> None:
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db.backends.signals import connection_created
+
+    from django_cronofy_conferencing.models import LinkedAccount
+    from django_cronofy_conferencing.sync import stream_accounts, sync_accounts
+
+    queries = [0]
+    lock = threading.Lock()
+
+    def count(execute, sql, params, many, context):
+        with lock:
+            queries[0] += 1
+        return execute(sql, params, many, context)
+
+    connection_created.connect(
+        lambda sender, connection, **kwargs: connection.execute_wrappers.append(count),
+        weak=False,
+    )
+    LinkedAccount.objects.exists()  # connect; the baseline includes Django and a connection
+    baseline_kb = rss_kb()
+    queries[0] = 0
+    cpu_before = sum(os.times()[:2])
+    started = time.perf_counter()
+    summary = ""
+    if args.seconds:
+        deadline = time.monotonic() + args.seconds
+
+        def until_deadline(accounts):
+            for account in accounts:
+                if time.monotonic() >= deadline:
+                    return
+                yield account
+
+        accounts = until_deadline(stream_accounts(LinkedAccount.objects.active()))
+        report = sync_accounts(accounts, concurrency=args.concurrency, keep_results=False)
+        synced, failed = report.synced, report.failed
+    else:
+        import io
+
+        out = io.StringIO()
+        call_command(
+            "cronofy_sync", "--all", f"--concurrency={args.concurrency}", stdout=out, stderr=out
+        )
+        summary = out.getvalue().strip()
+        synced = LinkedAccount.objects.filter(last_synced_at__isnull=False).count()
+        failed = LinkedAccount.objects.filter(consecutive_failures__gt=0).count()
+    wall = time.perf_counter() - started
+    print(
+        json.dumps(
+            {
+                "wall": wall,
+                "cpu": sum(os.times()[:2]) - cpu_before,
+                "synced": synced,
+                "failed": failed,
+                "queries": queries[0],
+                "baseline_kb": baseline_kb,
+                "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                "summary": summary,
+            }
+        )
+    )
+
+
+def rss_kb() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+# -- the orchestrator -----------------------------------------------------------------
+
+
+def ensure_database(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    import psycopg
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = url.replace(f"/{name}", "/postgres", 1)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Simulator:
+    """The simulator server process for one phase."""
+
+    def __init__(self, accounts: int, latency: float, rate_limits: str, env: dict) -> None:
+        self.port_file = Path(tempfile.mkdtemp()) / "port"
+        self.process = subprocess.Popen(  # noqa: S603 (this script, trusted arguments)
+            [
+                sys.executable,
+                __file__,
+                "serve",
+                f"--accounts={accounts}",
+                f"--latency={latency}",
+                f"--rate-limits={rate_limits}",
+                f"--port-file={self.port_file}",
+            ],
+            env=env,
+        )
+        deadline = time.monotonic() + 120
+        while not self.port_file.exists() or not self.port_file.read_text():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("the simulator did not start")
+            time.sleep(0.1)
+        self.url = f"http://127.0.0.1:{self.port_file.read_text()}"
+        self.cpu_start = process_cpu_seconds(self.process.pid)
+
+    def stats(self) -> dict:
+        with urllib.request.urlopen(f"{self.url}/_sim/stats?arrivals=1", timeout=30) as r:  # noqa: S310
+            data = json.load(r)
+        data["cpu"] = process_cpu_seconds(self.process.pid) - self.cpu_start
+        return data
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def phase(
+    name: str,
+    *,
+    accounts: int,
+    concurrency: int,
+    latency: float,
+    rate_limits: str,
+    seconds: float = 0,
+    env: dict,
+) -> dict:
+    print(
+        f"\n== {name}: {accounts:,} accounts, concurrency {concurrency}, "
+        f"latency {latency * 1000:.0f} ms, rate limit {rate_limits} ==",
+        flush=True,
+    )
+    seed_database(accounts)
+    from django.core.cache import cache
+
+    cache.clear()
+    simulator = Simulator(accounts, latency, rate_limits, env)
+    try:
+        env = {**env, "BENCH_SIM_URL": simulator.url, "BENCH_RATE_LIMITS": rate_limits}
+        command = [sys.executable, __file__, "run", f"--concurrency={concurrency}"]
+        if seconds:
+            command.append(f"--seconds={seconds}")
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)  # noqa: S603
+        if done.returncode != 0:
+            raise SystemExit(f"the sync process failed:\n{done.stdout}\n{done.stderr}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        stats = simulator.stats()
+    finally:
+        simulator.stop()
+    result["server"] = stats
+    return result
+
+
+def report_full(result: dict, accounts: int, concurrency: int, latency: float) -> dict:
+    ideal = accounts * latency / concurrency
+    server = result["server"]
+    figures = {
+        "accounts": accounts,
+        "synced": result["synced"],
+        "failed": result["failed"],
+        "wall_s": round(result["wall"], 2),
+        "ideal_s": round(ideal, 2),
+        "ratio": round(result["wall"] / ideal, 3),
+        "queries_per_account": round(result["queries"] / accounts, 3),
+        "peak_rss_mb": round(result["peak_kb"] / 1024, 1),
+        "baseline_rss_mb": round(result["baseline_kb"] / 1024, 1),
+        "sync_cpu_s": round(result["cpu"], 1),
+        "simulator_cpu_s": round(server["cpu"], 1),
+        "http_requests": server["served"],
+        "http_429": server["rate_limited"],
+    }
+    print(f"  {result['summary']}")
+    print(f"  wall time            {figures['wall_s']:8.2f} s")
+    print(f"  ideal                {figures['ideal_s']:8.2f} s  (accounts x latency / concurrency)")
+    print(f"  ratio                {figures['ratio']:8.3f}    (target <= 1.25)")
+    print(f"  queries per account  {figures['queries_per_account']:8.3f}")
+    print(
+        f"  peak memory (RSS)    {figures['peak_rss_mb']:8.1f} MB "
+        f"(after Django and a connection: {figures['baseline_rss_mb']:.1f} MB)"
+    )
+    print(
+        f"  CPU: sync process    {figures['sync_cpu_s']:8.1f} s; simulator process "
+        f"{figures['simulator_cpu_s']:.1f} s ({server['cpu'] / result['wall']:.0%} of one core)"
+    )
+    print(f"  HTTP requests        {server['served']:8d}  (429 answers: {server['rate_limited']})")
+    return figures
+
+
+def report_rate(result: dict, seconds: float) -> dict:
+    from django_cronofy_conferencing.testing import max_in_window
+
+    server = result["server"]
+    arrivals = sorted(server["arrivals"])
+    span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0.0
+    per_minute_limit, per_second_limit = 500, 50
+    busiest_minute = max_in_window(arrivals, 60.0)
+    busiest_second = max_in_window(arrivals, 1.0)
+    achieved = (len(arrivals) - 1) / span if span else 0.0
+    limit = per_minute_limit / 60
+    figures = {
+        "seconds": round(span, 1),
+        "requests": len(arrivals),
+        "achieved_per_s": round(achieved, 3),
+        "limit_per_s": round(limit, 3),
+        "share_of_limit": round(achieved / limit, 3),
+        "busiest_60s": busiest_minute,
+        "busiest_1s": busiest_second,
+        "http_429": server["rate_limited"],
+        "failed": result["failed"],
+    }
+    print(f"  requests             {len(arrivals):8d} over {span:.1f} s")
+    print(
+        f"  achieved rate        {achieved:8.3f} /s   (limit 500/m = {limit:.3f}/s: "
+        f"{achieved / limit:.1%} of it; target 90% to 100%)"
+    )
+    print(f"  busiest 60 s window  {busiest_minute:8d}     (limit {per_minute_limit})")
+    print(f"  busiest 1 s window   {busiest_second:8d}     (limit {per_second_limit})")
+    print(f"  429 answers          {server['rate_limited']:8d}")
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    p_serve = sub.add_parser("serve")
+    p_serve.add_argument("--accounts", type=int, required=True)
+    p_serve.add_argument("--latency", type=float, default=0.1)
+    p_serve.add_argument("--rate-limits", default="")
+    p_serve.add_argument("--port-file", required=True)
+    p_run = sub.add_parser("run")
+    p_run.add_argument("--concurrency", type=int, default=32)
+    p_run.add_argument("--seconds", type=float, default=0)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cronofy_bench"
+        ),
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    )
+    parser.add_argument("--phases", default="small,large,rate")
+    parser.add_argument("--small", type=int, default=2000)
+    parser.add_argument("--large", type=int, default=20000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--rate-seconds", type=float, default=70)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
+    if args.command == "serve":
+        serve(args)
+        return
+    if args.command == "run":
+        run(args)
+        return
+
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
+        "BENCH_DATABASE_URL": args.database_url,
+        "BENCH_REDIS_URL": args.redis_url,
+        "BENCH_CACHE_PREFIX": f"cronofy-bench-{uuid.uuid4().hex[:8]}",
+    }
+    os.environ.update(env)
+    ensure_database(args.database_url)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; database {args.database_url}")
+    phases = args.phases.split(",")
+    results: dict[str, dict] = {}
+    for name, count in (("small", args.small), ("large", args.large)):
+        if name in phases:
+            result = phase(
+                name,
+                accounts=count,
+                concurrency=args.concurrency,
+                latency=args.latency,
+                rate_limits=GENEROUS,
+                env=env,
+            )
+            results[name] = report_full(result, count, args.concurrency, args.latency)
+    if "rate" in phases:
+        result = phase(
+            "rate",
+            accounts=2000,
+            concurrency=args.concurrency,
+            latency=args.latency,
+            rate_limits=DEFAULT_LIMITS,
+            seconds=args.rate_seconds,
+            env=env,
+        )
+        results["rate"] = report_rate(result, args.rate_seconds)
+    if "small" in results and "large" in results:
+        small, large = results["small"], results["large"]
+        growth = large["peak_rss_mb"] / small["peak_rss_mb"] - 1
+        print("\n== small vs large ==")
+        print(
+            f"  queries per account  {small['queries_per_account']} vs "
+            f"{large['queries_per_account']}"
+        )
+        print(
+            f"  peak memory          {small['peak_rss_mb']} MB vs {large['peak_rss_mb']} MB "
+            f"({growth:+.1%}; target within 10%)"
+        )
+        results["memory_growth"] = round(growth, 4)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

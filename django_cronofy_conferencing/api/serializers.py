@@ -1,0 +1,156 @@
+"""API serializers. None of them has a token field, by construction."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from ..models import ConferencingProfile, LinkedAccount
+
+PROVIDER_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class LinkedAccountSerializer(serializers.ModelSerializer):
+    """A linked Cronofy account; profile counts cover present profiles only."""
+
+    conferencing_profiles_total = serializers.IntegerField(source="profiles_total", read_only=True)
+    conferencing_profiles_connected = serializers.IntegerField(
+        source="profiles_connected", read_only=True
+    )
+
+    class Meta:
+        model = LinkedAccount
+        fields = (
+            "id",
+            "data_center",
+            "sub",
+            "email",
+            "name",
+            "zoneinfo",
+            "account_type",
+            "status",
+            "last_synced_at",
+            "last_sync_error",
+            "consecutive_failures",
+            "created_at",
+            "conferencing_profiles_total",
+            "conferencing_profiles_connected",
+        )
+        read_only_fields = fields
+
+
+class LastSeenAtField(serializers.DateTimeField):
+    """When Cronofy last listed the profile: its account's last successful sync.
+
+    Reads the ``account_last_synced_at`` annotation the viewset adds (so a list
+    makes no query per row), falling back to the model's derived property.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.update(source="*", read_only=True, allow_null=True)
+        super().__init__(**kwargs)
+
+    def to_representation(self, profile: ConferencingProfile):
+        if profile.removed_at is not None:
+            return None
+        try:
+            value = profile.account_last_synced_at
+        except AttributeError:
+            value = profile.last_seen_at
+        return None if value is None else super().to_representation(value)
+
+
+class ConferencingProfileSerializer(serializers.ModelSerializer):
+    last_seen_at = LastSeenAtField(
+        help_text=_("When Cronofy last listed this profile (its account's last sync).")
+    )
+
+    class Meta:
+        model = ConferencingProfile
+        fields = (
+            "profile_id",
+            "provider_name",
+            "profile_name",
+            "profile_connected",
+            "profile_relink_url",
+            "account",
+            "first_seen_at",
+            "connection_changed_at",
+            "last_seen_at",
+        )
+        read_only_fields = fields
+
+
+class ConferencingProfileFilterSerializer(serializers.Serializer):
+    """Validates the list filters; errors answer 400 in DRF's usual shape."""
+
+    provider_name = serializers.CharField(required=False, max_length=100)
+    profile_connected = serializers.BooleanField(required=False)
+    account = serializers.IntegerField(required=False, min_value=1)
+
+
+class SyncResultSerializer(serializers.Serializer):
+    created = serializers.IntegerField(read_only=True)
+    updated = serializers.IntegerField(read_only=True)
+    removed = serializers.IntegerField(read_only=True)
+    unchanged = serializers.IntegerField(read_only=True)
+    changed = serializers.BooleanField(read_only=True)
+
+
+class SyncQueuedSerializer(serializers.Serializer):
+    account = serializers.IntegerField(read_only=True)
+    queued = serializers.BooleanField(read_only=True)
+
+
+class ConferencingAuthorizationRequestSerializer(serializers.Serializer):
+    provider_name = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text=_("Preselect a provider, e.g. zoom, ms_teams, go_to."),
+    )
+    redirect_uri = serializers.URLField(
+        required=False,
+        max_length=2048,
+        help_text=_(
+            "Absolute http(s) URL Cronofy sends the user back to. Defaults to this "
+            "app's conferencing return page for the account."
+        ),
+    )
+
+    def validate_provider_name(self, value: str) -> str:
+        if value and not PROVIDER_NAME_RE.match(value):
+            raise serializers.ValidationError(
+                _("Use letters, digits, '_', '-' or '.' only."), code="invalid"
+            )
+        return value
+
+    def validate_redirect_uri(self, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise serializers.ValidationError(
+                _("Enter an absolute http or https URL."), code="invalid"
+            )
+        return value
+
+
+class ConferencingAuthorizationSerializer(serializers.Serializer):
+    url = serializers.URLField(
+        read_only=True, help_text=_("Send the user here to connect a conferencing provider.")
+    )
+
+
+class CronofyErrorSerializer(serializers.Serializer):
+    """The body of an error answer (documentation only)."""
+
+    detail = serializers.CharField(read_only=True)
+
+
+class CronofyReauthorizationErrorSerializer(CronofyErrorSerializer):
+    code = serializers.CharField(read_only=True)
+    reconnect_url = serializers.URLField(
+        read_only=True, help_text=_("Where the user connects the Cronofy account again.")
+    )

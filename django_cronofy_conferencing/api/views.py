@@ -1,0 +1,380 @@
+"""The API's viewsets: the requesting user's conferencing profiles and linked accounts.
+
+Customising in a host project
+-----------------------------
+
+* **Who may call it**: ``CRONOFY_CONFERENCING["API_PERMISSION_CLASSES"]`` (dotted
+  paths, read per request), or ``permission_classes`` on a subclass.
+* **What they see**: ``scope_queryset(request, queryset)`` limits every queryset
+  (lists, details, actions) to the user's own rows; override it in a subclass,
+  e.g. to let staff see everyone's::
+
+      class StaffAccountViewSet(LinkedAccountViewSet):
+          def scope_queryset(self, request, queryset):
+              if request.user.is_staff:
+                  return queryset
+              return super().scope_queryset(request, queryset)
+
+  and register the subclasses on your own router.
+* **Pagination** follows ``REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"]``.
+* The sync action's throttle rate: ``DEFAULT_THROTTLE_RATES["cronofy_sync"]``,
+  else ``CRONOFY_CONFERENCING["API_SYNC_THROTTLE_RATE"]``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db.models import F
+from django.http import Http404
+from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext_lazy as _
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.filters import BaseFilterBackend
+from rest_framework.response import Response
+from rest_framework.settings import api_settings
+
+from .. import oauth
+from ..conf import app_settings
+from ..exceptions import CronofyError, ReauthorizationRequired
+from ..models import ConferencingProfile, LinkedAccount
+from ..redaction import redact
+from ..sync import sync_account
+from .exceptions import CronofyRateLimited, to_api_exception
+from .permissions import api_permission_classes
+from .schema import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
+from .serializers import (
+    ConferencingAuthorizationRequestSerializer,
+    ConferencingAuthorizationSerializer,
+    ConferencingProfileFilterSerializer,
+    ConferencingProfileSerializer,
+    CronofyErrorSerializer,
+    CronofyReauthorizationErrorSerializer,
+    LinkedAccountSerializer,
+    SyncQueuedSerializer,
+    SyncResultSerializer,
+)
+from .throttling import CronofySyncRateThrottle
+
+logger = logging.getLogger(__name__)
+
+CRONOFY_ERROR_RESPONSES = {
+    409: OpenApiResponse(
+        CronofyReauthorizationErrorSerializer,
+        description="The Cronofy account must be connected again (see reconnect_url).",
+    ),
+    429: OpenApiResponse(
+        CronofyErrorSerializer, description="Rate limited; see the Retry-After header."
+    ),
+    502: OpenApiResponse(CronofyErrorSerializer, description="Cronofy answered with an error."),
+    503: OpenApiResponse(CronofyErrorSerializer, description="Cronofy is unavailable."),
+}
+
+
+class _RestFrameworkSetting:
+    """A class attribute that reads ``REST_FRAMEWORK[name]`` when accessed, not at import."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance, owner):
+        return getattr(api_settings, self.name)
+
+
+def queue_sync(account_id: int) -> None:
+    """Hand one account to the Celery worker (imported lazily: Celery is optional)."""
+    from ..tasks import sync_account_task
+
+    sync_account_task.delay(account_id)
+
+
+class CronofyViewSetMixin:
+    """Permissions from settings, user scoping, and Cronofy errors mapped to HTTP."""
+
+    #: ``None``: use ``API_PERMISSION_CLASSES``. A subclass may set a list.
+    permission_classes = None
+    pagination_class = _RestFrameworkSetting("DEFAULT_PAGINATION_CLASS")
+
+    def get_permissions(self):
+        classes = self.permission_classes
+        if classes is None:
+            classes = api_permission_classes()
+        return [permission() for permission in classes]
+
+    def scope_queryset(self, request, queryset):
+        """Limit ``queryset`` to what ``request.user`` may see: their own rows.
+
+        The subclass point for host projects (see the module docstring).
+        """
+        return queryset.for_user(request.user)
+
+    def cronofy_account(self):
+        """The account a Cronofy call was made for, if any (for the reconnect URL)."""
+        return None
+
+    def handle_exception(self, exc):
+        if isinstance(exc, CronofyError):
+            mapped = to_api_exception(exc, request=self.request, account=self.cronofy_account())
+            if mapped is not None:
+                logger.info(
+                    "Cronofy API error answered with HTTP %s: %s", mapped.status_code, redact(exc)
+                )
+                exc = mapped
+        response = super().handle_exception(exc)
+        if isinstance(exc, CronofyRateLimited) and not response.has_header("Retry-After"):
+            response["Retry-After"] = str(exc.wait)  # a host exception handler dropped it
+        return response
+
+
+class ConferencingProfileFilter(BaseFilterBackend):
+    """``?provider_name=``, ``?profile_connected=true|false``, ``?account=<id>``.
+
+    Empty values are ignored; invalid ones answer 400.
+    """
+
+    serializer_class = ConferencingProfileFilterSerializer
+
+    def filter_queryset(self, request, queryset, view):
+        data = {
+            name: request.query_params[name]
+            for name in self.serializer_class._declared_fields
+            if request.query_params.get(name, "") != ""
+        }
+        if not data:
+            return queryset
+        serializer = self.serializer_class(data=data)
+        serializer.is_valid(raise_exception=True)
+        filters = serializer.validated_data
+        if "provider_name" in filters:
+            queryset = queryset.filter(provider_name=filters["provider_name"])
+        if "profile_connected" in filters:
+            queryset = queryset.filter(profile_connected=filters["profile_connected"])
+        if "account" in filters:
+            queryset = queryset.filter(account_id=filters["account"])
+        return queryset
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {
+                "name": "provider_name",
+                "required": False,
+                "in": "query",
+                "description": "Only this provider (zoom, ms_teams, go_to, ...).",
+                "schema": {"type": "string"},
+            },
+            {
+                "name": "profile_connected",
+                "required": False,
+                "in": "query",
+                "description": "Only connected (true) or disconnected (false) profiles.",
+                "schema": {"type": "boolean"},
+            },
+            {
+                "name": "account",
+                "required": False,
+                "in": "query",
+                "description": "Only the profiles of this linked account (its id).",
+                "schema": {"type": "integer"},
+            },
+        ]
+
+
+@extend_schema(tags=["cronofy"])
+class ConferencingProfileViewSet(CronofyViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    """The requesting user's present conferencing profiles, across their linked accounts.
+
+    Cronofy profile ids are global, so a detail is looked up by ``profile_id``
+    within the user's profiles.
+    """
+
+    serializer_class = ConferencingProfileSerializer
+    filter_backends = [ConferencingProfileFilter]
+    lookup_field = "profile_id"
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        queryset = ConferencingProfile.objects.present().annotate(
+            account_last_synced_at=F("account__last_synced_at")
+        )
+        return self.scope_queryset(self.request, queryset)
+
+    def get_object(self):
+        queryset = self.filter_queryset(self.get_queryset())
+        # Unique per account; should one user have it on two accounts, take one steadily.
+        obj = queryset.filter(profile_id=self.kwargs[self.lookup_field]).first()
+        if obj is None:
+            raise Http404("No conferencing profile matches the given query.")
+        self.check_object_permissions(self.request, obj)
+        return obj
+
+    @extend_schema(summary="List the user's conferencing profiles")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Retrieve one of the user's conferencing profiles",
+        parameters=[
+            OpenApiParameter(
+                "profile_id",
+                OpenApiTypes.STR,
+                location="path",
+                description="Cronofy's profile id (pro_...).",
+            )
+        ],
+    )
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
+
+
+@extend_schema(tags=["cronofy"])
+class LinkedAccountViewSet(
+    CronofyViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """The requesting user's linked Cronofy accounts."""
+
+    serializer_class = LinkedAccountSerializer
+    filter_backends: list = []
+    _account: LinkedAccount | None = None
+
+    def get_queryset(self):
+        queryset = LinkedAccount.objects.all()
+        if self.action in ("list", "retrieve", None):
+            queryset = queryset.with_profile_counts()
+        return self.scope_queryset(self.request, queryset.order_by("created_at", "pk"))
+
+    def get_serializer_class(self):
+        if self.action == "sync":
+            return SyncResultSerializer
+        if self.action == "conferencing_authorization":
+            return ConferencingAuthorizationRequestSerializer
+        return super().get_serializer_class()
+
+    def get_throttles(self):
+        throttles = super().get_throttles()
+        if self.action == "sync":
+            throttles.append(CronofySyncRateThrottle())
+        return throttles
+
+    def get_object(self):
+        self._account = super().get_object()
+        return self._account
+
+    def cronofy_account(self):
+        return self._account
+
+    @extend_schema(summary="List the user's linked Cronofy accounts")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(summary="Retrieve one of the user's linked Cronofy accounts")
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Unlink: revoke access at Cronofy, then delete the account and its profiles",
+        description=(
+            "When Cronofy cannot be reached (503, or 429 when rate limited) nothing is "
+            "deleted: try again later."
+        ),
+        responses={204: None, 429: CRONOFY_ERROR_RESPONSES[429], 503: CRONOFY_ERROR_RESPONSES[503]},
+    )
+    def destroy(self, request, *args, **kwargs):
+        return super().destroy(request, *args, **kwargs)
+
+    def perform_destroy(self, instance: LinkedAccount) -> None:
+        oauth.unlink(instance)
+
+    @extend_schema(
+        summary="Sync the account's conferencing profiles from Cronofy now",
+        description=(
+            "Answers the sync's counts. When the app queues work through Celery "
+            "(USE_CELERY), answers 202 and syncs in a worker. Throttled per user "
+            "(scope cronofy_sync)."
+        ),
+        request=None,
+        responses={
+            200: SyncResultSerializer,
+            202: SyncQueuedSerializer,
+            **CRONOFY_ERROR_RESPONSES,
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def sync(self, request, pk=None):
+        account = self.get_object()
+        if app_settings.USE_CELERY:
+            if account.status != LinkedAccount.Status.ACTIVE:
+                # Answer now what the worker would only record.
+                raise ReauthorizationRequired(
+                    f"Cronofy account {account.pk} needs to be connected again."
+                )
+            queue_sync(account.pk)
+            return Response(
+                SyncQueuedSerializer({"account": account.pk, "queued": True}).data,
+                status=status.HTTP_202_ACCEPTED,
+            )
+        result = sync_account(account)
+        return Response(
+            SyncResultSerializer(
+                {
+                    "created": result.created,
+                    "updated": result.updated,
+                    "removed": result.removed,
+                    "unchanged": result.unchanged,
+                    "changed": result.changed,
+                }
+            ).data
+        )
+
+    @extend_schema(
+        summary="Start connecting a conferencing provider to the account",
+        description=(
+            "Answers the Cronofy URL to send the user to. Cronofy sends them back to "
+            "redirect_uri (default: this app's conferencing return page)."
+        ),
+        request=ConferencingAuthorizationRequestSerializer,
+        responses={200: ConferencingAuthorizationSerializer, **CRONOFY_ERROR_RESPONSES},
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="conferencing-authorization",
+        url_name="conferencing-authorization",
+    )
+    def conferencing_authorization(self, request, pk=None):
+        account = self.get_object()
+        serializer = ConferencingAuthorizationRequestSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        redirect_uri = serializer.validated_data.get("redirect_uri") or self.default_redirect_uri(
+            request, account
+        )
+        url = oauth.create_conferencing_authorization(
+            account,
+            redirect_uri,
+            provider_name=serializer.validated_data.get("provider_name") or None,
+        )
+        return Response(ConferencingAuthorizationSerializer({"url": url}).data)
+
+    def default_redirect_uri(self, request, account: LinkedAccount) -> str:
+        try:
+            path = reverse(
+                "cronofy_conferencing:conferencing_return", kwargs={"account_id": account.pk}
+            )
+        except NoReverseMatch:
+            raise ValidationError(
+                {
+                    "redirect_uri": [
+                        _(
+                            "This field is required: the browser flow "
+                            "(django_cronofy_conferencing.urls) is not installed."
+                        )
+                    ]
+                },
+                code="required",
+            ) from None
+        return request.build_absolute_uri(path)

@@ -1,0 +1,272 @@
+"""Link a Cronofy account from tokens you already hold, for one user.
+
+    CRONOFY_ACCESS_TOKEN=... CRONOFY_REFRESH_TOKEN=... \\
+        python manage.py cronofy_link --user alice --data-center uk
+
+    printf '%s\\n%s\\n' "$ACCESS" "$REFRESH" | python manage.py cronofy_link --user 42
+    echo '{"access_token": "...", "refresh_token": "..."}' | python manage.py cronofy_link --user 42
+
+Tokens are read from the environment or stdin, never from the command line
+(where they would land in shell history and the process list), and never
+printed. The account's Cronofy id comes from UserInfo.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import sys
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from ... import oauth
+from ...client import get_client
+from ...conf import app_settings
+from ...datacenters import UnknownDataCenter, get_data_center, get_data_centers
+from ...exceptions import AccessTokenRejected, CronofyError, InvalidGrant
+from ...payloads import TokenSet, parse_token_response, parse_userinfo
+from ...redaction import redact, remember_secret
+
+ENV_ACCESS_TOKEN = "CRONOFY_ACCESS_TOKEN"
+ENV_REFRESH_TOKEN = "CRONOFY_REFRESH_TOKEN"
+ENV_EXPIRES_IN = "CRONOFY_TOKEN_EXPIRES_IN"
+MAX_INPUT = 64 * 1024
+_TOKEN = re.compile(r"^[\x21-\x7e]{1,4096}$")
+
+ARGV_REFUSED = (
+    "Tokens are never read from the command line: they would end up in shell history "
+    f"and the process list. Set {ENV_ACCESS_TOKEN} and {ENV_REFRESH_TOKEN}, or pipe them "
+    "on stdin (two lines, or JSON with access_token and refresh_token)."
+)
+
+
+class Command(BaseCommand):
+    help = (
+        "Link a Cronofy account for a user from existing tokens, read from the "
+        f"{ENV_ACCESS_TOKEN}/{ENV_REFRESH_TOKEN} environment variables or stdin "
+        "(two lines or a JSON object), then sync its conferencing profiles."
+    )
+    stealth_options = ("stdin",)
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs) -> CommandParser:
+        # No abbreviations: "--acc=<token>" must not silently match an option.
+        kwargs.setdefault("allow_abbrev", False)
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        original_error = parser.error
+
+        def error(message: str):
+            # argparse quotes stray values ("unrecognized arguments: <token>"): never echo them.
+            if any(word in message for word in ("unrecognized", "ambiguous", "invalid choice")):
+                message = "unrecognized arguments (not shown). " + ARGV_REFUSED
+            return original_error(message)
+
+        parser.error = error  # type: ignore[method-assign]
+        return parser
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--user", required=True, help="The user to link the account to: username or id."
+        )
+        parser.add_argument(
+            "--data-center",
+            dest="data_center",
+            default=None,
+            help="The account's Cronofy data center id (default: DEFAULT_DATA_CENTER).",
+        )
+        parser.add_argument(
+            "--no-sync",
+            action="store_true",
+            help="Store the account without syncing its conferencing profiles now.",
+        )
+        # Caught only to refuse them with a clear message (their values are never shown).
+        for flag in ("--access-token", "--refresh-token", "--token", "--tokens"):
+            parser.add_argument(
+                flag,
+                dest=f"argv_{flag.strip('-').replace('-', '_')}",
+                default=None,
+                help="Refused: " + ARGV_REFUSED,
+            )
+        parser.add_argument("stray", nargs="*", help="Refused: no positional arguments.")
+
+    def handle(self, *args, **options) -> None:
+        if (
+            args
+            or options.get("stray")
+            or any(options.get(key) is not None for key in options if key.startswith("argv_"))
+        ):
+            raise CommandError(ARGV_REFUSED)
+        user = self._user(options["user"])
+        dc = self._data_center(options["data_center"])
+        access_token, refresh_token, expires_in = self._read_tokens(options.get("stdin"))
+        remember_secret(access_token)
+        remember_secret(refresh_token)
+        try:
+            tokens, info = self._identify(dc.id, access_token, refresh_token, expires_in)
+            result = oauth.link_account(user, dc, tokens, sync=not options["no_sync"])
+        except oauth.AccountLinkConflict as exc:
+            raise CommandError(redact(exc)) from None
+        except (CronofyError, ImproperlyConfigured) as exc:
+            raise CommandError(f"Could not link the account: {redact(exc)}") from None
+
+        account = result.account
+        who = account.email or info.email or account.sub
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{'Linked' if result.created else 'Updated'} Cronofy account {account.sub} "
+                f"({redact(who)}, data center {dc.id}) for user {self._user_label(user)}: "
+                f"account id {account.pk}."
+            )
+        )
+        if result.sync_result is not None:
+            r = result.sync_result
+            self.stdout.write(
+                f"Synced conferencing profiles: {r.created} added, {r.updated} updated, "
+                f"{r.removed} removed, {r.unchanged} unchanged."
+            )
+        elif result.sync_error is not None:
+            self.stderr.write(
+                self.style.WARNING(
+                    "The account is linked, but the first sync failed: "
+                    f"{redact(result.sync_error)} It will be retried by cronofy_sync."
+                )
+            )
+
+    # -- inputs ---------------------------------------------------------------
+
+    def _user(self, value: str):
+        User = get_user_model()
+        user = None
+        if value.isdigit():
+            user = User._default_manager.filter(pk=int(value)).first()
+        if user is None:
+            user = User._default_manager.filter(**{User.USERNAME_FIELD: value}).first()
+        if user is None:
+            raise CommandError(f"No user with username or id {value!r}.")
+        return user
+
+    @staticmethod
+    def _user_label(user) -> str:
+        return f"{user.get_username()} (id {user.pk})"
+
+    def _data_center(self, value: str | None):
+        try:
+            return get_data_center(value or app_settings.DEFAULT_DATA_CENTER)
+        except UnknownDataCenter:
+            known = ", ".join(sorted(get_data_centers()))
+            raise CommandError(f"Unknown data center {value!r}; choose one of: {known}.") from None
+
+    def _read_tokens(self, stdin=None) -> tuple[str, str, int | None]:
+        access = os.environ.get(ENV_ACCESS_TOKEN, "").strip()
+        refresh = os.environ.get(ENV_REFRESH_TOKEN, "").strip()
+        if access or refresh:
+            if not (access and refresh):
+                missing = ENV_REFRESH_TOKEN if access else ENV_ACCESS_TOKEN
+                raise CommandError(f"{missing} is not set; both tokens are needed.")
+            return (
+                _checked(access, "access"),
+                _checked(refresh, "refresh"),
+                _expires_in(os.environ.get(ENV_EXPIRES_IN)),
+            )
+        stream = stdin if stdin is not None else sys.stdin
+        if stream is None:
+            raise CommandError(f"No tokens: set {ENV_ACCESS_TOKEN} and {ENV_REFRESH_TOKEN}.")
+        if stream.isatty():
+            # Interactive: prompt without echo.
+            access = getpass.getpass("Cronofy access token: ", stream=sys.stderr).strip()
+            refresh = getpass.getpass("Cronofy refresh token: ", stream=sys.stderr).strip()
+            expires_in = None
+        else:
+            access, refresh, expires_in = _parse_stdin(stream.read(MAX_INPUT + 1))
+        if not access or not refresh:
+            raise CommandError(
+                "Both an access token and a refresh token are needed (stdin: two lines, "
+                "or JSON with access_token and refresh_token)."
+            )
+        return _checked(access, "access"), _checked(refresh, "refresh"), expires_in
+
+    def _identify(self, dc_id: str, access: str, refresh: str, expires_in: int | None):
+        """Learn the account's sub from UserInfo; refresh first if the access token is dead."""
+        client = get_client(dc_id)
+        scope = ""
+        try:
+            body = client.userinfo(access)
+        except AccessTokenRejected:
+            try:
+                refreshed = parse_token_response(
+                    client.request_token(
+                        {"grant_type": "refresh_token", "refresh_token": refresh},
+                        idempotent=True,
+                    ),
+                    expect_sub=False,
+                )
+            except InvalidGrant:
+                raise CommandError(
+                    "Cronofy rejected both tokens (access token unknown, refresh token "
+                    f"invalid) in data center {dc_id}. Is it the right data center?"
+                ) from None
+            access = refreshed.access_token
+            refresh = refreshed.refresh_token or refresh
+            expires_in = refreshed.expires_in
+            scope = refreshed.scope
+            remember_secret(access)
+            remember_secret(refresh)
+            body = client.userinfo(access)
+        info = parse_userinfo(body)
+        tokens = TokenSet(
+            access_token=access,
+            refresh_token=refresh,
+            expires_in=expires_in,
+            scope=scope or info.scope,
+            sub=info.sub,
+        )
+        return tokens, info
+
+
+def _checked(token: str, which: str) -> str:
+    """A token is printable ASCII without spaces; the value is never shown."""
+    if not _TOKEN.match(token):
+        raise CommandError(
+            f"The {which} token is not a token (printable ASCII without spaces expected)."
+        )
+    return token
+
+
+def _expires_in(value) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise CommandError("expires_in must be a number of seconds.")
+    try:
+        seconds = int(value)
+    except (TypeError, ValueError):
+        raise CommandError("expires_in must be a number of seconds.") from None
+    if seconds < 0:
+        raise CommandError("expires_in must not be negative.")
+    return seconds
+
+
+def _parse_stdin(text: str) -> tuple[str, str, int | None]:
+    if len(text) > MAX_INPUT:
+        raise CommandError("stdin is too large to hold two tokens.")
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            data = json.loads(stripped)
+        except ValueError:
+            raise CommandError("stdin starts with '{' but is not valid JSON.") from None
+        if not isinstance(data, dict):
+            raise CommandError("stdin JSON must be an object.")
+        access, refresh = data.get("access_token"), data.get("refresh_token")
+        if not isinstance(access, str) or not isinstance(refresh, str):
+            raise CommandError("stdin JSON needs string access_token and refresh_token.")
+        return access.strip(), refresh.strip(), _expires_in(data.get("expires_in"))
+    lines = [line.strip() for line in stripped.splitlines() if line.strip()]
+    if len(lines) != 2:
+        raise CommandError(
+            f"stdin must hold two lines (access token, refresh token); got {len(lines)}."
+        )
+    return lines[0], lines[1], None

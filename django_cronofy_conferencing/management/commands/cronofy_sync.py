@@ -1,0 +1,242 @@
+"""Sync linked Cronofy accounts' conferencing profiles: ``manage.py cronofy_sync``.
+
+By default every due account: active, and never synced or last synced more
+than ``SYNC_STALE_AFTER`` seconds ago. Run it from cron (or use the Celery
+tasks) to keep a fleet fresh. Accounts are read in chunks and synced by
+``--concurrency`` threads under the app-wide rate limit, so memory stays flat
+and several copies (on several machines, with a shared cache) stay under
+Cronofy's limits together.
+
+Exit status 1 when any account failed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db.models import Q
+from django.utils import timezone
+
+from ...conf import app_settings
+from ...models import LinkedAccount
+from ...redaction import redact
+from ...sync import SyncResult, stream_accounts, sync_accounts
+
+PROGRESS_INTERVAL = 0.2  # seconds between redraws of the progress line
+
+
+class Command(BaseCommand):
+    help = (
+        "Sync the conferencing profiles of linked Cronofy accounts: the due ones by "
+        "default (never synced, or older than SYNC_STALE_AFTER), or those selected. "
+        "Exits with status 1 when any account failed."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--account",
+            action="append",
+            type=int,
+            default=[],
+            dest="accounts",
+            metavar="ID",
+            help="Sync this account (repeatable), due or not.",
+        )
+        parser.add_argument(
+            "--user",
+            action="append",
+            default=[],
+            dest="users",
+            metavar="USER",
+            help="Sync the accounts of this user, by username or id (repeatable), due or not.",
+        )
+        parser.add_argument(
+            "--all",
+            action="store_true",
+            help="Sync every active account, due or not.",
+        )
+        parser.add_argument(
+            "--stale-after",
+            type=float,
+            metavar="SECONDS",
+            help="Due means not synced for this long (default: SYNC_STALE_AFTER). "
+            "With --account/--user, sync only those of them that are due.",
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            metavar="N",
+            help="Accounts synced in parallel (default: SYNC_CONCURRENCY).",
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="List the accounts that would be synced; call nothing.",
+        )
+        parser.add_argument(
+            "--chunk-size",
+            type=int,
+            default=500,
+            metavar="N",
+            help="Accounts read from the database at a time (default 500).",
+        )
+
+    # -- selection ------------------------------------------------------------
+
+    def _users(self, values: Iterable[str]) -> list:
+        User = get_user_model()
+        users = []
+        for value in values:
+            user = None
+            if value.isdigit():
+                user = User._default_manager.filter(pk=int(value)).first()
+            if user is None:
+                user = User._default_manager.filter(**{User.USERNAME_FIELD: value}).first()
+            if user is None:
+                raise CommandError(f"No user with username or id {value!r}.")
+            users.append(user)
+        return users
+
+    def select(self, options: dict, now) -> tuple:
+        """The queryset to sync, and the explicitly selected accounts that cannot be."""
+        ids, users = options["accounts"], self._users(options["users"])
+        explicit = bool(ids or users)
+        stale_after = options["stale_after"]
+        if options["all"] and (explicit or stale_after is not None):
+            raise CommandError("--all cannot be combined with --account, --user or --stale-after.")
+        if stale_after is not None and stale_after < 0:
+            raise CommandError("--stale-after must be zero or more seconds.")
+        if ids:
+            found = set(LinkedAccount.objects.filter(pk__in=ids).values_list("pk", flat=True))
+            missing = sorted(set(ids) - found)
+            if missing:
+                raise CommandError(
+                    "No linked Cronofy account with id " + ", ".join(map(str, missing)) + "."
+                )
+        if explicit:
+            selected = LinkedAccount.objects.filter(Q(pk__in=ids) | Q(user__in=users))
+            inactive = list(selected.exclude(status=LinkedAccount.Status.ACTIVE).order_by("pk"))
+            if stale_after is not None:
+                queryset = selected.due(stale_after, now=now)
+            else:
+                queryset = selected.active()
+            return queryset, inactive
+        if options["all"]:
+            return LinkedAccount.objects.active(), []
+        return LinkedAccount.objects.due(stale_after, now=now), []
+
+    # -- output ---------------------------------------------------------------
+
+    @staticmethod
+    def describe(account: LinkedAccount) -> str:
+        return f"{account.pk} ({account.email or account.sub}, {account.data_center})"
+
+    def handle(self, *args, **options) -> None:
+        concurrency = options["concurrency"]
+        if concurrency is None:
+            concurrency = app_settings.SYNC_CONCURRENCY
+        if int(concurrency) < 1:
+            raise CommandError("--concurrency must be at least 1.")
+        if options["chunk_size"] < 1:
+            raise CommandError("--chunk-size must be at least 1.")
+        verbosity = options["verbosity"]
+        started = timezone.now()
+        queryset, inactive = self.select(options, started)
+        for account in inactive:
+            self.stderr.write(
+                f"Skipped account {self.describe(account)}: {account.status.replace('_', ' ')}."
+            )
+        accounts = stream_accounts(queryset, chunk_size=options["chunk_size"])
+        if options["dry_run"]:
+            self.dry_run(accounts)
+            return
+        self.sync(accounts, queryset, int(concurrency), verbosity)
+
+    def dry_run(self, accounts: Iterable[LinkedAccount]) -> None:
+        count = 0
+        for account in accounts:
+            count += 1
+            last = account.last_synced_at.isoformat() if account.last_synced_at else "never"
+            self.stdout.write(f"{self.describe(account)}  last synced: {last}")
+        noun = "account" if count == 1 else "accounts"
+        self.stdout.write(f"Would sync {count} {noun} (dry run: nothing was called).")
+
+    def sync(self, accounts, queryset, concurrency: int, verbosity: int) -> None:
+        tty = self.stdout.isatty() and verbosity >= 1
+        total = queryset.count() if tty else None
+        lock = threading.Lock()
+        state = {"done": 0, "failed": 0, "drawn": 0.0, "line": False}
+
+        def draw(force: bool = False) -> None:
+            now = time.monotonic()
+            if not force and now - state["drawn"] < PROGRESS_INTERVAL:
+                return
+            state["drawn"] = now
+            of = f"/{total}" if total is not None else ""
+            self.stdout.write(
+                f"\rSyncing Cronofy accounts: {state['done']}{of}, {state['failed']} failed ",
+                ending="",
+            )
+            self.stdout.flush()
+            state["line"] = True
+
+        def clear_line() -> None:
+            if state["line"]:
+                self.stdout.write("\r\033[K", ending="")
+                state["line"] = False
+
+        def progress(
+            account: LinkedAccount, result: SyncResult | None, error: Exception | None
+        ) -> None:
+            with lock:
+                state["done"] += 1
+                if error is not None:
+                    state["failed"] += 1
+                    if verbosity >= 2:
+                        clear_line()
+                        self.stderr.write(
+                            f"Account {self.describe(account)} failed: "
+                            f"{type(error).__name__}: {redact(error)}"
+                        )
+                elif verbosity >= 3:
+                    clear_line()
+                    change = "changed" if result and result.changed else "unchanged"
+                    self.stdout.write(f"Account {self.describe(account)} synced: {change}")
+                if tty:
+                    draw()
+
+        clock = time.monotonic()
+        if tty:
+            draw(force=True)
+        report = sync_accounts(
+            accounts, concurrency=concurrency, progress=progress, keep_results=False
+        )
+        elapsed = time.monotonic() - clock
+        if tty:
+            clear_line()
+        processed = report.synced + report.failed
+        if processed == 0:
+            if verbosity >= 1:
+                self.stdout.write("No Cronofy accounts to sync.")
+            return
+        summary = (
+            f"Synced {report.synced} of {processed} Cronofy "
+            f"{'account' if processed == 1 else 'accounts'} in {elapsed:.1f}s: "
+            f"{report.changed} changed, {report.unchanged} unchanged, {report.failed} failed"
+        )
+        reasons = report.failed_by_reason()
+        if reasons:
+            summary += " (" + ", ".join(f"{n}: {c}" for n, c in sorted(reasons.items())) + ")"
+        if verbosity >= 1:
+            self.stdout.write(summary + ".")
+        if report.failed:
+            raise CommandError(
+                f"{report.failed} of {processed} Cronofy accounts failed to sync"
+                + ("" if verbosity >= 2 else " (run with -v 2 for the errors)")
+                + ".",
+                returncode=1,
+            )

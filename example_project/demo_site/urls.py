@@ -1,0 +1,31 @@
+"""The example site's URLs: the app's browser flow and API, the admin, the API docs."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
+
+from . import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("linked-accounts/<int:pk>/sync/", views.sync_now, name="sync_now"),
+    path("linked-accounts/<int:pk>/unlink/", views.unlink, name="unlink"),
+    # The demo's simulated Cronofy controls (404 unless `manage.py demo` runs).
+    path("simulator/", views.simulator_page, name="simulator"),
+    path("simulator/profile/", views.simulator_profile, name="simulator_profile"),
+    path("simulator/push/", views.simulator_push, name="simulator_push"),
+    # Login and logout (templates in demo_site/templates/registration/).
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+    # django-cronofy-conferencing: the browser flow and the API.
+    path("cronofy/", include("django_cronofy_conferencing.urls")),
+    path("api/cronofy/", include("django_cronofy_conferencing.api.urls")),
+    # The OpenAPI schema and its documentation.
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+]

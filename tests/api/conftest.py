@@ -1,0 +1,84 @@
+"""Fixtures for the API tests: scanning clients per user, accounts with profiles."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+
+from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
+from tests.secret_scan import ScanningAPIClient, SecretScanner
+
+_numbers = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Throttle history lives in the cache: every test starts clean."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def scanner(sim):
+    return SecretScanner(sim)
+
+
+@pytest.fixture
+def anon_client(scanner):
+    return ScanningAPIClient(scanner)
+
+
+@pytest.fixture
+def alice_client(scanner, user):
+    client = ScanningAPIClient(scanner)
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def bob_client(scanner, other_user):
+    client = ScanningAPIClient(scanner)
+    client.force_authenticate(other_user)
+    return client
+
+
+@pytest.fixture
+def make_account(scanner):
+    """A ``LinkedAccount`` with stored tokens (registered with the scanner) and profiles.
+
+    ``profiles`` is a list of dicts of ``ConferencingProfile`` fields.
+    """
+
+    def make(user, *, profiles=(), **fields) -> LinkedAccount:
+        n = next(_numbers)
+        access, refresh = f"at-{secrets.token_hex(16)}", f"rt-{secrets.token_hex(16)}"
+        scanner.add(access, refresh)
+        fields.setdefault("data_center", "us")
+        fields.setdefault("sub", f"acc_test{n:06d}")
+        fields.setdefault("email", f"user{n}@example.com")
+        fields.setdefault("last_synced_at", timezone.now())
+        account = LinkedAccount.objects.create(
+            user=user, access_token=access, refresh_token=refresh, **fields
+        )
+        ConferencingProfile.objects.bulk_create(
+            [
+                ConferencingProfile(
+                    account=account,
+                    **{
+                        "profile_id": f"pro_{n}_{i}",
+                        "provider_name": "zoom",
+                        "profile_connected": True,
+                        **profile,
+                    },
+                )
+                for i, profile in enumerate(profiles)
+            ]
+        )
+        return account
+
+    return make

@@ -1,0 +1,254 @@
+"""manage.py cronofy_sync: selection, dry run, output, exit status, threads."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import timedelta
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
+from django_cronofy_conferencing.testing import DEFAULT_CLIENT_SECRET
+
+pytestmark = pytest.mark.django_db
+
+
+class TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def run(*args, **kwargs) -> tuple[str, str]:
+    out, err = kwargs.pop("stdout", io.StringIO()), io.StringIO()
+    args = args if any(a.startswith("--concurrency") for a in args) else (*args, "--concurrency=1")
+    call_command("cronofy_sync", *args, stdout=out, stderr=err, **kwargs)
+    return out.getvalue(), err.getvalue()
+
+
+def run_failing(*args, **kwargs) -> tuple[CommandError, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError) as excinfo:
+        call_command("cronofy_sync", *args, "--concurrency=1", stdout=out, stderr=err, **kwargs)
+    return excinfo.value, out.getvalue(), err.getvalue()
+
+
+def synced_at(account, **delta) -> LinkedAccount:
+    LinkedAccount.objects.filter(pk=account.pk).update(
+        last_synced_at=timezone.now() - timedelta(**delta)
+    )
+    account.refresh_from_db()
+    return account
+
+
+@pytest.fixture
+def fleet(sim, link_account, user):
+    """never synced, stale, fresh, needs reauthorization, revoked (owned by ``user``)."""
+    never, _ = link_account(user=user, conferencing_profiles=[sim.profile("zoom")])
+    stale, _ = link_account(conferencing_profiles=[sim.profile("ms_teams")])
+    synced_at(stale, hours=2)
+    fresh, _ = link_account(conferencing_profiles=[sim.profile("go_to")])
+    synced_at(fresh, minutes=5)
+    reauth, _ = link_account(user=user)
+    revoked, _ = link_account()
+    LinkedAccount.objects.filter(pk=reauth.pk).update(
+        status=LinkedAccount.Status.REAUTHORIZATION_REQUIRED
+    )
+    LinkedAccount.objects.filter(pk=revoked.pk).update(status=LinkedAccount.Status.REVOKED)
+    return {"never": never, "stale": stale, "fresh": fresh, "reauth": reauth, "revoked": revoked}
+
+
+def synced_subs(sim) -> list[str]:
+    return sorted(r.sub for r in sim.requests if r.endpoint == "userinfo")
+
+
+def test_default_syncs_the_due_accounts(sim, fleet):
+    out, err = run()
+    assert synced_subs(sim) == sorted([fleet["never"].sub, fleet["stale"].sub])
+    assert re.search(
+        r"^Synced 2 of 2 Cronofy accounts in \d+\.\ds: 2 changed, 0 unchanged, 0 failed\.$",
+        out.strip(),
+    ), out
+    assert err == ""
+    assert "\r" not in out  # not a terminal: no progress line
+    assert ConferencingProfile.objects.count() == 2
+
+    # Now nothing is due.
+    out, _ = run()
+    assert out.strip() == "No Cronofy accounts to sync."
+    assert len(synced_subs(sim)) == 2
+
+
+def test_unchanged_accounts_are_counted(sim, fleet):
+    run()
+    out, _ = run("--stale-after", "0")
+    assert "Synced 3 of 3 Cronofy accounts" in out
+    assert "1 changed, 2 unchanged, 0 failed" in out  # fresh's go_to profile was new
+
+
+def test_stale_after(sim, fleet):
+    run("--stale-after", "60")
+    assert synced_subs(sim) == sorted(fleet[k].sub for k in ("never", "stale", "fresh"))
+
+
+def test_all_syncs_every_active_account(sim, fleet):
+    out, _ = run("--all")
+    assert synced_subs(sim) == sorted(fleet[k].sub for k in ("never", "stale", "fresh"))
+    assert "Synced 3 of 3" in out
+
+
+def test_account_selects_accounts_due_or_not(sim, fleet):
+    out, err = run("--account", str(fleet["fresh"].pk), "--account", str(fleet["revoked"].pk))
+    assert synced_subs(sim) == [fleet["fresh"].sub]
+    assert "Synced 1 of 1 Cronofy account " in out
+    assert f"Skipped account {fleet['revoked'].pk} " in err
+    assert "revoked" in err
+
+
+def test_account_with_stale_after_syncs_only_the_due_ones(sim, fleet):
+    run(
+        "--account",
+        str(fleet["fresh"].pk),
+        "--account",
+        str(fleet["stale"].pk),
+        "--stale-after=600",
+    )
+    assert synced_subs(sim) == [fleet["stale"].sub]
+
+
+def test_unknown_account_is_an_error(sim, fleet):
+    error, _, _ = run_failing("--account", "999999", "--account", str(fleet["never"].pk))
+    assert "999999" in str(error)
+    assert sim.requests == []
+
+
+@pytest.mark.parametrize("how", ["username", "id"])
+def test_user_by_username_or_id(sim, fleet, user, how):
+    value = user.username if how == "username" else str(user.pk)
+    _, err = run("--user", value)
+    assert synced_subs(sim) == [fleet["never"].sub]
+    assert "reauthorization required" in err
+
+
+def test_user_and_account_add_up(sim, fleet, user):
+    run("--user", user.username, "--account", str(fleet["fresh"].pk))
+    assert synced_subs(sim) == sorted([fleet["never"].sub, fleet["fresh"].sub])
+
+
+def test_unknown_user_is_an_error(sim, fleet):
+    error, _, _ = run_failing("--user", "nobody")
+    assert "nobody" in str(error)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--all", "--account", "1"),
+        ("--all", "--stale-after", "5"),
+        ("--concurrency", "0"),
+        ("--stale-after", "-1"),
+        ("--chunk-size", "0"),
+    ],
+)
+def test_bad_combinations_are_errors(sim, fleet, args):
+    with pytest.raises(CommandError):
+        call_command("cronofy_sync", *args, stdout=io.StringIO(), stderr=io.StringIO())
+    assert sim.requests == []
+
+
+def test_dry_run_lists_and_calls_nothing(sim, fleet):
+    out, _ = run("--dry-run")
+    assert sim.requests == []
+    lines = out.strip().splitlines()
+    assert lines[-1] == "Would sync 2 accounts (dry run: nothing was called)."
+    assert lines[0].startswith(f"{fleet['never'].pk} (")
+    assert "last synced: never" in lines[0]
+    assert lines[1].startswith(f"{fleet['stale'].pk} (")
+    assert LinkedAccount.objects.filter(last_synced_at__isnull=False).count() == 2
+    out, _ = run("--dry-run", "--account", str(fleet["fresh"].pk))
+    assert out.strip().endswith("Would sync 1 account (dry run: nothing was called).")
+
+
+def test_failures_exit_with_status_1_and_a_summary_by_reason(sim, fleet, link_account):
+    broken, broken_sim = link_account()
+    sim.revoke_grant(broken_sim.sub)
+    sim.fail("userinfo", status=503, times=None, sub=fleet["stale"].sub)
+    error, out, err = run_failing()
+    assert error.returncode == 1
+    assert str(error) == "2 of 3 Cronofy accounts failed to sync (run with -v 2 for the errors)."
+    assert "Synced 1 of 3 Cronofy accounts" in out
+    assert "2 failed (CronofyUnavailable: 1, InvalidGrant: 1)." in out
+    assert err == ""
+    broken.refresh_from_db()
+    assert broken.status == LinkedAccount.Status.REAUTHORIZATION_REQUIRED
+
+
+def test_verbosity_2_shows_each_error_redacted(sim, fleet):
+    sim.fail(
+        "userinfo",
+        status=500,
+        body=f'{{"leak": "{fleet["stale"].access_token}", "secret": "{DEFAULT_CLIENT_SECRET}"}}',
+        times=None,
+        sub=fleet["stale"].sub,
+    )
+    error, out, err = run_failing("-v", "2")
+    assert f"Account {fleet['stale'].pk} (" in err
+    assert "CronofyUnavailable" in err
+    assert str(error) == "1 of 2 Cronofy accounts failed to sync."
+    for text in (out, err, str(error)):
+        assert fleet["stale"].access_token not in text
+        assert DEFAULT_CLIENT_SECRET not in text
+
+
+def test_verbosity_3_lists_every_account(sim, fleet):
+    out, _ = run("-v", "3")
+    assert f"Account {fleet['never'].pk} (" in out
+    assert "synced: changed" in out
+
+
+def test_verbosity_0_is_silent_on_success(sim, fleet):
+    assert run("-v", "0") == ("", "")
+
+
+def test_progress_on_a_terminal_only(sim, fleet, monkeypatch):
+    from django_cronofy_conferencing.management.commands import cronofy_sync
+
+    monkeypatch.setattr(cronofy_sync, "PROGRESS_INTERVAL", 0)
+    tty = TTY()
+    out, _ = run(stdout=tty)
+    assert "\rSyncing Cronofy accounts: 0/2, 0 failed" in out
+    assert "2/2, 0 failed" in out
+    assert "\r\x1b[K" in out  # the line is cleared before the summary
+    assert out.rstrip().endswith("2 changed, 0 unchanged, 0 failed.")
+
+
+def test_accounts_are_read_in_chunks(sim, link_account):
+    for _ in range(5):
+        link_account()
+    with CaptureQueriesContext(connection) as queries:
+        run("--chunk-size", "2")
+    reads = [
+        q["sql"]
+        for q in queries.captured_queries
+        if 'FROM "cronofy_conferencing_linkedaccount"' in q["sql"]
+        and "LIMIT 2" in q["sql"]
+        and "FOR UPDATE" not in q["sql"]
+    ]
+    assert len(reads) == 3  # 2 + 2 + 1
+    assert len(synced_subs(sim)) == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads(sim, link_account):
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        pytest.skip("threads need a real database: tests/test_fleet_concurrency.py runs this")
+    accounts = [link_account(conferencing_profiles=[sim.profile("zoom")])[0] for _ in range(24)]
+    sim.fail("userinfo", delay=0.01, times=None)
+    out, _ = run("--concurrency", "6")
+    assert "Synced 24 of 24 Cronofy accounts" in out
+    assert ConferencingProfile.objects.count() == 24
+    assert sorted(synced_subs(sim)) == sorted(a.sub for a in accounts)

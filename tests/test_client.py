@@ -1,0 +1,406 @@
+"""CronofyClient: retries, backoff, Retry-After, error mapping; faults through sync_account."""
+
+from __future__ import annotations
+
+import email.utils
+import random
+
+import pytest
+import requests
+from django.test import override_settings
+
+from django_cronofy_conferencing import oauth
+from django_cronofy_conferencing.client import (
+    USER_AGENT,
+    CronofyClient,
+    client_credentials,
+    get_client,
+    parse_retry_after,
+)
+from django_cronofy_conferencing.datacenters import UnknownDataCenter
+from django_cronofy_conferencing.exceptions import (
+    AccessTokenRejected,
+    CronofyAPIError,
+    CronofyUnavailable,
+    InvalidGrant,
+    InvalidResponse,
+    RateLimited,
+    ReauthorizationRequired,
+)
+from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
+from django_cronofy_conferencing.sync import SyncResult, sync_account
+
+BACKOFF = 0.5  # tests/settings.py RETRY_BACKOFF
+MAX_RETRIES = 3  # the default
+
+
+def settings_with(settings, **values):
+    return override_settings(CRONOFY_CONFERENCING={**settings.CRONOFY_CONFERENCING, **values})
+
+
+def assert_backoff(delays: list[float], backoff: float = BACKOFF) -> None:
+    """Each delay is in [half, all] of backoff * 2**attempt (exponential, with jitter)."""
+    for attempt, delay in enumerate(delays):
+        ceiling = backoff * 2**attempt
+        assert ceiling / 2 <= delay <= ceiling, (attempt, delay)
+
+
+def stored(account) -> list[tuple]:
+    return list(
+        ConferencingProfile.objects.filter(account=account)
+        .order_by("profile_id")
+        .values_list("profile_id", "profile_connected", "profile_relink_url", "removed_at")
+    )
+
+
+@pytest.fixture
+def synced(link_account, sim):
+    """An account with two profiles, synced once; faults are injected after."""
+    account, sim_account = link_account(
+        conferencing_profiles=[
+            sim.profile("zoom", profile_id="pro_a"),
+            sim.profile("go_to", profile_id="pro_b", connected=False),
+        ]
+    )
+    sync_account(account)
+    sim.requests.clear()
+    return account, sim_account, stored(account)
+
+
+# -- faults through sync_account ---------------------------------------------------
+
+TRANSIENT = [
+    ("read-timeout", {"exception": requests.ReadTimeout}),
+    ("connect-timeout", {"exception": requests.ConnectTimeout}),
+    ("connection-reset", {"exception": requests.ConnectionError("Connection reset by peer")}),
+    ("http-500", {"status": 500}),
+    ("http-502", {"status": 502, "body": "<html>Bad Gateway</html>"}),
+    ("http-503", {"status": 503}),
+    ("http-504", {"status": 504}),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fault", [t[1] for t in TRANSIENT], ids=[t[0] for t in TRANSIENT])
+def test_transient_fault_then_success(synced, sim, sleeps, fault):
+    account, sim_account, _ = synced
+    sim.set_connected(sim_account.sub, "pro_b", True)
+    sim.fail("userinfo", **fault)
+
+    assert sync_account(account) == SyncResult(updated=1, unchanged=1)
+
+    assert sim.count("userinfo") == 2
+    assert len(sleeps) == 1
+    assert_backoff(sleeps)
+    assert {row[0]: row[1] for row in stored(account)} == {"pro_a": True, "pro_b": True}
+
+
+@pytest.mark.django_db
+def test_500_502_503_then_success(synced, sim, sleeps):
+    account, _, before = synced
+    for status in (500, 502, 503):
+        sim.fail("userinfo", status=status)
+    assert sync_account(account) == SyncResult(unchanged=2)
+    assert [r.status for r in sim.requests] == [500, 502, 503, 200]
+    assert len(sleeps) == 3
+    assert_backoff(sleeps)
+    assert stored(account) == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "fault, error",
+    [
+        ({"status": 500}, CronofyUnavailable),
+        ({"status": 503, "body": '{"error": "maintenance"}'}, CronofyUnavailable),
+        ({"exception": requests.ReadTimeout}, CronofyUnavailable),
+        ({"exception": requests.ConnectionError}, CronofyUnavailable),
+        ({"status": 429}, RateLimited),
+    ],
+    ids=["500", "503", "timeout", "connection-error", "429"],
+)
+def test_failing_forever_is_bounded(synced, sim, sleeps, fault, error):
+    account, sim_account, before = synced
+    sim.set_connected(sim_account.sub, "pro_a", False)  # must not land
+    sim.fail("userinfo", times=None, **fault)
+
+    with pytest.raises(error) as excinfo:
+        sync_account(account)
+
+    assert sim.count("userinfo") == MAX_RETRIES + 1
+    assert len(sleeps) == MAX_RETRIES
+    assert_backoff(sleeps)
+    assert stored(account) == before
+    account.refresh_from_db()
+    assert account.consecutive_failures == 1
+    assert account.last_sync_error == str(excinfo.value)
+
+
+@pytest.mark.django_db
+def test_429_with_retry_after_is_honoured(synced, sim, sleeps):
+    account, _, _ = synced
+    sim.fail("userinfo", status=429, headers={"Retry-After": "7"})
+    assert sync_account(account) == SyncResult(unchanged=2)
+    assert sleeps == [7.0]
+    assert sim.count("userinfo") == 2
+
+
+@pytest.mark.django_db
+def test_429_with_an_http_date_retry_after(synced, sim, sleeps):
+    account, _, _ = synced
+    when = email.utils.formatdate(usegmt=True)  # now: no wait, but a valid date
+    sim.fail("userinfo", status=429, headers={"Retry-After": when})
+    sync_account(account)
+    assert len(sleeps) == 1 and 0 <= sleeps[0] <= 1
+
+
+@pytest.mark.django_db
+def test_429_without_retry_after_backs_off(synced, sim, sleeps):
+    account, _, _ = synced
+    sim.fail("userinfo", status=429, times=2)
+    sync_account(account)
+    assert len(sleeps) == 2
+    assert_backoff(sleeps)
+
+
+@pytest.mark.django_db
+def test_retry_after_beyond_the_cap_raises_without_sleeping(synced, sim, sleeps, settings):
+    account, _, before = synced
+    sim.fail("userinfo", status=429, headers={"Retry-After": "31"}, times=None)
+    with pytest.raises(RateLimited) as excinfo:
+        sync_account(account)
+    assert sleeps == []
+    assert excinfo.value.retry_after == 31
+    assert excinfo.value.status_code == 429
+    assert sim.count("userinfo") == 1
+    assert stored(account) == before
+
+
+@pytest.mark.django_db
+def test_total_wait_is_capped(synced, sim, sleeps, settings):
+    account, _, _ = synced
+    with settings_with(settings, MAX_RETRIES=10, RETRY_BACKOFF=10, RETRY_MAX_WAIT=30):
+        sim.fail("userinfo", status=503, times=None)
+        with pytest.raises(CronofyUnavailable):
+            sync_account(account)
+    assert 0 < sum(sleeps) <= 30
+    assert sim.count("userinfo") == len(sleeps) + 1 < 11
+    assert_backoff(sleeps, backoff=10)
+
+
+@pytest.mark.django_db
+def test_repeated_retry_after_stops_at_the_cap(synced, sim, sleeps, settings):
+    account, _, _ = synced
+    with settings_with(settings, MAX_RETRIES=10, RETRY_MAX_WAIT=20):
+        sim.fail("userinfo", status=429, headers={"Retry-After": "7"}, times=None)
+        with pytest.raises(RateLimited):
+            sync_account(account)
+    assert sleeps == [7.0, 7.0]  # a third 7 s wait would pass 20 s
+    assert sim.count("userinfo") == 3
+
+
+@pytest.mark.django_db
+def test_zero_retries(synced, sim, sleeps, settings):
+    account, _, _ = synced
+    with settings_with(settings, MAX_RETRIES=0):
+        sim.fail("userinfo", status=502)
+        with pytest.raises(CronofyUnavailable):
+            sync_account(account)
+    assert sleeps == [] and sim.count("userinfo") == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("status", [402, 403, 404, 422, 423])
+def test_other_4xx_are_api_errors_without_retry(synced, sim, sleeps, payload, status):
+    account, _, before = synced
+    sim.fail("userinfo", status=status, body='{"errors": {}}')
+    with pytest.raises(CronofyAPIError) as excinfo:
+        sync_account(account)
+    assert type(excinfo.value) is CronofyAPIError
+    assert excinfo.value.status_code == status
+    assert f"HTTP {status}" in str(excinfo.value)
+    assert sleeps == [] and sim.count("userinfo") == 1
+    assert stored(account) == before
+
+
+# -- the request loop, called directly ------------------------------------------------
+
+
+@pytest.fixture
+def client(sim):
+    return get_client("us")
+
+
+def test_non_idempotent_post_is_not_retried_on_read_timeout(sim, client, sleeps):
+    account = sim.add_account()
+    sim.fail("channels", exception=requests.ReadTimeout)
+    with pytest.raises(CronofyUnavailable, match="timed out"):
+        client.create_channel(account.access_token, "https://example.com/hook")
+    assert sim.count("channels") == 1
+    assert sleeps == []
+
+
+@pytest.mark.parametrize("fault", [{"status": 503}, {"exception": requests.ConnectionError}])
+def test_non_idempotent_post_is_not_retried_on_5xx_or_reset(sim, client, sleeps, fault):
+    account = sim.add_account()
+    sim.fail("conferencing_service_authorizations", **fault)
+    with pytest.raises(CronofyUnavailable):
+        client.create_conferencing_service_authorization(account.access_token, "https://e.x/r")
+    assert sim.count("conferencing_service_authorizations") == 1
+    assert sleeps == []
+
+
+def test_non_idempotent_post_is_retried_on_connect_timeout_and_429(sim, client, sleeps):
+    account = sim.add_account()
+    sim.fail("channels", exception=requests.ConnectTimeout)  # never reached Cronofy
+    sim.fail("channels", status=429, headers={"Retry-After": "2"})  # Cronofy did not act
+    body = client.create_channel(account.access_token, "https://example.com/hook")
+    assert body["channel"]["callback_url"] == "https://example.com/hook"
+    assert sim.count("channels") == 3
+    assert len(sleeps) == 2 and sleeps[1] == 2.0
+
+
+def test_code_exchange_is_not_retried(sim, client, sleeps):
+    sim.fail("token", exception=requests.ReadTimeout)
+    with pytest.raises(CronofyUnavailable):
+        oauth.exchange_code("us", "some-code-value", "https://example.com/cb")
+    assert sim.count("token") == 1 and sleeps == []
+
+
+@pytest.mark.django_db
+def test_invalid_client_is_not_invalid_grant(link_account, sim, settings, sleeps):
+    account, _ = link_account(token_expires_in=-60)
+    with (
+        settings_with(settings, CLIENT_SECRET="a-wrong-client-secret"),
+        pytest.raises(CronofyAPIError) as excinfo,
+    ):
+        sync_account(account)
+    assert not isinstance(excinfo.value, ReauthorizationRequired)
+    assert excinfo.value.status_code == 400
+    assert "invalid_client" in str(excinfo.value)
+    account.refresh_from_db()
+    assert account.status == LinkedAccount.Status.ACTIVE
+    assert sleeps == []
+
+
+def test_invalid_grant_from_the_token_endpoint(sim, client):
+    sim.fail("token", status=400, body='{"error": "invalid_grant"}')
+    with pytest.raises(InvalidGrant) as excinfo:
+        client.request_token(
+            {"grant_type": "refresh_token", "refresh_token": "x" * 10}, idempotent=True
+        )
+    assert excinfo.value.error == "invalid_grant"
+    assert isinstance(excinfo.value, ReauthorizationRequired)
+
+
+def test_invalid_grant_body_outside_oauth_is_a_plain_api_error(sim, client):
+    account = sim.add_account()
+    sim.fail("userinfo", status=400, body='{"error": "invalid_grant"}')
+    with pytest.raises(CronofyAPIError) as excinfo:
+        client.userinfo(account.access_token)
+    assert not isinstance(excinfo.value, ReauthorizationRequired)
+
+
+def test_401_maps_to_access_token_rejected(sim, client, sleeps):
+    with pytest.raises(AccessTokenRejected) as excinfo:
+        client.userinfo("not-a-token-we-know")
+    assert excinfo.value.status_code == 401
+    assert sleeps == []
+
+
+def test_non_json_success_body_is_invalid_response(sim, client):
+    account = sim.add_account()
+    sim.fail("channels", status=200, body="OK")
+    with pytest.raises(InvalidResponse, match="Invalid channel response: the body is not JSON"):
+        client.create_channel(account.access_token, "https://example.com/hook")
+
+
+def test_user_agent_accept_and_timeouts(sim, settings, monkeypatch):
+    with settings_with(settings, CONNECT_TIMEOUT=2, REQUEST_TIMEOUT=9):
+        client = CronofyClient("us")
+    seen = {}
+    original = client.session.request
+
+    def spy(method, url, **kwargs):
+        seen.update(kwargs, url=url, ua=client.session.headers["User-Agent"])
+        return original(method, url, **kwargs)
+
+    monkeypatch.setattr(client.session, "request", spy)
+    account = sim.add_account()
+    client.userinfo(account.access_token)
+    assert seen["timeout"] == (2.0, 9.0)
+    assert seen["url"] == "https://api.cronofy.com/v1/userinfo"
+    assert seen["headers"]["Accept"] == "application/json"
+    assert seen["headers"]["Authorization"] == f"Bearer {account.access_token}"
+    assert seen["ua"] == USER_AGENT
+    assert USER_AGENT.startswith("django-cronofy-conferencing/")
+
+
+def test_custom_user_agent(settings):
+    with settings_with(settings, USER_AGENT="acme-scheduler/2.0"):
+        assert CronofyClient("uk").session.headers["User-Agent"] == "acme-scheduler/2.0"
+
+
+def test_one_session_per_client_and_one_client_per_thread(sim):
+    assert get_client("us") is get_client("us")
+    assert get_client("us") is not get_client("uk")
+    assert get_client("us").session is get_client("us").session
+    assert get_client("uk").data_center.api_url == "https://api-uk.cronofy.com"
+
+
+def test_clients_are_rebuilt_when_settings_change(settings):
+    before = get_client("us")
+    with settings_with(settings, REQUEST_TIMEOUT=3):
+        after = get_client("us")
+        assert after is not before
+        assert after.timeout[1] == 3.0
+
+
+def test_unknown_data_center_cannot_be_called():
+    with pytest.raises(UnknownDataCenter):
+        CronofyClient("https://evil.example")
+
+
+def test_injected_sleep_and_rng(sim):
+    delays = []
+    client = CronofyClient("us", sleep=delays.append, rng=random.Random(1))
+    account = sim.add_account()
+    sim.fail("userinfo", status=500, times=2)
+    client.userinfo(account.access_token)
+    expected = random.Random(1)
+    assert delays == [0.25 + expected.uniform(0, 0.25), 0.5 + expected.uniform(0, 0.5)]
+
+
+def test_client_credentials_name_the_missing_key(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    for key, value in (("CLIENT_SECRET", ""), ("CLIENT_ID", None)):
+        with (
+            settings_with(settings, **{key: value}),
+            pytest.raises(ImproperlyConfigured, match=rf"CRONOFY_CONFERENCING\['{key}'\]"),
+        ):
+            client_credentials()
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("7", 7.0),
+        (" 120 ", 120.0),
+        ("0", 0.0),
+        ("", None),
+        (None, None),
+        ("-5", None),
+        ("soon", None),
+        ("1.5", None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # in the past
+    ],
+)
+def test_parse_retry_after(value, expected):
+    assert parse_retry_after(value) == expected
+
+
+def test_parse_retry_after_http_date_in_the_future():
+    now = 1_700_000_000.0
+    when = email.utils.formatdate(now + 42, usegmt=True)
+    assert parse_retry_after(when, now=now) == pytest.approx(42, abs=1)

@@ -1,0 +1,334 @@
+"""The push notification receiver: signatures, types, channels, resync, Celery hand-off."""
+
+from __future__ import annotations
+
+import json
+from unittest import mock
+
+import pytest
+from django.core.cache import cache
+from django.test import Client, override_settings
+from django.urls import reverse
+
+from django_cronofy_conferencing import oauth
+from django_cronofy_conferencing.conf import app_settings
+from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
+from django_cronofy_conferencing.notifications import MAX_BODY_BYTES, signature_valid
+from django_cronofy_conferencing.payloads import TokenSet
+from django_cronofy_conferencing.testing import DEFAULT_CLIENT_SECRET
+
+pytestmark = pytest.mark.django_db
+
+CALLBACK = "https://example.com/cronofy/notifications/"
+URL = "/cronofy/notifications/"
+OLD_SECRET = "old_client_secret_98765"
+
+
+def settings_with(**values):
+    return override_settings(CRONOFY_CONFERENCING={**_base(), **values})
+
+
+def _base():
+    from django.conf import settings
+
+    return dict(settings.CRONOFY_CONFERENCING)
+
+
+@pytest.fixture(autouse=True)
+def push_configured():
+    cache.clear()
+    with settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK):
+        yield
+    cache.clear()
+
+
+@pytest.fixture
+def client():
+    return Client(enforce_csrf_checks=True)
+
+
+@pytest.fixture
+def channelled(sim, link_account):
+    """A linked account with a zoom profile, synced, with a push channel."""
+    account, sim_account = link_account(conferencing_profiles=[sim.profile("zoom")])
+    from django_cronofy_conferencing.sync import sync_account
+
+    sync_account(account)
+    oauth.ensure_push_channel(account)
+    assert account.channel_id
+    return account, sim_account
+
+
+def post(client, body: bytes, signature: str | None = None, **extra):
+    headers = {} if signature is None else {"HTTP_CRONOFY_HMAC_SHA256": signature}
+    return client.post(URL, data=body, content_type="application/json", **headers, **extra)
+
+
+def notification(channel_id: str, kind: str) -> bytes:
+    return json.dumps(
+        {
+            "notification": {"type": kind},
+            "channel": {"channel_id": channel_id, "callback_url": CALLBACK, "filters": {}},
+        }
+    ).encode()
+
+
+def disconnect_zoom(sim, sim_account) -> None:
+    sim.set_connected(sim_account.sub, sim_account.conferencing_profiles[0]["profile_id"], False)
+
+
+def test_url_name():
+    assert reverse("cronofy_conferencing:notifications") == URL
+
+
+def test_linking_creates_a_channel_for_the_callback_url(sim, user):
+    sim_account = sim.add_account(conferencing_profiles=[sim.profile("zoom")])
+    tokens = TokenSet(
+        access_token=sim_account.access_token,
+        refresh_token=sim_account.refresh_token,
+        expires_in=3600,
+        scope="read_account",
+        sub=sim_account.sub,
+    )
+    result = oauth.link_account(user, "us", tokens)
+    channel_id = result.account.channel_id
+    assert channel_id
+    assert LinkedAccount.objects.get().channel_id == channel_id
+    assert sim.channels[channel_id] == {"sub": sim_account.sub, "callback_url": CALLBACK}
+    assert sim.requests[-1].json == {"callback_url": CALLBACK}
+
+
+def test_signed_profile_disconnected_resyncs_the_account(client, sim, channelled):
+    _account, sim_account = channelled
+    disconnect_zoom(sim, sim_account)
+    body, headers = sim.notification(sim_account.sub, "profile_disconnected")
+    before = sim.count("userinfo")
+    response = post(client, body, headers["Cronofy-HMAC-SHA256"])
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+    assert sim.count("userinfo") == before + 1
+    profile = ConferencingProfile.objects.get()
+    assert profile.profile_connected is False
+    assert profile.profile_relink_url.startswith("https://app.cronofy.com/v2/relink/zoom")
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        None,
+        "",
+        "bm90IHRoZSByaWdodCBvbmU=",
+        "not base64 at all!",
+        ",,,",
+    ],
+    ids=["missing", "empty", "wrong", "garbage", "commas"],
+)
+def test_missing_or_wrong_signature_is_401_and_nothing_happens(client, sim, channelled, signature):
+    _account, sim_account = channelled
+    disconnect_zoom(sim, sim_account)
+    body, _ = sim.notification(sim_account.sub, "profile_disconnected")
+    before = len(sim.requests)
+    response = post(client, body, signature)
+    assert response.status_code == 401
+    assert len(sim.requests) == before
+    assert ConferencingProfile.objects.get().profile_connected is True
+
+
+def test_signature_of_another_body_is_refused(client, sim, channelled):
+    _, sim_account = channelled
+    body, headers = sim.notification(sim_account.sub, "profile_disconnected")
+    tampered = body.replace(b"profile_disconnected", b"change")
+    assert post(client, tampered, headers["Cronofy-HMAC-SHA256"]).status_code == 401
+
+
+def test_signature_with_an_unknown_secret_is_refused(client, sim, channelled):
+    _, sim_account = channelled
+    body, _ = sim.notification(sim_account.sub, "verification")
+    assert post(client, body, sim.sign(body, OLD_SECRET)).status_code == 401
+
+
+def test_rotated_secret_is_accepted_while_listed(client, sim, channelled):
+    _account, sim_account = channelled
+    disconnect_zoom(sim, sim_account)
+    body, _ = sim.notification(sim_account.sub, "profile_disconnected")
+    with settings_with(
+        PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK,
+        CLIENT_SECRET="the_new_client_secret_123",
+        PREVIOUS_CLIENT_SECRETS=[OLD_SECRET, DEFAULT_CLIENT_SECRET],
+    ):
+        # Signed with a previous secret only.
+        assert post(client, body, sim.sign(body, OLD_SECRET)).status_code == 200
+        # Several values while Cronofy rotates: any one that matches will do.
+        both = f"{sim.sign(body, 'unknown_secret_000')}, {sim.sign(body, OLD_SECRET)}"
+        assert post(client, body, both).status_code == 200
+    assert ConferencingProfile.objects.get().profile_connected is False
+    with settings_with(CLIENT_SECRET="the_new_client_secret_123"):
+        assert post(client, body, sim.sign(body, OLD_SECRET)).status_code == 401
+
+
+def test_signature_valid_helper():
+    body = b'{"notification": {"type": "verification"}}'
+    from django_cronofy_conferencing.testing import SimulatedCronofy
+
+    good = SimulatedCronofy().sign(body)
+    assert signature_valid(body, good)
+    assert signature_valid(body, f"x, {good}")
+    assert not signature_valid(body, None)
+    assert not signature_valid(body, good[:-4])
+    assert not signature_valid(body + b" ", good)
+
+
+def test_no_client_secret_configured_refuses_everything(client, sim, channelled):
+    _, sim_account = channelled
+    body, headers = sim.notification(sim_account.sub, "verification")
+    with settings_with(CLIENT_SECRET="", PREVIOUS_CLIENT_SECRETS=[]):
+        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 401
+
+
+def test_verification_is_acknowledged_without_a_sync(client, sim, channelled):
+    _, sim_account = channelled
+    body, headers = sim.notification(sim_account.sub, "verification")
+    before = len(sim.requests)
+    assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert len(sim.requests) == before
+
+
+@pytest.mark.parametrize("kind", ["profile_initial_sync_completed", "something_new"])
+def test_unknown_types_are_acknowledged_and_ignored(client, sim, channelled, kind):
+    _, sim_account = channelled
+    body, headers = sim.notification(sim_account.sub, kind)
+    before = len(sim.requests)
+    response = post(client, body, headers["Cronofy-HMAC-SHA256"])
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "ignored": True}
+    assert len(sim.requests) == before
+
+
+def test_unknown_channel_is_acknowledged_and_ignored(client, sim, channelled):
+    body = notification("chn_unknown", "profile_disconnected")
+    before = len(sim.requests)
+    response = post(client, body, sim.sign(body))
+    assert response.status_code == 200
+    assert response.json()["ignored"] is True
+    assert len(sim.requests) == before
+
+
+def test_notification_without_channel_is_ignored(client, sim):
+    body = json.dumps({"notification": {"type": "change"}}).encode()
+    assert post(client, body, sim.sign(body)).status_code == 200
+    assert sim.requests == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{not json",
+        b"[1, 2]",
+        b'"text"',
+        b'{"notification": {"type": 7}}',
+        b'{"notification": {"type": "change"}, "channel": {"channel_id": 5}}',
+        b"\xff\xfe",
+        b"[" * 30_000 + b"]" * 30_000,
+    ],
+    ids=["broken", "array", "string", "type-not-text", "channel-not-text", "not-utf8", "deep"],
+)
+def test_malformed_body_with_a_valid_signature_is_400(client, sim, body):
+    assert post(client, body, sim.sign(body)).status_code == 400
+
+
+def test_body_size_limit(client, sim, channelled):
+    body = b'{"pad": "' + b"x" * MAX_BODY_BYTES + b'"}'
+    response = post(client, body, sim.sign(body))
+    assert response.status_code == 413
+
+
+def test_only_post_is_allowed(client):
+    assert client.get(URL).status_code == 405
+    assert client.put(URL).status_code == 405
+
+
+def test_change_resyncs_at_most_once_in_a_short_while(client, sim, channelled):
+    _, sim_account = channelled
+    body, headers = sim.notification(sim_account.sub, "change")
+    before = sim.count("userinfo")
+    for _ in range(3):
+        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert sim.count("userinfo") == before + 1
+    # A disconnection is never held back.
+    disconnect_zoom(sim, sim_account)
+    body, headers = sim.notification(sim_account.sub, "profile_disconnected")
+    assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert sim.count("userinfo") == before + 2
+    assert ConferencingProfile.objects.get().profile_connected is False
+
+
+def test_replayed_notification_is_harmless(client, sim, channelled):
+    _, sim_account = channelled
+    disconnect_zoom(sim, sim_account)
+    body, headers = sim.notification(sim_account.sub, "profile_disconnected")
+    for _ in range(3):
+        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert ConferencingProfile.objects.count() == 1
+    profile = ConferencingProfile.objects.get()
+    assert profile.profile_connected is False
+    assert profile.connection_changed_at is not None
+
+
+def test_failed_sync_is_recorded_and_still_acknowledged(client, sim, channelled):
+    account, sim_account = channelled
+    sim.fail("userinfo", status=500, times=None)
+    body, headers = sim.notification(sim_account.sub, "profile_disconnected")
+    assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    account.refresh_from_db()
+    assert account.consecutive_failures == 1
+    assert "500" in account.last_sync_error
+
+
+def test_dead_grant_marks_the_account_and_is_acknowledged(client, sim, channelled):
+    account, sim_account = channelled
+    sim.revoke_grant(sim_account.sub)
+    body, headers = sim.notification(sim_account.sub, "profile_disconnected")
+    assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    account.refresh_from_db()
+    assert account.status == LinkedAccount.Status.REAUTHORIZATION_REQUIRED
+    # Later notifications for it call nothing: the user must connect again.
+    before = len(sim.requests)
+    assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert len(sim.requests) == before
+
+
+def test_with_celery_the_sync_is_queued(client, sim, channelled):
+    account, sim_account = channelled
+    body, headers = sim.notification(sim_account.sub, "profile_disconnected")
+    before = len(sim.requests)
+    with (
+        settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK, USE_CELERY=True),
+        mock.patch("django_cronofy_conferencing.tasks.sync_account_task.delay") as delay,
+    ):
+        assert app_settings.USE_CELERY
+        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    delay.assert_called_once_with(account.pk)
+    assert len(sim.requests) == before
+
+
+def test_with_celery_down_the_sync_happens_now(client, sim, channelled):
+    _account, sim_account = channelled
+    disconnect_zoom(sim, sim_account)
+    body, headers = sim.notification(sim_account.sub, "profile_disconnected")
+    with (
+        settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK, USE_CELERY=True),
+        mock.patch(
+            "django_cronofy_conferencing.tasks.sync_account_task.delay",
+            side_effect=ConnectionError("broker down"),
+        ),
+    ):
+        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert ConferencingProfile.objects.get().profile_connected is False
+
+
+def test_the_receiver_never_echoes_secrets(client, sim, channelled):
+    _, sim_account = channelled
+    body, headers = sim.notification(sim_account.sub, "profile_disconnected")
+    response = post(client, body, headers["Cronofy-HMAC-SHA256"])
+    assert DEFAULT_CLIENT_SECRET.encode() not in response.content
+    assert sim_account.access_token.encode() not in response.content

@@ -1,0 +1,692 @@
+"""UserInfo validation: the lenient cases, and malformed bodies refused through ``sync_account``.
+
+Every malformed body is served by the simulator as the 200 answer to
+``GET /v1/userinfo`` after a first successful sync, so each case also proves
+that nothing but the account's error fields changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from django_cronofy_conferencing.exceptions import InvalidResponse
+from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
+from django_cronofy_conferencing.payloads import (
+    MAX_DEPTH,
+    MAX_PROFILES,
+    ConferencingProfileData,
+    parse_token_response,
+    parse_userinfo,
+)
+from django_cronofy_conferencing.sync import sync_account
+
+from .conftest import load_payload
+
+SUB = "acc_5700a00eb0ccd07000000000"
+ACCOUNT_FIELDS = (
+    "email",
+    "name",
+    "zoneinfo",
+    "scope",
+    "account_type",
+    "userinfo",
+    "last_synced_at",
+    "status",
+)
+
+
+def profiles_state(account) -> list[tuple]:
+    return list(
+        ConferencingProfile.objects.filter(account=account)
+        .order_by("profile_id")
+        .values_list(
+            "profile_id",
+            "provider_name",
+            "profile_name",
+            "profile_connected",
+            "profile_relink_url",
+            "first_seen_at",
+            "connection_changed_at",
+            "removed_at",
+        )
+    )
+
+
+def account_state(account) -> dict:
+    return LinkedAccount.objects.filter(pk=account.pk).values(*ACCOUNT_FIELDS).get()
+
+
+# -- the lenient cases ------------------------------------------------------
+
+
+def test_documented_example_parses(payload):
+    info = parse_userinfo(payload("userinfo_conferencing_example"), expected_sub=SUB)
+    assert info.sub == SUB
+    assert (info.email, info.name, info.zoneinfo) == (
+        "janed@company.com",
+        "Jane Doe",
+        "Europe/London",
+    )
+    assert (info.account_type, info.scope) == ("account", "read_write")
+    assert info.conferencing_profiles == (
+        ConferencingProfileData("zoom", "pro_jknsdfk234", "example@cronofy.com", True, ""),
+        ConferencingProfileData(
+            "go_to",
+            "pro_gfmdsg51qa",
+            "example@cronofy.com",
+            False,
+            "https://app.cronofy.com/v2/relink/go_to?email=example%40cronofy.com",
+        ),
+    )
+
+
+def test_unknown_keys_are_ignored_and_kept_in_raw(payload):
+    body = payload("userinfo_conferencing_example")
+    body["future_top_level"] = {"x": [1, 2]}
+    body["cronofy.data"]["future_section"] = "y"
+    body["cronofy.data"]["conferencing_profiles"][0]["profile_future_flag"] = True
+    info = parse_userinfo(body)
+    assert len(info.conferencing_profiles) == 2
+    assert info.raw["future_top_level"] == {"x": [1, 2]}
+
+
+@pytest.mark.parametrize("provider", ["google_meet_api", "webex", "brand_new_provider"])
+def test_unknown_provider_name_is_kept(payload, provider):
+    body = payload("userinfo_conferencing_example")
+    body["cronofy.data"]["conferencing_profiles"][0]["provider_name"] = provider
+    info = parse_userinfo(body)
+    assert info.conferencing_profiles[0].provider_name == provider
+
+
+def test_missing_conferencing_profiles_means_none(payload):
+    info = parse_userinfo(payload("userinfo_service_account"))
+    assert info.conferencing_profiles == ()
+    assert info.account_type == "service_account"
+    assert info.name == ""  # absent
+    assert info.scope == "service_account/accounts/manage service_account/resources/manage"
+
+
+def test_empty_conferencing_profiles_list(payload):
+    body = payload("userinfo_conferencing_example")
+    body["cronofy.data"]["conferencing_profiles"] = []
+    assert parse_userinfo(body).conferencing_profiles == ()
+
+
+def test_connected_profile_with_relink_url_stores_blank(payload):
+    body = payload("userinfo_conferencing_example")
+    profile = body["cronofy.data"]["conferencing_profiles"][0]
+    profile["profile_relink_url"] = "https://app.cronofy.com/v2/relink/zoom"
+    assert parse_userinfo(body).conferencing_profiles[0].profile_relink_url == ""
+
+
+def test_disconnected_profile_without_relink_url_is_blank(payload):
+    body = payload("userinfo_conferencing_example")
+    del body["cronofy.data"]["conferencing_profiles"][1]["profile_relink_url"]
+    assert parse_userinfo(body).conferencing_profiles[1].profile_relink_url == ""
+
+
+@pytest.mark.parametrize("key", ["email", "name", "zoneinfo", "cronofy.type"])
+def test_optional_strings_may_be_null_or_absent(payload, key):
+    body = payload("userinfo_conferencing_example")
+    body[key] = None
+    assert parse_userinfo(body).sub == SUB
+    del body[key]
+    assert parse_userinfo(body).sub == SUB
+
+
+def test_missing_authorization_gives_blank_scope(payload):
+    body = payload("userinfo_conferencing_example")
+    del body["cronofy.data"]["authorization"]
+    assert parse_userinfo(body).scope == ""
+
+
+def test_profile_name_may_be_missing_or_null(payload):
+    body = payload("userinfo_conferencing_example")
+    del body["cronofy.data"]["conferencing_profiles"][0]["profile_name"]
+    body["cronofy.data"]["conferencing_profiles"][1]["profile_name"] = None
+    names = [p.profile_name for p in parse_userinfo(body).conferencing_profiles]
+    assert names == ["", ""]
+
+
+def test_a_literal_backslash_u0000_text_is_not_a_nul(payload):
+    body = payload("userinfo_conferencing_example")
+    body["note"] = "\\u0000 is how JSON spells NUL"
+    assert parse_userinfo(body).raw["note"].startswith("\\u0000")
+
+
+def test_non_ascii_text_is_accepted(payload):
+    body = payload("userinfo_conferencing_example")
+    body["name"] = "Zoë Ünïcødé 山田"
+    body["cronofy.data"]["conferencing_profiles"][0]["profile_name"] = "Zoë's Zoom ✓"
+    info = parse_userinfo(body)
+    assert info.name == "Zoë Ünïcødé 山田"
+
+
+def test_exactly_max_profiles_is_accepted(payload):
+    body = payload("userinfo_conferencing_example")
+    body["cronofy.data"]["conferencing_profiles"] = [
+        {"provider_name": "zoom", "profile_id": f"pro_{i}", "profile_connected": True}
+        for i in range(MAX_PROFILES)
+    ]
+    assert len(parse_userinfo(body).conferencing_profiles) == MAX_PROFILES
+
+
+def test_token_response_without_refresh_token(payload):
+    body = payload("token_refresh")
+    del body["refresh_token"]
+    tokens = parse_token_response(body, expect_sub=False)
+    assert tokens.refresh_token == ""
+    assert tokens.access_token == "P531x88i05Ld2yXHIQ7WjiEyqlmOHsgI"
+    with pytest.raises(InvalidResponse, match="refresh_token is missing"):
+        parse_token_response({**body, "sub": "acc_1"}, expect_sub=True)
+
+
+def test_documented_code_response_parses(payload):
+    tokens = parse_token_response(payload("token_authorization_code"), expect_sub=True)
+    assert tokens.sub == "acc_5ba21743f408617d1269ea1e"
+    assert tokens.expires_in == 3600
+    assert tokens.linking_profile["profile_id"] == "pro_n23kjnwrw2"
+    assert "P531x88" not in repr(tokens) and "3gBYG1" not in repr(tokens)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"token_type": "mac"}, "token_type"),
+        ({"access_token": None}, "access_token is missing"),
+        ({"access_token": "has space"}, "access_token is missing"),
+        ({"refresh_token": 5}, "refresh_token is not a token"),
+        ({"expires_in": "3600"}, "expires_in"),
+        ({"expires_in": True}, "expires_in"),
+        ({"expires_in": -1}, "expires_in"),
+        ({"scope": ["read"]}, "scope"),
+        ({"sub": None}, "sub is missing"),
+    ],
+    ids=lambda v: json.dumps(v) if isinstance(v, dict) else v,
+)
+def test_malformed_token_responses(payload, change, message):
+    body = {**payload("token_authorization_code"), **change}
+    with pytest.raises(InvalidResponse, match=message):
+        parse_token_response(body, expect_sub=True)
+
+
+def test_token_response_must_be_an_object():
+    with pytest.raises(InvalidResponse, match="must be a JSON object, got array"):
+        parse_token_response([], expect_sub=False)
+
+
+# -- malformed bodies through sync_account ------------------------------------
+
+P0 = "cronofy.data.conferencing_profiles[0]"
+P1 = "cronofy.data.conferencing_profiles[1]"
+
+
+def _set(*path, value=None, delete=False):
+    """A mutation of the valid body: set (or delete) the value at ``path``."""
+
+    def mutate(body):
+        target = body
+        for key in path[:-1]:
+            target = target[key]
+        if delete:
+            del target[path[-1]]
+        else:
+            target[path[-1]] = value
+        return body
+
+    return mutate
+
+
+def _profile(index, key, **kwargs):
+    return _set("cronofy.data", "conferencing_profiles", index, key, **kwargs)
+
+
+def _raw(text):
+    return lambda body: text
+
+
+def _replace(old, new):
+    """Edit the serialized body (for what Python's json.dumps cannot produce)."""
+    return lambda body: json.dumps(body).replace(old, new, 1)
+
+
+def _duplicate(body):
+    profiles = body["cronofy.data"]["conferencing_profiles"]
+    profiles[1]["profile_id"] = profiles[0]["profile_id"]
+    return body
+
+
+def _too_many(body):
+    body["cronofy.data"]["conferencing_profiles"] = [
+        {"provider_name": "zoom", "profile_id": f"pro_{i}", "profile_connected": True}
+        for i in range(MAX_PROFILES + 1)
+    ]
+    return body
+
+
+def _deep(body):
+    nested: object = "bottom"
+    for _ in range(MAX_DEPTH + 5):
+        nested = [nested]
+    body["cronofy.data"]["profiles"] = nested
+    return body
+
+
+RELINK = ("cronofy.data", "conferencing_profiles", 1, "profile_relink_url")
+
+MALFORMED = [
+    # (id, mutation, the message must contain)
+    ("not-json-html", _raw("<html><body>502 Bad Gateway</body></html>"), "the body is not JSON"),
+    ("not-json-truncated", _raw('{"sub": "acc_5700a00e'), "the body is not JSON"),
+    ("not-json-empty", _raw(""), "the body is not JSON"),
+    ("not-json-invalid-utf8", _raw(b'{"sub": "\xff\xfe\xfa"}'), "the body is not UTF-8"),
+    ("json-list", _raw("[]"), "the body must be a JSON object, got array"),
+    ("json-string", _raw('"userinfo"'), "the body must be a JSON object, got string"),
+    ("json-null", _raw("null"), "the body must be a JSON object, got null"),
+    ("json-number", _raw("42"), "the body must be a JSON object, got number"),
+    ("json-true", _raw("true"), "the body must be a JSON object, got boolean"),
+    ("nested-beyond-the-decoder", _raw("[" * 100_000 + "]" * 100_000), "nested too deeply"),
+    ("nested-deeper-than-max", _deep, f"nested more than {MAX_DEPTH} levels"),
+    ("sub-missing", _set("sub", delete=True), "sub is missing"),
+    ("sub-number", _set("sub", value=12345), "sub must be a string, got number"),
+    ("sub-null", _set("sub", value=None), "sub must be a string, got null"),
+    ("sub-empty", _set("sub", value=""), "sub must not be empty"),
+    ("sub-with-spaces", _set("sub", value="acc_57 00"), "sub must be printable ASCII"),
+    ("sub-foreign", _set("sub", value="acc_someone_else"), "sub belongs to another"),
+    ("sub-too-long", _set("sub", value="a" * 256), "sub is longer than 255"),
+    ("email-number", _set("email", value=7), "email must be a string, got number"),
+    ("email-too-long", _set("email", value="a" * 250 + "@x.io"), "email is longer than 254"),
+    ("email-nul", _set("email", value="jane\x00@company.com"), "email contains a NUL"),
+    ("name-object", _set("name", value={"first": "Jane"}), "name must be a string, got object"),
+    ("name-too-long", _set("name", value="J" * 256), "name is longer than 255"),
+    ("name-lone-surrogate", _replace('"Jane Doe"', '"Jane \\ud800"'), "name is not valid Unicode"),
+    ("zoneinfo-boolean", _set("zoneinfo", value=True), "zoneinfo must be a string, got boolean"),
+    ("zoneinfo-too-long", _set("zoneinfo", value="Z" * 65), "zoneinfo is longer than 64"),
+    ("type-array", _set("cronofy.type", value=["account"]), "cronofy.type must be a string"),
+    ("type-too-long", _set("cronofy.type", value="t" * 65), "cronofy.type is longer than 64"),
+    ("email-infinity", _replace('"janed@company.com"', "Infinity"), "email must be a string"),
+    ("nan-in-unknown-key", _replace('"zoneinfo"', '"x": NaN, "zoneinfo"'), "NaN or Infinity"),
+    ("nul-in-unknown-key", _set("cronofy.data", "profiles", value=["a\x00b"]), "the body contains"),
+    ("surrogate-in-unknown-key", _replace('"profiles": []', '"p": "\\udfff"'), "not valid Unicode"),
+    ("data-missing", _set("cronofy.data", delete=True), "cronofy.data is missing"),
+    ("data-array", _set("cronofy.data", value=[]), "cronofy.data must be an object, got array"),
+    ("data-null", _set("cronofy.data", value=None), "cronofy.data must be an object, got null"),
+    ("data-string", _set("cronofy.data", value="{}"), "cronofy.data must be an object, got string"),
+    (
+        "authorization-array",
+        _set("cronofy.data", "authorization", value=["read_write"]),
+        "cronofy.data.authorization must be an object",
+    ),
+    (
+        "scope-number",
+        _set("cronofy.data", "authorization", "scope", value=1),
+        "cronofy.data.authorization.scope must be a string",
+    ),
+    (
+        "scope-too-long",
+        _set("cronofy.data", "authorization", "scope", value="s" * 4097),
+        "cronofy.data.authorization.scope is longer than 4096",
+    ),
+    (
+        "profiles-object",
+        _set("cronofy.data", "conferencing_profiles", value={"0": {}}),
+        "cronofy.data.conferencing_profiles must be an array, got object",
+    ),
+    (
+        "profiles-null",
+        _set("cronofy.data", "conferencing_profiles", value=None),
+        "cronofy.data.conferencing_profiles must be an array, got null",
+    ),
+    (
+        "profiles-string",
+        _set("cronofy.data", "conferencing_profiles", value="zoom"),
+        "cronofy.data.conferencing_profiles must be an array, got string",
+    ),
+    ("profiles-too-many", _too_many, f"has more than {MAX_PROFILES} entries"),
+    (
+        "profile-string",
+        _set("cronofy.data", "conferencing_profiles", 0, value="pro_jknsdfk234"),
+        f"{P0} must be an object, got string",
+    ),
+    (
+        "profile-null",
+        _set("cronofy.data", "conferencing_profiles", 1, value=None),
+        f"{P1} must be an object, got null",
+    ),
+    (
+        "profile-array",
+        _set("cronofy.data", "conferencing_profiles", 0, value=[]),
+        f"{P0} must be an object, got array",
+    ),
+    ("profile-id-missing", _profile(0, "profile_id", delete=True), f"{P0}.profile_id is missing"),
+    ("profile-id-empty", _profile(0, "profile_id", value=""), f"{P0}.profile_id must not be empty"),
+    ("profile-id-blank", _profile(0, "profile_id", value="  "), f"{P0}.profile_id must not be"),
+    ("profile-id-number", _profile(1, "profile_id", value=5), f"{P1}.profile_id must be a string"),
+    ("profile-id-null", _profile(0, "profile_id", value=None), f"{P0}.profile_id must be a string"),
+    (
+        "profile-id-spaces",
+        _profile(0, "profile_id", value="pro_jkn sdfk234"),
+        f"{P0}.profile_id must be printable ASCII",
+    ),
+    (
+        "profile-id-non-ascii",
+        _profile(0, "profile_id", value="pro_é"),
+        f"{P0}.profile_id must be printable ASCII",
+    ),
+    (
+        "profile-id-too-long",
+        _profile(0, "profile_id", value="p" * 256),
+        f"{P0}.profile_id is longer than 255",
+    ),
+    ("profile-id-duplicated", _duplicate, f"{P1}.profile_id duplicates an earlier profile"),
+    (
+        "provider-missing",
+        _profile(0, "provider_name", delete=True),
+        f"{P0}.provider_name is missing",
+    ),
+    (
+        "provider-number",
+        _profile(0, "provider_name", value=3),
+        f"{P0}.provider_name must be a string, got number",
+    ),
+    (
+        "provider-null",
+        _profile(1, "provider_name", value=None),
+        f"{P1}.provider_name must be a string, got null",
+    ),
+    ("provider-empty", _profile(0, "provider_name", value=""), f"{P0}.provider_name must not be"),
+    (
+        "provider-too-long",
+        _profile(0, "provider_name", value="z" * 101),
+        f"{P0}.provider_name is longer than 100",
+    ),
+    (
+        "profile-name-number",
+        _profile(0, "profile_name", value=1.5),
+        f"{P0}.profile_name must be a string, got number",
+    ),
+    (
+        "profile-name-too-long",
+        _profile(0, "profile_name", value="n" * 501),
+        f"{P0}.profile_name is longer than 500",
+    ),
+    (
+        "profile-name-nul",
+        _profile(1, "profile_name", value="a\x00b"),
+        f"{P1}.profile_name contains a NUL character",
+    ),
+    (
+        "connected-string-true",
+        _profile(0, "profile_connected", value="true"),
+        f"{P0}.profile_connected must be a boolean, got string",
+    ),
+    (
+        "connected-string-false",
+        _profile(1, "profile_connected", value="false"),
+        f"{P1}.profile_connected must be a boolean, got string",
+    ),
+    (
+        "connected-one",
+        _profile(0, "profile_connected", value=1),
+        f"{P0}.profile_connected must be a boolean, got number",
+    ),
+    (
+        "connected-null",
+        _profile(0, "profile_connected", value=None),
+        f"{P0}.profile_connected must be a boolean, got null",
+    ),
+    (
+        "connected-missing",
+        _profile(0, "profile_connected", delete=True),
+        f"{P0}.profile_connected is missing",
+    ),
+    (
+        "relink-javascript",
+        _set(*RELINK, value="javascript:alert(document.cookie)"),
+        f"{P1}.profile_relink_url must be an https URL",
+    ),
+    (
+        "relink-http",
+        _set(*RELINK, value="http://app.cronofy.com/v2/relink/go_to"),
+        f"{P1}.profile_relink_url must be an https URL",
+    ),
+    (
+        "relink-data",
+        _set(*RELINK, value="data:text/html;base64,PHNjcmlwdD4="),
+        f"{P1}.profile_relink_url must be an https URL",
+    ),
+    (
+        "relink-relative",
+        _set(*RELINK, value="/v2/relink/go_to"),
+        f"{P1}.profile_relink_url must be an https URL",
+    ),
+    (
+        "relink-scheme-relative",
+        _set(*RELINK, value="//evil.example/relink"),
+        f"{P1}.profile_relink_url must be an https URL",
+    ),
+    (
+        "relink-space",
+        _set(*RELINK, value="https://app.cronofy.com/v2/relink go_to"),
+        f"{P1}.profile_relink_url contains whitespace",
+    ),
+    (
+        "relink-newline",
+        _set(*RELINK, value="https://app.cronofy.com/v2/\nrelink"),
+        f"{P1}.profile_relink_url contains whitespace",
+    ),
+    (
+        "relink-nbsp",
+        _set(*RELINK, value="https://app.cronofy.com/v2/\u00a0relink"),
+        f"{P1}.profile_relink_url contains whitespace",
+    ),
+    (
+        "relink-credentials",
+        _set(*RELINK, value="https://user:secret@app.cronofy.com/v2/relink"),
+        f"{P1}.profile_relink_url must be an https URL with a host and no credentials",
+    ),
+    (
+        "relink-no-host",
+        _set(*RELINK, value="https:///v2/relink"),
+        f"{P1}.profile_relink_url must be an https URL with a host",
+    ),
+    (
+        "relink-bad-port",
+        _set(*RELINK, value="https://app.cronofy.com:99999/v2/relink"),
+        f"{P1}.profile_relink_url is not a valid URL",
+    ),
+    (
+        "relink-number",
+        _set(*RELINK, value=42),
+        f"{P1}.profile_relink_url must be a string, got number",
+    ),
+    (
+        "relink-object",
+        _set(*RELINK, value={"url": "https://app.cronofy.com"}),
+        f"{P1}.profile_relink_url must be a string, got object",
+    ),
+    (
+        "relink-too-long",
+        _set(*RELINK, value="https://app.cronofy.com/" + "r" * 2048),
+        f"{P1}.profile_relink_url is longer than 2048",
+    ),
+    (
+        "relink-nul",
+        _set(*RELINK, value="https://app.cronofy.com/\x00"),
+        f"{P1}.profile_relink_url contains a NUL",
+    ),
+    (
+        "relink-on-connected-profile-javascript",
+        _profile(0, "profile_relink_url", value="javascript:alert(1)"),
+        f"{P0}.profile_relink_url must be an https URL",
+    ),
+]
+
+
+def test_at_least_thirty_distinct_malformed_bodies():
+    ids = [case[0] for case in MALFORMED]
+    assert len(ids) == len(set(ids))
+    assert len(ids) >= 30
+
+
+@pytest.fixture
+def synced(link_account, sim, payload):
+    """An account synced once from the documented example, and its stored state."""
+    body = payload("userinfo_conferencing_example")
+    account, _ = link_account(sub=SUB, userinfo_body=body)
+    sync_account(account)
+    assert ConferencingProfile.objects.filter(account=account).count() == 2
+    return account, profiles_state(account), account_state(account)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "mutate, message", [case[1:] for case in MALFORMED], ids=[case[0] for case in MALFORMED]
+)
+def test_malformed_userinfo_is_refused_and_changes_nothing(synced, sim, payload, mutate, message):
+    account, profiles_before, account_before = synced
+    body = mutate(copy.deepcopy(payload("userinfo_conferencing_example")))
+    if not isinstance(body, str | bytes):
+        body = json.dumps(body)
+    sim.fail("userinfo", status=200, body=body, headers={"Content-Type": "application/json"})
+
+    with pytest.raises(InvalidResponse) as excinfo:
+        sync_account(account)
+
+    assert message in str(excinfo.value)
+    assert str(excinfo.value).startswith("Invalid UserInfo response: ")
+    assert profiles_state(account) == profiles_before
+    assert account_state(account) == account_before
+    account.refresh_from_db()
+    assert account.consecutive_failures == 1
+    assert message in account.last_sync_error
+    assert sim.count("userinfo") == 2
+
+
+@pytest.mark.django_db
+def test_a_valid_body_after_a_refused_one_clears_the_error(synced, sim):
+    account, profiles_before, _ = synced
+    sim.fail("userinfo", status=200, body="[]")
+    with pytest.raises(InvalidResponse):
+        sync_account(account)
+    result = sync_account(account)
+    assert result.unchanged == 2
+    account.refresh_from_db()
+    assert (account.last_sync_error, account.consecutive_failures) == ("", 0)
+    assert profiles_state(account) == profiles_before
+
+
+@pytest.mark.django_db
+def test_malformed_body_in_userinfo_body_is_refused(link_account, payload):
+    body = payload("userinfo_conferencing_example")
+    body["cronofy.data"]["conferencing_profiles"][0]["profile_connected"] = "yes"
+    account, _ = link_account(sub=SUB, userinfo_body=body)
+    with pytest.raises(InvalidResponse, match=r"\[0\]\.profile_connected must be a boolean"):
+        sync_account(account)
+    assert not ConferencingProfile.objects.exists()
+
+
+# -- property: random JSON never raises anything but InvalidResponse ---------------
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+)
+random_json = st.recursive(
+    json_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+profile_keys = st.sampled_from(
+    ["provider_name", "profile_id", "profile_name", "profile_connected", "profile_relink_url"]
+)
+
+
+@st.composite
+def mutated_documented_body(draw):
+    """The documented payload with a few values replaced, removed or added."""
+    body = load_payload("userinfo_conferencing_example")
+    for _ in range(draw(st.integers(1, 3))):
+        where = draw(st.sampled_from(["top", "data", "profile", "profiles"]))
+        if where == "top":
+            target = body
+            key = draw(st.sampled_from(["sub", "email", "name", "zoneinfo", "cronofy.type", "x"]))
+        elif where == "data":
+            target = body.get("cronofy.data")
+            key = draw(st.sampled_from(["authorization", "conferencing_profiles", "profiles"]))
+        elif where == "profiles":
+            target = body.get("cronofy.data")
+            key = "conferencing_profiles"
+            if isinstance(target, dict) and isinstance(target.get(key), list):
+                target[key].append(draw(random_json))
+                continue
+        else:
+            data = body.get("cronofy.data")
+            profiles = data.get("conferencing_profiles") if isinstance(data, dict) else None
+            if not isinstance(profiles, list) or not profiles:
+                continue
+            target = profiles[draw(st.integers(0, len(profiles) - 1))]
+            key = draw(profile_keys)
+        if not isinstance(target, dict):
+            continue
+        if draw(st.booleans()) and key in target:
+            del target[key]
+        else:
+            target[key] = draw(random_json)
+    return body
+
+
+def _serve(value) -> str:
+    return json.dumps(value)  # NaN/Infinity come out as the literals Python accepts
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    body=random_json.map(_serve)
+    | mutated_documented_body().map(_serve)
+    | st.text(max_size=40)
+    | st.binary(max_size=40)
+)
+def test_random_bodies_raise_only_invalid_response(synced, sim, body):
+    account = synced[0]
+    profiles_before = profiles_state(account)
+    account_before = account_state(account)
+    sim.fail("userinfo", status=200, body=body)
+    try:
+        result = sync_account(account)
+    except InvalidResponse:
+        assert profiles_state(account) == profiles_before
+        assert account_state(account) == account_before
+    else:
+        # Valid after all (a harmless mutation): what is stored is what was served.
+        info = parse_userinfo(json.loads(body), expected_sub=SUB)
+        stored = {
+            row[0]: row[1:5]
+            for row in profiles_state(account)
+            if row[7] is None  # present
+        }
+        assert stored == {
+            p.profile_id: (
+                p.provider_name,
+                p.profile_name,
+                p.profile_connected,
+                p.profile_relink_url,
+            )
+            for p in info.conferencing_profiles
+        }
+        assert result.created + result.updated + result.unchanged == len(stored)

@@ -1,0 +1,177 @@
+"""RateLimiter: paced slots claimed in Django's cache, with an injected clock and sleep."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from django_cronofy_conferencing.client import CronofyClient, get_client
+from django_cronofy_conferencing.ratelimit import Rate, RateLimiter, parse_rate
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture(autouse=True)
+def clear_cache():
+    caches["default"].clear()
+    yield
+    caches["default"].clear()
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+def limiter(clock, *rates: str, margin: float = 0.0) -> RateLimiter:
+    return RateLimiter(
+        [parse_rate(r) for r in rates], clock=clock, sleep=clock.sleep, safety_margin=margin
+    )
+
+
+@pytest.mark.parametrize(
+    "text, rate",
+    [
+        ("50/s", Rate(50, 1)),
+        ("500/m", Rate(500, 60)),
+        ("10/5m", Rate(10, 300)),
+        ("1/h", Rate(1, 3600)),
+        (" 3 / second ", Rate(3, 1)),
+        ("7/min", Rate(7, 60)),
+        ("2/2hour", Rate(2, 7200)),
+    ],
+)
+def test_parse_rate(text, rate):
+    assert parse_rate(text) == rate
+
+
+@pytest.mark.parametrize("text", ["0/s", "abc", "5/d", "", "50", "/s", "-1/s", 5, None])
+def test_parse_rate_rejects_malformed(text):
+    with pytest.raises(ImproperlyConfigured, match=r"CRONOFY_CONFERENCING\['RATE_LIMITS'\]"):
+        parse_rate(text)
+
+
+def test_requests_are_paced_one_slot_apart(clock):
+    rl = limiter(clock, "4/s")
+    starts = []
+    for _ in range(8):
+        rl.acquire()
+        starts.append(clock.now)
+    assert starts == [1000.0 + 0.25 * i for i in range(8)]
+    assert clock.slept == [0.25] * 7
+
+
+def test_spaced_requests_never_wait(clock):
+    rl = limiter(clock, "4/s")
+    for _ in range(5):
+        assert rl.acquire() == 0.0
+        clock.now += 0.25
+    assert clock.slept == []
+
+
+def test_a_request_between_slots_waits_less_than_one_interval(clock):
+    rl = limiter(clock, "4/s")
+    clock.now = 1000.1
+    waited = rl.acquire()
+    assert waited == pytest.approx(0.15)
+    assert 0 < waited < 0.25
+
+
+def test_reserve_claims_without_sleeping(clock):
+    rl = limiter(clock, "2/s")
+    assert [rl.reserve() for _ in range(3)] == [1000.0, 1000.5, 1001.0]
+    assert clock.slept == []
+
+
+def test_the_slowest_rate_sets_the_pace(clock):
+    rl = limiter(clock, "10/s", "2/m")
+    assert rl.rates == [Rate(2, 60), Rate(10, 1)]
+    starts = []
+    for _ in range(3):
+        rl.acquire()
+        starts.append(clock.now)
+    assert starts == [1020.0, 1050.0, 1080.0]  # 30 s slots; 1000 is not on the grid
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("margin", [0.0, RateLimiter.safety_margin])
+def test_no_window_ever_holds_more_than_the_limit(clock, seed, margin):
+    """Bursty random arrivals: any window of `period` seconds, wherever it starts."""
+    rng = random.Random(seed)
+    rates = ["5/s", "20/m"]
+    rl = limiter(clock, *rates, margin=margin)
+    starts = []
+    for _ in range(60):
+        if rng.random() < 0.3:
+            clock.now += rng.uniform(0, 5)
+        rl.acquire()
+        starts.append(clock.now)
+    assert starts == sorted(starts)
+    for rate in map(parse_rate, rates):
+        for i in range(len(starts) - rate.limit):
+            assert starts[i + rate.limit] - starts[i] >= rate.period - 1e-9
+
+
+def test_limiters_share_the_schedule_through_the_cache(clock):
+    first, second = limiter(clock, "2/s"), limiter(clock, "2/s")
+    assert first.reserve() == 1000.0
+    assert second.reserve() == 1000.5  # the other limiter took the first slot
+    assert first.reserve() == 1001.0
+
+
+def test_slots_live_in_the_configured_cache(clock):
+    rl = RateLimiter([Rate(1, 1)], "default", clock=clock, sleep=clock.sleep)
+    rl.acquire()
+    keys = [k for k in caches["default"]._cache if RateLimiter.key_prefix in k]
+    assert len(keys) == 1
+
+
+def test_repr_names_rates_and_cache(clock):
+    assert repr(limiter(clock, "50/s", "500/m")) == (
+        "<RateLimiter 500/60s, 50/1s via cache 'default'>"
+    )
+
+
+def test_from_settings(settings):
+    config = settings.CRONOFY_CONFERENCING
+    with override_settings(CRONOFY_CONFERENCING={**config, "RATE_LIMITS": []}):
+        assert RateLimiter.from_settings() is None
+    with override_settings(CRONOFY_CONFERENCING={**config, "RATE_LIMITS": ["50/s", "500/m"]}):
+        rl = RateLimiter.from_settings()
+        assert set(rl.rates) == {Rate(50, 1), Rate(500, 60)}
+        assert rl.cache_alias == "default"
+        assert get_client("us").rate_limiter is not None
+    assert get_client("us").rate_limiter is None  # tests/settings.py disables it
+
+
+class CountingLimiter:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def acquire(self) -> float:
+        self.calls += 1
+        return 0.0
+
+
+def test_the_client_acquires_before_every_attempt(sim):
+    counting = CountingLimiter()
+    client = CronofyClient("us", rate_limiter=counting, sleep=lambda s: None)
+    account = sim.add_account()
+    sim.fail("userinfo", status=503, times=2)
+    client.userinfo(account.access_token)
+    assert counting.calls == 3 == sim.count("userinfo")

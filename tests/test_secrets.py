@@ -1,0 +1,227 @@
+"""Tokens and the client secret never show up: repr, str, exceptions, stored errors, logs.
+
+Each scenario drives ``sync_account`` (or OAuth) through one path, success or
+failure, with Cronofy echoing the secrets back where it can, then scans every
+text a developer or an operator could see.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+
+import pytest
+import requests
+
+from django_cronofy_conferencing import oauth
+from django_cronofy_conferencing.client import get_client
+from django_cronofy_conferencing.exceptions import CronofyError
+from django_cronofy_conferencing.models import LinkedAccount
+from django_cronofy_conferencing.payloads import parse_token_response
+from django_cronofy_conferencing.sync import sync_account
+from django_cronofy_conferencing.testing import DEFAULT_CLIENT_SECRET
+
+from .secret_scan import SecretScanner
+
+pytestmark = pytest.mark.django_db
+
+
+def texts_of_exception(exc: BaseException) -> list[str]:
+    found = [str(exc), repr(exc), "".join(traceback.format_exception(exc))]
+    found += [str(a) for a in exc.args]
+    for name in ("body", "error"):
+        if hasattr(exc, name):
+            found.append(str(getattr(exc, name)))
+    return found
+
+
+def texts_of_logs(caplog) -> list[str]:
+    found = [caplog.text]
+    for record in caplog.records:
+        found.append(record.getMessage())
+        if record.exc_info:
+            found.append("".join(traceback.format_exception(*record.exc_info)))
+    return found
+
+
+def assert_no_secret(texts: list[str], secrets: set[str]) -> None:
+    assert secrets, "nothing to scan for"
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text, f"a secret leaked into: {text[:200]!r}"
+
+
+def echo(*values: str) -> str:
+    """An error body in which Cronofy repeats what it was sent."""
+    return json.dumps(
+        {
+            "error": "server_error",
+            "error_description": f"could not handle {' '.join(values)}",
+            "echo": {"access_token": values[0], "client_secret": DEFAULT_CLIENT_SECRET},
+        }
+    )
+
+
+def _expired(account):
+    LinkedAccount.objects.filter(pk=account.pk).update(token_expires_at="2000-01-01T00:00:00Z")
+    account.refresh_from_db()
+
+
+SCENARIOS = {
+    "success": lambda sim, sa, account: None,
+    "refresh-then-success": lambda sim, sa, account: _expired(account),
+    "401-refresh-retry": lambda sim, sa, account: sim.expire_access_token(sa.sub),
+    "401-twice": lambda sim, sa, account: sim.fail(
+        "userinfo", status=401, times=2, body=echo(sa.access_token)
+    ),
+    "invalid-grant": lambda sim, sa, account: (sim.revoke_grant(sa.sub), _expired(account)),
+    "token-400-echo": lambda sim, sa, account: (
+        sim.fail(
+            "token",
+            status=400,
+            body=json.dumps(
+                {
+                    "error": "invalid_client",
+                    "error_description": f"bad {DEFAULT_CLIENT_SECRET} / {sa.refresh_token}",
+                }
+            ),
+        ),
+        _expired(account),
+    ),
+    "token-500-echo": lambda sim, sa, account: (
+        sim.fail("token", status=500, times=None, body=echo(sa.refresh_token, sa.access_token)),
+        _expired(account),
+    ),
+    "token-response-malformed": lambda sim, sa, account: (
+        sim.fail(
+            "token",
+            status=200,
+            body=json.dumps({"access_token": 5, "refresh_token": sa.refresh_token}),
+        ),
+        _expired(account),
+    ),
+    "userinfo-500-echo": lambda sim, sa, account: sim.fail(
+        "userinfo", status=500, times=None, body=echo(sa.access_token, sa.refresh_token)
+    ),
+    "userinfo-502-html-echo": lambda sim, sa, account: sim.fail(
+        "userinfo", status=502, times=None, body=f"<p>Bearer {sa.access_token}</p>"
+    ),
+    "userinfo-429-echo": lambda sim, sa, account: sim.fail(
+        "userinfo", status=429, headers={"Retry-After": "600"}, body=echo(sa.access_token)
+    ),
+    "userinfo-422-echo": lambda sim, sa, account: sim.fail(
+        "userinfo", status=422, body=echo(sa.access_token)
+    ),
+    "timeout": lambda sim, sa, account: sim.fail(
+        "userinfo",
+        exception=requests.ReadTimeout(f"read timed out Bearer {sa.access_token}"),
+        times=None,
+    ),
+    "connection-error-echo": lambda sim, sa, account: sim.fail(
+        "userinfo",
+        exception=requests.ConnectionError(f"reset while sending {sa.access_token}"),
+        times=None,
+    ),
+    "not-json-echo": lambda sim, sa, account: sim.fail(
+        "userinfo", status=200, body=f"oops {sa.access_token} {DEFAULT_CLIENT_SECRET}"
+    ),
+    "malformed-echo": lambda sim, sa, account: sim.fail(
+        "userinfo",
+        status=200,
+        body=json.dumps(
+            {
+                "sub": sa.sub,
+                "cronofy.data": {
+                    "conferencing_profiles": [
+                        {
+                            "provider_name": "zoom",
+                            "profile_id": sa.access_token,
+                            "profile_connected": True,
+                        },
+                        {
+                            "provider_name": "zoom",
+                            "profile_id": sa.access_token,
+                            "profile_connected": True,
+                        },
+                    ]
+                },
+            }
+        ),
+    ),
+    "malformed-relink-echo": lambda sim, sa, account: sim.fail(
+        "userinfo",
+        status=200,
+        body=json.dumps(
+            {
+                "sub": sa.sub,
+                "cronofy.data": {
+                    "conferencing_profiles": [
+                        {
+                            "provider_name": "zoom",
+                            "profile_id": "pro_1",
+                            "profile_connected": False,
+                            "profile_relink_url": f"http://x/?t={sa.refresh_token}",
+                        }
+                    ]
+                },
+            }
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_no_secret_anywhere(name, link_account, sim, caplog, django_capture_on_commit_callbacks):
+    caplog.set_level(logging.DEBUG)
+    account, sim_account = link_account(conferencing_profiles=[sim.profile()])
+    SCENARIOS[name](sim, sim_account, account)
+    scanner = SecretScanner(sim)
+    scanner.add(account.access_token, account.refresh_token)
+
+    texts: list[str] = []
+    with django_capture_on_commit_callbacks(execute=True):
+        try:
+            result = sync_account(account)
+        except CronofyError as exc:
+            texts += texts_of_exception(exc)
+        else:
+            texts += [repr(result), str(result)]
+
+    account.refresh_from_db()
+    scanner.add(account.access_token, account.refresh_token)  # after any refresh
+    texts += [repr(account), str(account), account.last_sync_error, repr(get_client("us"))]
+    texts += texts_of_logs(caplog)
+    assert caplog.records  # the scan saw the logs
+    assert_no_secret(texts, scanner.secrets())
+
+
+def test_refresh_and_exchange_paths(sim, caplog):
+    caplog.set_level(logging.DEBUG)
+    scanner = SecretScanner(sim)
+    client = get_client("us")
+    texts: list[str] = []
+    sim_account = sim.add_account()
+
+    body = client.request_token(
+        {"grant_type": "refresh_token", "refresh_token": sim_account.refresh_token},
+        idempotent=True,
+    )
+    tokens = parse_token_response(body, expect_sub=False)
+    texts += [repr(tokens), str(tokens), repr(client)]
+
+    for code in ("no-such-code-12345", sim_account.refresh_token):
+        try:
+            oauth.exchange_code("us", code, "https://example.com/cb")
+        except CronofyError as exc:
+            texts += texts_of_exception(exc)
+            scanner.add(code)
+        else:  # pragma: no cover
+            pytest.fail("a bad code was accepted")
+    texts += texts_of_logs(caplog)
+    assert_no_secret(texts, scanner.secrets())
+
+
+def test_the_scan_can_fail():
+    with pytest.raises(AssertionError, match="a secret leaked"):
+        assert_no_secret(["here is sekrit-value-1"], {"sekrit-value-1"})
