@@ -136,6 +136,14 @@ def main() -> int:
     assert remote.access_token not in stored, "access token stored in plain text"
     assert LinkedAccount.objects.get().access_token == remote.access_token
 
+    from django.template.loader import get_template
+
+    templates_dir = location.parent / "templates"
+    names = sorted(p.relative_to(templates_dir).as_posix() for p in templates_dir.rglob("*.html"))
+    for name in names:
+        get_template(name)  # found through APP_DIRS, and compiles
+    print(f"templates: {len(names)} installed and compile")
+
     print(f"urls: {reverse('cronofy_conferencing:connect')}")
     print("installed app works: migrate, link, sync_account, encrypted tokens")
     return 0

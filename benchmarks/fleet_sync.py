@@ -139,6 +139,9 @@ def serve(args) -> None:
 def run(args) -> None:
     import django
 
+    if os.environ.get("BENCH_SWITCH"):
+        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
+
     django.setup()
     from django.core.management import call_command
     from django.db.backends.signals import connection_created

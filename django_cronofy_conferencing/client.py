@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import random
 import threading
 import time
@@ -56,6 +57,23 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+def new_session(base_url: str) -> requests.Session:
+    """A session for one host, with the environment's proxy and CA settings read once.
+
+    ``requests`` re-reads ``os.environ`` (proxies, CA bundle) and ``~/.netrc``
+    on every request when ``trust_env`` is on: a sizeable share of the CPU of a
+    fleet sync. The result for this host is the same, computed here once; and
+    ``.netrc`` credentials are never sent to Cronofy.
+    """
+    session = requests.Session()
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
+    return session
+
+
 class CronofyClient:
     """Calls one data center. Thread-confined: use ``get_client`` for a per-thread one."""
 
@@ -71,7 +89,7 @@ class CronofyClient:
         self.data_center = (
             data_center if isinstance(data_center, DataCenter) else get_data_center(data_center)
         )
-        self.session = session or requests.Session()
+        self.session = session or new_session(self.data_center.api_url)
         self.session.headers["User-Agent"] = app_settings.USER_AGENT or USER_AGENT
         self.sleep = sleep
         self.rng = rng or random.Random()

@@ -157,18 +157,21 @@ def apply_userinfo(account: LinkedAccount, info: UserInfo) -> SyncResult:
     now = timezone.now()
     events: list[tuple[object, ConferencingProfile]] = []
     with write_lock(using), transaction.atomic(using=using):
-        exists = (
+        # No ORDER BY on either query: nothing depends on the order, and
+        # compiling and sorting it is a measurable share of a fleet sync.
+        locked = list(
             LinkedAccount.objects.using(using)
             .select_for_update()
             .filter(pk=account.pk)
-            .values_list("pk", flat=True)
-            .first()
+            .values_list("pk", flat=True)[:1]
         )
-        if exists is None:
+        if not locked:
             return SyncResult()  # unlinked while the request was in flight
         existing = {
             p.profile_id: p
-            for p in ConferencingProfile.objects.using(using).filter(account_id=account.pk)
+            for p in ConferencingProfile.objects.using(using)
+            .filter(account_id=account.pk)
+            .order_by()
         }
         to_create: list[ConferencingProfile] = []
         to_update: list[ConferencingProfile] = []

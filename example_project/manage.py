@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The example host project's manage.py.
 
-    python example_project/manage.py demo        # the whole app on a simulated Cronofy
-    python example_project/manage.py runserver   # the site alone (see the README)
+python example_project/manage.py demo        # the whole app on a simulated Cronofy
+python example_project/manage.py runserver   # the site alone (see the README)
 """
 
 import os

@@ -35,6 +35,7 @@ from django_cronofy_conferencing.exceptions import (
     ReauthorizationRequired,
 )
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
+from django_cronofy_conferencing.redaction import redact
 from django_cronofy_conferencing.sync import sync_account
 
 from . import simulator
@@ -150,8 +151,9 @@ def sync_now(request: HttpRequest, pk: int) -> HttpResponse:
         )
     except (CronofyUnavailable, RateLimited):
         messages.error(request, "Cronofy could not be reached just now. Try again in a minute.")
-    except CronofyError:
-        logger.warning("Sync now failed for account %s", account.pk, exc_info=False)
+    except CronofyError as exc:
+        # Recorded on the account too (last_sync_error); the text is redacted.
+        logger.warning("Sync now failed for account %s: %s", account.pk, redact(exc))
         messages.error(request, f"{_label(account)} could not be synced. Try again later.")
     else:
         if result.changed:
@@ -236,7 +238,8 @@ def _push(request: HttpRequest, running, sub: str, kind: str) -> None:
         messages.error(request, f"The push notification could not be delivered: {exc}")
     else:
         messages.info(
-            request, f"Simulated Cronofy sent a signed '{kind}' notification: the site said {status}."
+            request,
+            f"Simulated Cronofy sent a signed '{kind}' notification: the site said {status}.",
         )
 
 

@@ -44,7 +44,9 @@ def playwright_instance():
         from playwright.sync_api import sync_playwright
     except ImportError:
         require_service(False, "the playwright package is not installed (pip install playwright)")
-    require_service(_chromium_available(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    require_service(
+        _chromium_available(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+    )
     with sync_playwright() as playwright:
         yield playwright
 

@@ -37,9 +37,11 @@ def connect_account(page, demo, email: str, providers: str, *, approve: bool = T
     page.get_by_role("button", name="Approve" if approve else "Deny").click()
     if approve:
         page.wait_for_url(re.compile(r"/$"))
-        assert page.get_by_role("status").filter(
-            has_text=f"Your Cronofy account {email} is linked."
-        ).is_visible()
+        assert (
+            page.get_by_role("status")
+            .filter(has_text=f"Your Cronofy account {email} is linked.")
+            .is_visible()
+        )
 
 
 def simulator_section(page, email: str):
@@ -90,6 +92,42 @@ def test_home_lists_the_demo_accounts_profiles(logged_in, screenshot):
     assert section.get_by_role("button", name=re.compile("^Sync now")).is_visible()
     assert section.get_by_role("link", name=re.compile("^Unlink")).is_visible()
     screenshot(page, "home")
+
+
+ACCESSIBILITY_PROBLEMS = """
+() => {
+  const problems = [];
+  if (!document.documentElement.lang) problems.push("html has no lang");
+  if (document.querySelectorAll("h1").length !== 1) problems.push("not exactly one h1");
+  for (const el of document.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+    const labelled = (el.labels && el.labels.length) || el.getAttribute("aria-label")
+      || el.getAttribute("aria-labelledby");
+    if (!labelled) problems.push("unlabelled control " + (el.name || el.id));
+  }
+  for (const el of document.querySelectorAll("a[href], button")) {
+    const name = (el.getAttribute("aria-label") || el.innerText || "").trim();
+    if (!name) problems.push("nameless " + el.outerHTML.slice(0, 80));
+  }
+  for (const el of document.querySelectorAll("img:not([alt])")) problems.push("img without alt");
+  return problems;
+}
+"""
+
+
+@pytest.mark.parametrize("path", ["/", "/simulator/", "/linked-accounts/1/unlink/"])
+def test_pages_have_labels_and_names(logged_in, path):
+    """Basic accessibility: a language, one h1, labelled controls, named links and buttons."""
+    page = logged_in
+    page.goto(path)
+    assert page.evaluate(ACCESSIBILITY_PROBLEMS) == []
+
+
+def test_keyboard_users_can_skip_to_the_content(logged_in):
+    page = logged_in
+    page.keyboard.press("Tab")
+    skip = page.get_by_role("link", name="Skip to content")
+    assert skip.evaluate("el => el === document.activeElement")
+    assert skip.is_visible()
 
 
 def test_home_is_usable_on_a_phone(browser, demo, screenshot):
@@ -192,9 +230,7 @@ def test_sync_now_picks_up_a_change(logged_in, demo):
     assert "Connected" in profile_row(section, "ms_teams").inner_text()
     section.get_by_role("button", name=re.compile("^Sync now")).click()
     page.wait_for_url(re.compile(r"/$"))
-    assert page.get_by_text(
-        "Synced gus@example.com: 0 added, 1 changed, 0 removed."
-    ).is_visible()
+    assert page.get_by_text("Synced gus@example.com: 0 added, 1 changed, 0 removed.").is_visible()
     row = profile_row(account_section(page, "gus@example.com"), "ms_teams")
     assert "Disconnected" in row.inner_text()
     assert_relink_link(row)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import threading
@@ -55,7 +54,8 @@ class DemoServer:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # runserver stops on Ctrl-C
+            # The demo stops cleanly on SIGTERM (SIGINT may be ignored in a background job).
+            self.process.terminate()
             try:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -110,7 +110,7 @@ def start_demo(tmp_dir: Path, *, timeout: float = 120) -> DemoServer:
             time.sleep(0.1)
         while True:
             try:
-                with urllib.request.urlopen(f"{server.url}/accounts/login/", timeout=5) as r:  # noqa: S310
+                with urllib.request.urlopen(f"{server.url}/accounts/login/", timeout=5) as r:
                     if r.status == 200:
                         return server
             except (urllib.error.URLError, OSError):

@@ -9,8 +9,10 @@ and serves the site on 127.0.0.1 until Ctrl-C.
 from __future__ import annotations
 
 import secrets
+import signal
 import socket
 import sys
+import threading
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -47,7 +49,9 @@ class Command(BaseCommand):
     requires_system_checks: list = []  # run below, after the simulator is configured
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--addr", default="127.0.0.1", help="Address to serve on (loopback).")
+        parser.add_argument(
+            "--addr", default="127.0.0.1", help="Address to serve on (loopback only)."
+        )
         parser.add_argument(
             "--port", type=int, default=8000, help="Site port (a free one if busy; 0: any)."
         )
@@ -77,13 +81,12 @@ class Command(BaseCommand):
                 "Cronofy with `python example_project/manage.py runserver`."
             )
         addr = options["addr"]
-        if addr not in ("127.0.0.1", "localhost", "::1"):
+        if addr not in ("127.0.0.1", "localhost"):
             raise CommandError("The demo serves on loopback only (--addr 127.0.0.1).")
-        host = "127.0.0.1" if addr == "localhost" else addr
+        host = "127.0.0.1"
         port = free_port(host, options["port"])
         sim_port = free_port(host, options["sim_port"])
-        url_host = f"[{host}]" if ":" in host else host
-        site_url = f"http://{url_host}:{port}"
+        site_url = f"http://{host}:{port}"
 
         self.say("Preparing the database ...")
         call_command("migrate", interactive=False, verbosity=0)
@@ -100,11 +103,14 @@ class Command(BaseCommand):
         if options["no_serve"]:
             simulator.stop()
             return
+        if threading.current_thread() is threading.main_thread():
+            # Stop as cleanly on SIGTERM as on Ctrl-C (a process manager, a test).
+            signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
         try:
             # In this process (no reloader), so the site and the simulator share it.
             call_command(
                 "runserver",
-                f"{url_host}:{port}",
+                f"{host}:{port}",
                 use_reloader=False,
                 use_threading=True,
                 insecure_serving=True,
@@ -120,9 +126,7 @@ class Command(BaseCommand):
     def demo_user(self, username: str, password: str):
         User = get_user_model()
         with transaction.atomic():
-            user, _ = User.objects.get_or_create(
-                username=username, defaults={"email": DEMO_EMAIL}
-            )
+            user, _ = User.objects.get_or_create(username=username, defaults={"email": DEMO_EMAIL})
             # Staff and superuser, so the same login opens the admin.
             user.is_staff = user.is_superuser = user.is_active = True
             user.first_name = user.first_name or "Demo"
