@@ -139,9 +139,6 @@ def serve(args) -> None:
 def run(args) -> None:
     import django
 
-    if os.environ.get("BENCH_SWITCH"):
-        sys.setswitchinterval(float(os.environ["BENCH_SWITCH"]))
-
     django.setup()
     from django.core.management import call_command
     from django.db.backends.signals import connection_created
@@ -164,7 +161,8 @@ def run(args) -> None:
     LinkedAccount.objects.exists()  # connect; the baseline includes Django and a connection
     baseline_kb = rss_kb()
     queries[0] = 0
-    cpu_before = sum(os.times()[:2])
+    times_before = os.times()
+    cpu_before = sum(times_before[:2])
     started = time.perf_counter()
     summary = ""
     if args.seconds:
@@ -195,6 +193,8 @@ def run(args) -> None:
             {
                 "wall": wall,
                 "cpu": sum(os.times()[:2]) - cpu_before,
+                "cpu_user": os.times()[0] - times_before[0],
+                "cpu_system": os.times()[1] - times_before[1],
                 "synced": synced,
                 "failed": failed,
                 "queries": queries[0],
@@ -286,7 +286,8 @@ def phase(
 ) -> dict:
     print(
         f"\n== {name}: {accounts:,} accounts, concurrency {concurrency}, "
-        f"latency {latency * 1000:.0f} ms, rate limit {rate_limits} ==",
+        f"latency {latency * 1000:.0f} ms, rate limit {rate_limits} "
+        f"(load average {os.getloadavg()[0]:.2f}) ==",
         flush=True,
     )
     seed_database(accounts)
@@ -332,7 +333,10 @@ def report_full(result: dict, accounts: int, concurrency: int, latency: float) -
     print(f"  wall time            {figures['wall_s']:8.2f} s")
     print(f"  ideal                {figures['ideal_s']:8.2f} s  (accounts x latency / concurrency)")
     print(f"  ratio                {figures['ratio']:8.3f}    (target <= 1.25)")
-    print(f"  queries per account  {figures['queries_per_account']:8.3f}")
+    print(
+        f"  queries per account  {figures['queries_per_account']:8.3f}    "
+        f"({result['queries']:,} queries)"
+    )
     print(
         f"  peak memory (RSS)    {figures['peak_rss_mb']:8.1f} MB "
         f"(after Django and a connection: {figures['baseline_rss_mb']:.1f} MB)"
@@ -430,7 +434,10 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; database {args.database_url}")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
+        f"{os.getloadavg()[0]:.2f}; database {args.database_url}"
+    )
     phases = args.phases.split(",")
     results: dict[str, dict] = {}
     for name, count in (("small", args.small), ("large", args.large)):
@@ -455,6 +462,12 @@ def main() -> None:
             env=env,
         )
         results["rate"] = report_rate(result, args.rate_seconds)
+    verdicts = []
+    for name in ("small", "large"):
+        if name in results:
+            verdicts.append(
+                (f"{name}: ratio {results[name]['ratio']} <= 1.25", results[name]["ratio"] <= 1.25)
+            )
     if "small" in results and "large" in results:
         small, large = results["small"], results["large"]
         growth = large["peak_rss_mb"] / small["peak_rss_mb"] - 1
@@ -468,6 +481,33 @@ def main() -> None:
             f"({growth:+.1%}; target within 10%)"
         )
         results["memory_growth"] = round(growth, 4)
+        # The same up to the last, partial chunk and batch of each run (a few
+        # queries spread over fewer accounts in the small run).
+        same = abs(small["queries_per_account"] - large["queries_per_account"]) <= 0.01
+        verdicts.append(
+            (
+                f"queries per account the same ({small['queries_per_account']} vs "
+                f"{large['queries_per_account']}, within 0.01)",
+                same,
+            )
+        )
+        verdicts.append((f"peak memory within 10% ({growth:+.1%})", abs(growth) <= 0.10))
+    if "rate" in results:
+        rate = results["rate"]
+        verdicts.append(
+            (
+                f"achieved rate {rate['share_of_limit']:.1%} of 500/m, busiest minute "
+                f"{rate['busiest_60s']} <= 500, busiest second {rate['busiest_1s']} <= 50, "
+                f"{rate['http_429']} x 429",
+                0.9 <= rate["share_of_limit"] <= 1.0
+                and rate["busiest_60s"] <= 500
+                and rate["busiest_1s"] <= 50
+                and rate["http_429"] == 0,
+            )
+        )
+    print(f"\n== targets (load average now {os.getloadavg()[0]:.2f}) ==")
+    for text, ok in verdicts:
+        print(f"  {'met    ' if ok else 'MISSED '} {text}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -29,17 +29,14 @@ from django.utils.translation import gettext_lazy as _
 
 from . import oauth
 from .conf import app_settings
+from .db import non_atomic_requests
 from .exceptions import CronofyError, CronofyUnavailable, RateLimited
+from .fields import KEYS_SETTING
 from .models import ConferencingProfile, LinkedAccount
+from .providers import provider_label
+from .queueing import queue_sync
 from .redaction import redact
-from .sync import sync_account
-
-PROVIDER_LABELS = {
-    "zoom": "Zoom",
-    "ms_teams": "Microsoft Teams",
-    "go_to": "GoTo",
-    "google_meet_api": "Google Meet",
-}
+from .sync import SyncResult, sync_account
 
 STATUS_COLORS = {
     LinkedAccount.Status.ACTIVE: "#2e7d32",
@@ -48,11 +45,7 @@ STATUS_COLORS = {
 }
 
 
-def provider_label(provider_name: str) -> str:
-    return PROVIDER_LABELS.get(provider_name, provider_name)
-
-
-def relink_link(url: str):
+def relink_link(url: str) -> str:
     """The relink URL as a link that opens in a new tab without handing over ``window.opener``."""
     if not url or urlsplit(url).scheme != "https":
         return "-"
@@ -61,14 +54,7 @@ def relink_link(url: str):
     )
 
 
-def queue_sync(account_id: int) -> None:
-    """Hand one account to the Celery worker (imported lazily: Celery is optional)."""
-    from .tasks import sync_account_task
-
-    sync_account_task.delay(account_id)
-
-
-def describe_result(result) -> str:
+def describe_result(result: SyncResult) -> str:
     return gettext(
         "%(created)d created, %(updated)d updated, %(removed)d removed, %(unchanged)d unchanged"
     ) % {
@@ -79,24 +65,11 @@ def describe_result(result) -> str:
     }
 
 
-class ConferencingProfileInline(admin.TabularInline):
-    """The account's profiles, read-only (only sync writes them)."""
+class ReadOnlyProfileMixin:
+    """Profiles are written only by sync: no add, change or delete, here or inline.
 
-    model = ConferencingProfile
-    extra = 0
-    can_delete = False
-    show_change_link = True
-    fields = (
-        "provider",
-        "profile_name",
-        "profile_id",
-        "profile_connected",
-        "relink",
-        "first_seen_at",
-        "connection_changed_at",
-        "removed_at",
-    )
-    readonly_fields = fields
+    Also the columns both places show: the provider's label and the relink link.
+    """
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -114,6 +87,26 @@ class ConferencingProfileInline(admin.TabularInline):
     @admin.display(description=_("relink URL"))
     def relink(self, obj: ConferencingProfile):
         return relink_link(obj.profile_relink_url)
+
+
+class ConferencingProfileInline(ReadOnlyProfileMixin, admin.TabularInline):
+    """The account's profiles, read-only (only sync writes them)."""
+
+    model = ConferencingProfile
+    extra = 0
+    can_delete = False
+    show_change_link = True
+    fields = (
+        "provider",
+        "profile_name",
+        "profile_id",
+        "profile_connected",
+        "relink",
+        "first_seen_at",
+        "connection_changed_at",
+        "removed_at",
+    )
+    readonly_fields = fields
 
 
 class LinkedAccountChangeList(ChangeList):
@@ -223,11 +216,20 @@ class LinkedAccountAdmin(admin.ModelAdmin):
             return False
         return super().has_change_permission(request, obj)
 
-    def get_actions(self, request):
-        actions = super().get_actions(request)
+    def get_actions(self, request, action_location=None):
+        # ``action_location``: Django 6.1 (warns about an override without it);
+        # Django 5.2 has no such parameter and never passes it.
+        if action_location is None:
+            actions = super().get_actions(request)
+        else:
+            actions = super().get_actions(request, action_location=action_location)
         # A plain delete would leave the grant alive at Cronofy: "Unlink" revokes first.
         actions.pop("delete_selected", None)
         return actions
+
+    @non_atomic_requests  # "Sync now" and "Unlink" call Cronofy: no request transaction
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, extra_context)
 
     # -- columns ----------------------------------------------------------
 
@@ -354,7 +356,7 @@ class LinkedAccountAdmin(admin.ModelAdmin):
         """Revoke and delete one account; report the outcome. True when it is gone."""
         snapshot = copy.copy(account)  # delete() clears the pk the log entry needs
         try:
-            oauth.unlink(account)
+            revoked = oauth.unlink(account)
         except (CronofyUnavailable, RateLimited) as exc:
             self.message_user(
                 request,
@@ -375,14 +377,27 @@ class LinkedAccountAdmin(admin.ModelAdmin):
             )
             return False
         self.log_deletions(request, [snapshot])
-        self.message_user(
-            request,
-            gettext("%(account)s: unlinked (access revoked at Cronofy, account deleted).")
-            % {"account": snapshot},
-            messages.SUCCESS,
-        )
+        if revoked:
+            self.message_user(
+                request,
+                gettext("%(account)s: unlinked (access revoked at Cronofy, account deleted).")
+                % {"account": snapshot},
+                messages.SUCCESS,
+            )
+        else:
+            self.message_user(
+                request,
+                gettext(
+                    "%(account)s: deleted, but access could not be revoked at Cronofy: its "
+                    "stored token cannot be decrypted with any key in %(setting)s. The user "
+                    "can remove the application in their Cronofy account."
+                )
+                % {"account": snapshot, "setting": KEYS_SETTING},
+                messages.WARNING,
+            )
         return True
 
+    @non_atomic_requests  # revokes at Cronofy: no request transaction
     @csrf_protect_m
     def delete_view(self, request, object_id, extra_context=None):
         """Deleting from the change form unlinks: revoke at Cronofy first, then delete."""
@@ -446,7 +461,7 @@ class PresenceFilter(admin.SimpleListFilter):
 
 
 @admin.register(ConferencingProfile)
-class ConferencingProfileAdmin(admin.ModelAdmin):
+class ConferencingProfileAdmin(ReadOnlyProfileMixin, admin.ModelAdmin):
     """Read-only: these rows are written only by sync."""
 
     list_display = (
@@ -476,19 +491,6 @@ class ConferencingProfileAdmin(admin.ModelAdmin):
     )
     readonly_fields = fields
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
-
-    @admin.display(description=_("provider"), ordering="provider_name")
-    def provider(self, obj: ConferencingProfile) -> str:
-        return provider_label(obj.provider_name)
-
     @admin.display(description=_("last seen"), ordering="account__last_synced_at")
     def last_seen_at(self, obj: ConferencingProfile):
         return obj.last_seen_at
@@ -496,7 +498,3 @@ class ConferencingProfileAdmin(admin.ModelAdmin):
     @admin.display(description=_("removed"), boolean=True, ordering="removed_at")
     def removed(self, obj: ConferencingProfile) -> bool:
         return obj.removed_at is not None
-
-    @admin.display(description=_("relink URL"))
-    def relink(self, obj: ConferencingProfile):
-        return relink_link(obj.profile_relink_url)

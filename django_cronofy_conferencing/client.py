@@ -40,6 +40,11 @@ _sleep: Callable[[float], None] = time.sleep
 
 USER_AGENT = f"django-cronofy-conferencing/{__version__} python-requests/{requests.__version__}"
 
+#: Characters of an error response body handed (redacted) to a ``CronofyAPIError``.
+ERROR_BODY_LIMIT = 2000
+# How much of the body is redacted before the cut: longer than any token past the limit.
+_ERROR_BODY_SCAN = ERROR_BODY_LIMIT + 8192
+
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
@@ -184,7 +189,9 @@ class CronofyClient:
         self, method: str, path: str, response: requests.Response, secrets: tuple
     ) -> CronofyAPIError:
         status = response.status_code
-        body = redact(response.text[:2000], secrets)
+        # Redact, then cut: a cut first could leave the head of a secret that
+        # straddles the limit unrecognised. Only a bounded prefix is scanned.
+        body = redact(response.text[:_ERROR_BODY_SCAN], secrets)[:ERROR_BODY_LIMIT]
         where = f"{method} {path} ({self.data_center.id})"
         if status == 429:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))

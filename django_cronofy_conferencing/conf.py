@@ -7,6 +7,7 @@ host overrides only what it needs, and the cache is dropped on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -95,10 +96,10 @@ class AppSettings:
 
 app_settings = AppSettings()
 
-_reload_callbacks: list = []
+_reload_callbacks: list[Callable[[], object]] = []
 
 
-def on_reload(callback):
+def on_reload(callback: Callable[[], object]) -> Callable[[], object]:
     """Register a cache-clearing callback run whenever the settings change."""
     _reload_callbacks.append(callback)
     return callback

@@ -60,7 +60,9 @@ class LinkedAccount(models.Model):
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
-        on_delete=models.CASCADE,
+        # Deleting a user keeps the account (and its live grant at Cronofy), user-less,
+        # so an operator can still unlink it (revoke, then delete) from the admin.
+        on_delete=models.SET_NULL,
         related_name="cronofy_accounts",
     )
     data_center = models.CharField(max_length=32, validators=[validate_data_center])
@@ -167,10 +169,6 @@ class ConferencingProfile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider_name}: {self.profile_name or self.profile_id}"
-
-    @property
-    def is_present(self) -> bool:
-        return self.removed_at is None
 
     @property
     def last_seen_at(self) -> datetime | None:

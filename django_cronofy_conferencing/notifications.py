@@ -36,8 +36,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from .conf import app_settings
+from .db import non_atomic_requests
 from .exceptions import CronofyError
 from .models import LinkedAccount
+from .queueing import queue_sync
 from .redaction import redact
 
 logger = logging.getLogger(__name__)
@@ -81,6 +83,7 @@ def _ack(**extra) -> JsonResponse:
     return JsonResponse({"status": "ok", **extra})
 
 
+@non_atomic_requests  # may sync from Cronofy: no request transaction
 @csrf_exempt
 @require_POST
 def receive(request: HttpRequest) -> HttpResponse:
@@ -151,9 +154,7 @@ def resync(account: LinkedAccount, *, reason: str = "") -> None:
     """
     if app_settings.USE_CELERY:
         try:
-            from .tasks import sync_account_task
-
-            sync_account_task.delay(account.pk)
+            queue_sync(account.pk)
         except Exception:
             logger.exception(
                 "Could not queue the sync of Cronofy account %s (%s); syncing now",

@@ -3,17 +3,23 @@
 Refresh is the one place a database lock is held across an HTTP call: under
 the account's row lock (and a process-local lock, which is what serializes
 threads on SQLite) so concurrent workers refresh exactly once.
+
+Also the account writes that are not a sync: linking, unlinking, the push
+channel id and re-encrypting the tokens under a new key
+(``rotate_token_encryption``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
+from cryptography.fernet import InvalidToken
 from django.db import IntegrityError, router, transaction
 from django.utils import timezone
 
@@ -23,14 +29,13 @@ from .datacenters import DataCenter, get_data_center
 from .db import row_lock_transaction, write_lock
 from .exceptions import (
     AccessTokenRejected,
-    CronofyAPIError,
     CronofyError,
-    CronofyUnavailable,
     InvalidGrant,
     InvalidResponse,
-    RateLimited,
     ReauthorizationRequired,
+    TokenDecryptionError,
 )
+from .fields import KEYS_SETTING, EncryptedValue, get_fernet, needs_rotation
 from .models import LinkedAccount
 from .payloads import TokenSet, parse_token_response
 from .redaction import redact, remember_secret
@@ -41,7 +46,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_REFRESH_LOCKS = tuple(threading.Lock() for _ in range(64))
+# One per slot of account ids, held across the refresh (single flight between
+# threads). Reentrant: the reauthorization signal is sent inside it, and a
+# handler may refresh another account that falls in the same slot.
+_REFRESH_LOCKS = tuple(threading.RLock() for _ in range(64))
 
 
 def authorization_url(
@@ -82,6 +90,27 @@ def exchange_code(
         idempotent=False,
     )
     return parse_token_response(body, expect_sub=True)
+
+
+def refresh_tokens(
+    data_center: str, refresh_token: str, *, client: CronofyClient | None = None
+) -> TokenSet:
+    """Trade a refresh token for new tokens at the data center's API host; stores nothing.
+
+    Cronofy may leave ``refresh_token`` out of the answer: the one sent stays
+    valid then, and is what the returned ``TokenSet`` holds. A dead grant
+    raises ``InvalidGrant``.
+    """
+    client = client or get_client(data_center)
+    body = client.request_token(
+        {"grant_type": "refresh_token", "refresh_token": refresh_token}, idempotent=True
+    )
+    tokens = parse_token_response(body, expect_sub=False)
+    remember_secret(tokens.access_token)
+    remember_secret(tokens.refresh_token)
+    if not tokens.refresh_token:
+        tokens = replace(tokens, refresh_token=refresh_token)
+    return tokens
 
 
 def revoke(account: LinkedAccount, *, client: CronofyClient | None = None) -> None:
@@ -143,11 +172,7 @@ def refresh_access_token(
                 return current.access_token
             sent_refresh_token = current.refresh_token
             try:
-                body = client.request_token(
-                    {"grant_type": "refresh_token", "refresh_token": sent_refresh_token},
-                    idempotent=True,
-                )
-                tokens = parse_token_response(body, expect_sub=False)
+                tokens = refresh_tokens(current.data_center, sent_refresh_token, client=client)
             except InvalidGrant as exc:
                 if _grant_changed_meanwhile(current, sent_refresh_token, using):
                     current.refresh_from_db(using=using)
@@ -158,8 +183,7 @@ def refresh_access_token(
                 dead_grant = exc
             else:
                 current.access_token = tokens.access_token
-                # Keep the old refresh token when the response carries none.
-                current.refresh_token = tokens.refresh_token or sent_refresh_token
+                current.refresh_token = tokens.refresh_token  # the one sent, if none came back
                 current.token_expires_at = expires_at(tokens)
                 fields = ["access_token", "refresh_token", "token_expires_at", "updated_at"]
                 if tokens.scope:
@@ -200,20 +224,38 @@ def _mark_reauthorization_required(account: LinkedAccount, exc: Exception, using
         )
 
 
-def unlink(account: LinkedAccount, *, client: CronofyClient | None = None) -> None:
+def unlink(account: LinkedAccount, *, client: CronofyClient | None = None) -> bool:
     """Revoke the grant at Cronofy, then delete the account and its profiles.
 
-    Cronofy unreachable (``CronofyUnavailable``/``RateLimited``): nothing is
-    deleted and the error propagates. Cronofy answering that it does not know
-    the token (any other 4xx, a dead grant): the local delete proceeds.
+    Returns whether the grant is gone at Cronofy (False only when the stored
+    token could not be decrypted, see below).
+
+    Cronofy answers 200 for a token it does not know, and ``invalid_grant``
+    for a dead one: then the local delete proceeds. So it does when the stored
+    token cannot be decrypted (its key is gone from ``ENCRYPTION_KEYS``): it
+    can never be sent to Cronofy again, so there is nothing left to revoke
+    with; the grant stays listed at Cronofy until the user removes the app
+    there. Any other failure (unreachable, rate limited, ``invalid_client``
+    from a wrong secret, ...) deletes nothing and propagates: the grant may
+    still be alive, and without the stored token it could never be revoked.
     """
+    revoked = True
     try:
         revoke(account, client=client)
-    except (CronofyUnavailable, RateLimited):
-        raise
-    except CronofyAPIError as exc:
+    except InvalidGrant as exc:
         logger.info("Revoking Cronofy account %s: %s; deleting locally", account.pk, redact(exc))
-    account.delete()
+    except TokenDecryptionError as exc:
+        logger.warning(
+            "Cronofy account %s: its stored token cannot be decrypted with any key in %s, "
+            "so its grant cannot be revoked at Cronofy; deleting it locally. (%s)",
+            account.pk,
+            KEYS_SETTING,
+            redact(exc),
+        )
+        revoked = False
+    with write_lock(router.db_for_write(LinkedAccount, instance=account)):
+        account.delete()
+    return revoked
 
 
 def create_conferencing_authorization(
@@ -256,7 +298,9 @@ def ensure_push_channel(account: LinkedAccount, *, client: CronofyClient | None 
     channel_id = (body.get("channel") or {}).get("channel_id") if isinstance(body, dict) else None
     if not isinstance(channel_id, str) or not channel_id or len(channel_id) > 255:
         raise InvalidResponse("Invalid channel response: channel.channel_id is missing.")
-    LinkedAccount.objects.filter(pk=account.pk).update(channel_id=channel_id)
+    using = router.db_for_write(LinkedAccount)
+    with write_lock(using):
+        LinkedAccount.objects.using(using).filter(pk=account.pk).update(channel_id=channel_id)
     account.channel_id = channel_id
     return channel_id
 
@@ -391,3 +435,89 @@ def link_account(
             redact(exc),
         )
     return result
+
+
+# -- key rotation -------------------------------------------------------------
+
+TOKEN_FIELDS = ("access_token", "refresh_token")
+
+
+@dataclass
+class RotationReport:
+    """What ``rotate_token_encryption`` did (or would do), counted in accounts."""
+
+    rotated: int = 0
+    current: int = 0
+    failed: int = 0
+    #: Accounts with a token no configured key decrypts (their other token is rotated).
+    failed_ids: list[int] = field(default_factory=list)
+
+
+def rotate_token_encryption(
+    batch_size: int = 500,
+    *,
+    dry_run: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> RotationReport:
+    """Re-encrypt every stored token with the first key of ``ENCRYPTION_KEYS``.
+
+    Accounts are processed ``batch_size`` at a time, each batch in one
+    transaction under the rows' lock, so a concurrent token refresh is never
+    overwritten with an older token. Tokens are never decrypted to plain text
+    here except inside ``MultiFernet.rotate``. ``dry_run`` counts without
+    writing; ``progress`` is called with the last account id of each batch.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1.")
+    report = RotationReport()
+    using = router.db_for_write(LinkedAccount)
+    last_pk = 0
+    while True:
+        pks = list(
+            LinkedAccount.objects.using(using)
+            .filter(pk__gt=last_pk)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if not pks:
+            return report
+        last_pk = pks[-1]
+        _rotate_batch(using, pks, dry_run, report)
+        if progress is not None:
+            progress(last_pk)
+
+
+def _rotate_batch(using: str, pks: list[int], dry_run: bool, report: RotationReport) -> None:
+    fernet = get_fernet()
+    with write_lock(using), transaction.atomic(using=using):
+        rows = (
+            LinkedAccount.objects.using(using)
+            .select_for_update()
+            .filter(pk__in=pks)
+            .order_by("pk")
+            .values_list("pk", *TOKEN_FIELDS)
+        )
+        for pk, *values in rows:
+            updates: dict[str, EncryptedValue] = {}
+            failed = False
+            for name, value in zip(TOKEN_FIELDS, values, strict=True):
+                if not isinstance(value, EncryptedValue) or not value.ciphertext:
+                    continue
+                if not needs_rotation(value.ciphertext):
+                    continue
+                try:
+                    rotated = fernet.rotate(value.ciphertext.encode("ascii"))
+                except (InvalidToken, UnicodeError):
+                    failed = True
+                    continue
+                updates[name] = EncryptedValue(rotated.decode("ascii"))
+            if failed:
+                report.failed += 1
+                report.failed_ids.append(pk)
+            elif updates:
+                report.rotated += 1
+            else:
+                report.current += 1
+            if updates and not dry_run:
+                # Decryptable tokens of a partly broken account are rotated too.
+                LinkedAccount.objects.using(using).filter(pk=pk).update(**updates)

@@ -72,6 +72,7 @@ class RateLimiter:
     # delayed a little more on its way than the one ``limit`` slots later (a
     # busy thread, the network) still arrives inside the limit at the server.
     safety_margin = 0.03
+    max_min_sleep = 0.001  # seconds
 
     def __init__(
         self,
@@ -90,6 +91,12 @@ class RateLimiter:
         self.sleep = sleep
         margin = self.safety_margin if safety_margin is None else safety_margin
         self.intervals = [rate.interval * (1 + margin) for rate in self.rates]
+        # A wait shorter than this is not slept: it is within the margin (a
+        # tenth of it), and a sleep would cost a thread switch per request
+        # when the rate is far from reached. Zero without a margin.
+        self.min_sleep = min(
+            [self.max_min_sleep] + [rate.period * margin / 10 for rate in self.rates]
+        )
         # The last slot this process claimed per rate: where the search for a
         # free one starts, so threads of one process rarely try a taken slot.
         self._hints = [0] * len(self.rates)
@@ -139,6 +146,6 @@ class RateLimiter:
         start = self.clock()
         at = self.reserve()
         wait = at - self.clock()
-        if wait > 0:
+        if wait > self.min_sleep:
             self.sleep(wait)
         return max(0.0, at - start)

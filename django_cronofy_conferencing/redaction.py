@@ -2,7 +2,9 @@
 
 Two nets: the secrets the process knows (registered as they are used, plus the
 configured client secrets) are replaced wherever they appear, and anything
-shaped like a credential in a ``key=value`` or JSON pair is masked as well.
+shaped like a credential in a ``key=value`` or JSON pair is masked as well:
+keys ending in ``token``, and ``client_secret``, ``code``, ``authorization``
+and ``password`` as whole words (``status_code: 503`` is no credential).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ REDACTED = "[redacted]"
 
 _CREDENTIAL_PAIR = re.compile(
     r"""(?ix)
-    (["']?(?:access_token|refresh_token|client_secret|code|token|authorization|password)["']?
+    (["']?\b(?:\w*token|client_secret|code|authorization|password)\b["']?
     \s*[:=]\s*["']?)
     (?:bearer\s+)?
     ([^"'&\s,}]+)
@@ -22,19 +24,23 @@ _CREDENTIAL_PAIR = re.compile(
 )
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+")
 
-_remembered: dict[str, None] = {}  # insertion-ordered, bounded
+_remembered: dict[str, None] = {}  # least recently used first, bounded
 _lock = threading.Lock()
 _MAX_REMEMBERED = 10_000
 
 
 def remember_secret(value: str | None) -> None:
-    """Mark a token as secret so ``redact`` masks it wherever it appears."""
+    """Mark a token as secret so ``redact`` masks it wherever it appears.
+
+    A value seen again moves to the back: the bound drops the tokens used
+    longest ago, not one that was just sent to Cronofy.
+    """
     if not value or len(value) < 6:
         return
     with _lock:
         if value in _remembered:
-            return
-        if len(_remembered) >= _MAX_REMEMBERED:
+            del _remembered[value]
+        elif len(_remembered) >= _MAX_REMEMBERED:
             _remembered.pop(next(iter(_remembered)))
         _remembered[value] = None
 

@@ -10,12 +10,15 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.db import IntegrityError, close_old_connections, connections, router, transaction
 from django.db.models import F, QuerySet
+from django.dispatch import Signal
 from django.utils import timezone
 
 from . import oauth, signals
@@ -56,7 +59,8 @@ class SyncReport:
     """What ``sync_accounts`` did: results by account id, and failures by account id.
 
     The counts (``synced``, ``changed``, ``unchanged``, ``failed``,
-    ``failed_by_reason()``) are always kept; with ``keep_results=False`` the
+    ``failed_by_reason()``: every sync done, so an account given twice counts
+    twice) are always kept; with ``keep_results=False`` the
     per-account ``results`` and ``failures`` are not, so a fleet of any size
     costs a constant amount of memory (``sync_accounts(..., keep_results=False)``).
     """
@@ -151,11 +155,115 @@ def record_failure(account: LinkedAccount, exc: Exception) -> None:
     logger.warning("Cronofy sync of account %s failed: %s", account.pk, message)
 
 
+# What a sync writes on the account besides its stamps (last_synced_at, ...).
+ACCOUNT_DETAIL_FIELDS = ("email", "name", "zoneinfo", "account_type", "scope", "userinfo")
+
+
+@dataclass
+class _Plan:
+    """What applying one payload to one account writes, and the signals it sends."""
+
+    account: LinkedAccount
+    result: SyncResult
+    to_create: list[ConferencingProfile]
+    to_update: list[ConferencingProfile]
+    events: list[tuple[Signal, ConferencingProfile]]
+    account_fields: dict[str, object]
+
+    def adopt(self) -> None:
+        for name, value in self.account_fields.items():
+            setattr(self.account, name, value)
+
+    def send(self) -> None:
+        for signal, profile in self.events:
+            signal.send(sender=ConferencingProfile, profile=profile)
+        signals.account_synced.send(sender=LinkedAccount, account=self.account, result=self.result)
+
+
+def _plan(
+    account: LinkedAccount,
+    info: UserInfo,
+    existing: dict[str, ConferencingProfile],
+    now: datetime,
+) -> _Plan:
+    """Compare the payload with the stored profiles (``existing``, consumed)."""
+    events: list[tuple[Signal, ConferencingProfile]] = []
+    to_create: list[ConferencingProfile] = []
+    to_update: list[ConferencingProfile] = []
+    unchanged = 0
+    for data in info.conferencing_profiles:
+        profile = existing.pop(data.profile_id, None)
+        if profile is None:
+            profile = ConferencingProfile(
+                account=account,
+                profile_id=data.profile_id,
+                provider_name=data.provider_name,
+                profile_name=data.profile_name,
+                profile_connected=data.profile_connected,
+                profile_relink_url=data.profile_relink_url,
+                first_seen_at=now,
+            )
+            to_create.append(profile)
+            events.append((signals.conferencing_profile_added, profile))
+            continue
+        profile.account = account
+        changed = False
+        if profile.removed_at is not None:
+            profile.removed_at = None
+            changed = True
+            events.append((signals.conferencing_profile_added, profile))
+        elif profile.profile_connected != data.profile_connected:
+            signal = (
+                signals.conferencing_profile_reconnected
+                if data.profile_connected
+                else signals.conferencing_profile_disconnected
+            )
+            events.append((signal, profile))
+        if profile.profile_connected != data.profile_connected:
+            profile.profile_connected = data.profile_connected
+            profile.connection_changed_at = now
+            changed = True
+        for name in ("provider_name", "profile_name", "profile_relink_url"):
+            if getattr(profile, name) != getattr(data, name):
+                setattr(profile, name, getattr(data, name))
+                changed = True
+        if changed:
+            to_update.append(profile)
+        else:
+            unchanged += 1
+    removed = 0
+    for profile in existing.values():
+        if profile.removed_at is None:
+            profile.account = account
+            profile.removed_at = now
+            to_update.append(profile)
+            removed += 1
+            events.append((signals.conferencing_profile_removed, profile))
+    account_fields = {
+        "email": info.email,
+        "name": info.name,
+        "zoneinfo": info.zoneinfo,
+        "account_type": info.account_type,
+        "scope": info.scope or account.scope,
+        "userinfo": info.raw,
+        "last_synced_at": now,
+        "last_sync_error": "",
+        "consecutive_failures": 0,
+        "updated_at": now,
+    }
+    result = SyncResult(
+        created=len(to_create),
+        updated=len(to_update) - removed,
+        removed=removed,
+        unchanged=unchanged,
+    )
+    return _Plan(account, result, to_create, to_update, events, account_fields)
+
+
 def apply_userinfo(account: LinkedAccount, info: UserInfo) -> SyncResult:
     """Write a validated payload in one transaction with a fixed number of queries."""
     using = router.db_for_write(ConferencingProfile)
     now = timezone.now()
-    events: list[tuple[object, ConferencingProfile]] = []
     with write_lock(using), transaction.atomic(using=using):
         # No ORDER BY on either query: nothing depends on the order, and
         # compiling and sorting it is a measurable share of a fleet sync.
@@ -173,93 +281,92 @@ def apply_userinfo(account: LinkedAccount, info: UserInfo) -> SyncResult:
             .filter(account_id=account.pk)
             .order_by()
         }
-        to_create: list[ConferencingProfile] = []
-        to_update: list[ConferencingProfile] = []
-        unchanged = 0
-        for data in info.conferencing_profiles:
-            profile = existing.pop(data.profile_id, None)
-            if profile is None:
-                profile = ConferencingProfile(
-                    account=account,
-                    profile_id=data.profile_id,
-                    provider_name=data.provider_name,
-                    profile_name=data.profile_name,
-                    profile_connected=data.profile_connected,
-                    profile_relink_url=data.profile_relink_url,
-                    first_seen_at=now,
-                )
-                to_create.append(profile)
-                events.append((signals.conferencing_profile_added, profile))
-                continue
-            profile.account = account
-            changed = False
-            if profile.removed_at is not None:
-                profile.removed_at = None
-                changed = True
-                events.append((signals.conferencing_profile_added, profile))
-            elif profile.profile_connected != data.profile_connected:
-                signal = (
-                    signals.conferencing_profile_reconnected
-                    if data.profile_connected
-                    else signals.conferencing_profile_disconnected
-                )
-                events.append((signal, profile))
-            if profile.profile_connected != data.profile_connected:
-                profile.profile_connected = data.profile_connected
-                profile.connection_changed_at = now
-                changed = True
-            for name in ("provider_name", "profile_name", "profile_relink_url"):
-                if getattr(profile, name) != getattr(data, name):
-                    setattr(profile, name, getattr(data, name))
-                    changed = True
-            if changed:
-                to_update.append(profile)
-            else:
-                unchanged += 1
-        removed = 0
-        for profile in existing.values():
-            if profile.removed_at is None:
-                profile.account = account
-                profile.removed_at = now
-                to_update.append(profile)
-                removed += 1
-                events.append((signals.conferencing_profile_removed, profile))
+        plan = _plan(account, info, existing, now)
+        if plan.to_create:
+            ConferencingProfile.objects.using(using).bulk_create(plan.to_create)
+        if plan.to_update:
+            ConferencingProfile.objects.using(using).bulk_update(
+                plan.to_update, PROFILE_UPDATE_FIELDS
+            )
+        LinkedAccount.objects.using(using).filter(pk=account.pk).update(**plan.account_fields)
+        plan.adopt()
+        transaction.on_commit(plan.send, using=using)
+    return plan.result
+
+
+def apply_userinfo_many(items: Sequence[tuple[LinkedAccount, UserInfo]]) -> list[SyncResult]:
+    """``apply_userinfo`` for several accounts in one transaction: the same rows, the
+    same signals, in a fixed number of queries whatever the number of accounts and
+    profiles (what lets ``sync_accounts`` keep up with many threads of HTTP calls).
+
+    The accounts are locked in primary-key order, so concurrent batches never
+    deadlock. An account deleted meanwhile gets an empty ``SyncResult``. Each
+    account may appear once. Any error rolls back the whole batch.
+    """
+    if len({account.pk for account, _ in items}) != len(items):
+        raise ValueError("apply_userinfo_many: an account appears twice in the batch.")
+    using = router.db_for_write(ConferencingProfile)
+    now = timezone.now()
+    pks = [account.pk for account, _ in items]
+    with write_lock(using), transaction.atomic(using=using):
+        locked = set(
+            LinkedAccount.objects.using(using)
+            .select_for_update()
+            .filter(pk__in=pks)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        existing: dict[int, dict[str, ConferencingProfile]] = {pk: {} for pk in locked}
+        for profile in (
+            ConferencingProfile.objects.using(using).filter(account_id__in=locked).order_by()
+        ):
+            existing[profile.account_id][profile.profile_id] = profile
+        plans = [
+            _plan(account, info, existing[account.pk], now)
+            for account, info in items
+            if account.pk in locked
+        ]
+        to_create = [p for plan in plans for p in plan.to_create]
+        to_update = [p for plan in plans for p in plan.to_update]
         if to_create:
             ConferencingProfile.objects.using(using).bulk_create(to_create)
         if to_update:
             ConferencingProfile.objects.using(using).bulk_update(to_update, PROFILE_UPDATE_FIELDS)
-        account_fields = {
-            "email": info.email,
-            "name": info.name,
-            "zoneinfo": info.zoneinfo,
-            "account_type": info.account_type,
-            "scope": info.scope or account.scope,
-            "userinfo": info.raw,
-            "last_synced_at": now,
-            "last_sync_error": "",
-            "consecutive_failures": 0,
-            "updated_at": now,
-        }
-        LinkedAccount.objects.using(using).filter(pk=account.pk).update(**account_fields)
-        for name, value in account_fields.items():
-            setattr(account, name, value)
-        result = SyncResult(
-            created=len(to_create),
-            updated=len(to_update) - removed,
-            removed=removed,
-            unchanged=unchanged,
-        )
+        # Not bulk_update (its CASE expressions cost more than the rest of the
+        # batch): accounts whose details changed are updated one by one, the
+        # others (the usual case) share one UPDATE of the sync stamps.
+        stamped: list[int] = []
+        for plan in plans:
+            if all(
+                getattr(plan.account, name) == plan.account_fields[name]
+                for name in ACCOUNT_DETAIL_FIELDS
+            ):
+                stamped.append(plan.account.pk)
+            else:
+                LinkedAccount.objects.using(using).filter(pk=plan.account.pk).update(
+                    **plan.account_fields
+                )
+            plan.adopt()
+        if stamped:
+            LinkedAccount.objects.using(using).filter(pk__in=stamped).update(
+                last_synced_at=now, last_sync_error="", consecutive_failures=0, updated_at=now
+            )
 
         def send() -> None:
-            for signal, profile in events:
-                signal.send(sender=ConferencingProfile, profile=profile)
-            signals.account_synced.send(sender=LinkedAccount, account=account, result=result)
+            for plan in plans:
+                plan.send()
 
         transaction.on_commit(send, using=using)
-    return result
+    results = {plan.account.pk: plan.result for plan in plans}
+    return [results.get(account.pk, SyncResult()) for account, _ in items]
 
 
 ProgressCallback = Callable[[LinkedAccount, SyncResult | None, Exception | None], None]
+
+# sync_accounts writes what its threads fetched in batches: this many accounts,
+# or fewer when no more arrived for this long.
+WRITE_BATCH_SIZE = 50
+WRITE_BATCH_WAIT = 0.5
 
 
 def sync_accounts(
@@ -271,12 +378,17 @@ def sync_accounts(
 ) -> SyncReport:
     """Sync many accounts; one failure never stops the others.
 
-    With ``concurrency`` > 1 the HTTP calls run in that many threads, fed from
-    a bounded queue so memory stays flat however many accounts are streamed in
-    (a queryset is read with ``stream_accounts``; pass ``keep_results=False``
-    to keep only the counts). Not ``queryset.iterator()`` on SQLite: its open
-    cursor keeps the writers from committing. ``progress`` is called
-    from the worker threads after each account.
+    With ``concurrency`` > 1 that many threads make the HTTP calls (and any
+    token refresh), fed from a bounded queue so memory stays flat however many
+    accounts are streamed in (a queryset is read with ``stream_accounts``; pass
+    ``keep_results=False`` to keep only the counts). One more thread writes
+    what they fetched, up to ``WRITE_BATCH_SIZE`` accounts per transaction
+    (``apply_userinfo_many``): the same rows and signals as ``sync_account``
+    for each, in a fraction of the queries, so the database and the
+    interpreter keep up with the network. A batch that fails is written again
+    account by account. Not ``queryset.iterator()`` on SQLite: its open cursor
+    keeps the writers from committing. ``progress`` is called from the worker
+    threads after each account.
     """
     concurrency = max(1, int(concurrency or app_settings.SYNC_CONCURRENCY))
     report = SyncReport(keep_results=keep_results)
@@ -284,39 +396,99 @@ def sync_accounts(
         accounts = stream_accounts(accounts)
     report_lock = threading.Lock()
 
-    def run_one(account: LinkedAccount) -> None:
-        result: SyncResult | None = None
-        error: Exception | None = None
-        try:
-            result = sync_account(account)
-        except Exception as exc:
-            error = exc
-            if not isinstance(exc, CronofyError):
-                logger.exception("Unexpected error syncing Cronofy account %s", account.pk)
+    def finish(account: LinkedAccount, result: SyncResult | None, error: Exception | None):
+        if error is not None and not isinstance(error, CronofyError):
+            logger.error("Unexpected error syncing Cronofy account %s", account.pk, exc_info=error)
         with report_lock:
             report.add(account.pk, result, error)
         if progress is not None:
-            progress(account, result, error)
+            try:
+                progress(account, result, error)
+            except Exception:  # a broken callback must not stop (or hang) the sync
+                logger.exception("The sync_accounts progress callback failed")
 
     if concurrency == 1:
         for account in accounts:
-            run_one(account)
+            try:
+                result = sync_account(account)
+            except Exception as exc:
+                finish(account, None, exc)
+            else:
+                finish(account, result, None)
         return report
 
     work: queue.Queue[LinkedAccount | None] = queue.Queue(maxsize=concurrency * 2)
+    fetched: queue.Queue[tuple[LinkedAccount, UserInfo] | None] = queue.Queue(
+        maxsize=concurrency * 2 + WRITE_BATCH_SIZE
+    )
 
-    def worker() -> None:
+    def fetcher() -> None:
         try:
             while (account := work.get()) is not None:
-                run_one(account)
+                try:
+                    try:
+                        info = fetch_userinfo(account, get_client(account.data_center))
+                    except CronofyError as exc:
+                        record_failure(account, exc)
+                        raise
+                except Exception as exc:
+                    finish(account, None, exc)
+                else:
+                    fetched.put((account, info))
+        finally:
+            connections.close_all()
+
+    def write(batch: list[tuple[LinkedAccount, UserInfo]]) -> None:
+        try:
+            results = apply_userinfo_many(batch)
+        except Exception:
+            logger.info(
+                "A batch of %s accounts failed; writing one by one", len(batch), exc_info=True
+            )
+        else:
+            for (account, _), result in zip(batch, results, strict=True):
+                finish(account, result, None)
+            return
+        for account, info in batch:
+            try:
+                try:
+                    result = apply_userinfo(account, info)
+                except IntegrityError:
+                    result = apply_userinfo(account, info)
+            except Exception as exc:
+                finish(account, None, exc)
+            else:
+                finish(account, result, None)
+
+    def writer() -> None:
+        try:
+            last = False
+            while not last and (item := fetched.get()) is not None:
+                batch, pks = [item], {item[0].pk}
+                deadline = time.monotonic() + WRITE_BATCH_WAIT
+                while len(batch) < WRITE_BATCH_SIZE:
+                    try:
+                        item = fetched.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        last = True
+                        break
+                    if item[0].pk in pks:  # the same account twice: in the next batch
+                        write(batch)
+                        batch, pks = [], set()
+                    batch.append(item)
+                    pks.add(item[0].pk)
+                write(batch)
         finally:
             connections.close_all()
 
     threads = [
-        threading.Thread(target=worker, name=f"cronofy-sync-{i}", daemon=True)
+        threading.Thread(target=fetcher, name=f"cronofy-sync-{i}", daemon=True)
         for i in range(concurrency)
     ]
-    for thread in threads:
+    writer_thread = threading.Thread(target=writer, name="cronofy-sync-writer", daemon=True)
+    for thread in [*threads, writer_thread]:
         thread.start()
     try:
         for account in accounts:
@@ -326,6 +498,8 @@ def sync_accounts(
             work.put(None)
         for thread in threads:
             thread.join()
+        fetched.put(None)
+        writer_thread.join()
         close_old_connections()
     return report
 

@@ -26,6 +26,7 @@ from . import oauth
 from . import state as oauth_state
 from .conf import app_settings
 from .datacenters import UnknownDataCenter, get_data_center, get_data_centers
+from .db import non_atomic_requests
 from .exceptions import (
     CronofyError,
     CronofyUnavailable,
@@ -34,6 +35,7 @@ from .exceptions import (
     ReauthorizationRequired,
 )
 from .models import LinkedAccount
+from .providers import LINKABLE_PROVIDER_CHOICES, provider_label
 from .redaction import redact
 from .sync import sync_account
 
@@ -46,22 +48,11 @@ TEMPLATE_CONFERENCING_CONNECT = "django_cronofy_conferencing/conferencing_connec
 _PROVIDER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 _PROFILE_ID = re.compile(r"^[\x21-\x7e]{1,255}$")
 
-KNOWN_PROVIDERS = [
-    ("", _("Let me choose at Cronofy")),
-    ("zoom", "Zoom"),
-    ("ms_teams", "Microsoft Teams"),
-    ("go_to", "GoTo"),
-]
-
 
 def _error(
-    request: HttpRequest,
-    *,
-    status: int,
-    title: str,
-    message: str,
-    retry_url: str = "",
+    request: HttpRequest, title: str, message: str, *, status: int = 400, retry_url: str = ""
 ) -> HttpResponse:
+    """The app's error page (``status`` 200 for outcomes that are no error, like a refusal)."""
     context = {
         "title": title,
         "message": message,
@@ -93,21 +84,34 @@ def _provider_name(value: str | None) -> str | None:
     return value if _PROVIDER_NAME.match(value) else None
 
 
+def _unknown_data_center(request: HttpRequest, message: str) -> HttpResponse:
+    return _error(request, _("Unknown data center"), message)
+
+
+def _invalid_provider(request: HttpRequest, retry_url: str = "") -> HttpResponse:
+    return _error(
+        request,
+        _("Unknown provider"),
+        _("That conferencing provider name is not valid."),
+        retry_url=retry_url,
+    )
+
+
 def _unavailable(request: HttpRequest, exc: CronofyError, retry_url: str) -> HttpResponse:
     logger.warning("Cronofy call failed in the browser flow: %s", redact(exc))
     if isinstance(exc, CronofyUnavailable | RateLimited):
         return _error(
             request,
+            _("Cronofy is not available"),
+            _("Cronofy could not be reached just now. Please try again in a few minutes."),
             status=503,
-            title=_("Cronofy is not available"),
-            message=_("Cronofy could not be reached just now. Please try again in a few minutes."),
             retry_url=retry_url,
         )
     return _error(
         request,
+        _("Something went wrong"),
+        _("Cronofy sent an answer we could not use. Please try again."),
         status=502,
-        title=_("Something went wrong"),
-        message=_("Cronofy sent an answer we could not use. Please try again."),
         retry_url=retry_url,
     )
 
@@ -130,21 +134,14 @@ def connect(request: HttpRequest) -> HttpResponse:
         dc = get_data_center(dc_id)
     except UnknownDataCenter:
         known = ", ".join(sorted(get_data_centers()))
-        return _error(
+        return _unknown_data_center(
             request,
-            status=400,
-            title=_("Unknown data center"),
-            message=_("That Cronofy data center is not known here. Choose one of: %(known)s.")
+            _("That Cronofy data center is not known here. Choose one of: %(known)s.")
             % {"known": known},
         )
     provider_name = _provider_name(request.GET.get("provider_name"))
     if provider_name is None:
-        return _error(
-            request,
-            status=400,
-            title=_("Unknown provider"),
-            message=_("That conferencing provider name is not valid."),
-        )
+        return _invalid_provider(request)
     redirect_uri = request.build_absolute_uri(reverse("cronofy_conferencing:callback"))
     state = oauth_state.issue(
         request,
@@ -159,6 +156,7 @@ def connect(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(url)
 
 
+@non_atomic_requests  # calls Cronofy (code exchange, first sync): no request transaction
 @never_cache
 @login_required
 @require_GET
@@ -174,33 +172,31 @@ def callback(request: HttpRequest) -> HttpResponse:
         logger.info("Cronofy OAuth callback refused: %s", exc)
         return _error(
             request,
-            status=400,
-            title=_("This link has expired"),
-            message=_(
+            _("This link has expired"),
+            _(
                 "This Cronofy authorization was already used, has expired, or was "
                 "started in another browser session. Nothing was linked. Please start again."
             ),
             retry_url=_connect_url(),
         )
     retry_url = _connect_url(pending.data_center, pending.provider_name)
+    not_linked = _("Cronofy could not link your account")
     if error:
         if error == "access_denied":
             return _denied(request, retry_url)
         logger.info("Cronofy OAuth callback with error %r", redact(error)[:64])
         return _error(
             request,
-            status=400,
-            title=_("Cronofy could not link your account"),
-            message=_("Cronofy did not complete the authorization. Nothing was linked."),
+            not_linked,
+            _("Cronofy did not complete the authorization. Nothing was linked."),
             retry_url=retry_url,
         )
     code = request.GET.get("code")
     if not code or len(code) > 512:
         return _error(
             request,
-            status=400,
-            title=_("Cronofy could not link your account"),
-            message=_("Cronofy sent no authorization code. Nothing was linked."),
+            not_linked,
+            _("Cronofy sent no authorization code. Nothing was linked."),
             retry_url=retry_url,
         )
     try:
@@ -208,25 +204,21 @@ def callback(request: HttpRequest) -> HttpResponse:
         tokens = oauth.exchange_code(dc.id, code, pending.redirect_uri)
         result = oauth.link_account(request.user, dc, tokens)
     except UnknownDataCenter:
-        return _error(
-            request,
-            status=400,
-            title=_("Unknown data center"),
-            message=_("That Cronofy data center is no longer configured. Nothing was linked."),
+        return _unknown_data_center(
+            request, _("That Cronofy data center is no longer configured. Nothing was linked.")
         )
     except InvalidGrant:
         return _error(
             request,
-            status=400,
-            title=_("This link has expired"),
-            message=_(
+            _("This link has expired"),
+            _(
                 "Cronofy did not accept the authorization code (it expires after "
                 "10 minutes and works once). Nothing was linked. Please start again."
             ),
             retry_url=retry_url,
         )
     except oauth.AccountLinkConflict as exc:
-        return _error(request, status=409, title=_("Account already linked"), message=str(exc))
+        return _error(request, _("Account already linked"), str(exc), status=409)
     except CronofyError as exc:
         return _unavailable(request, exc, retry_url)
 
@@ -252,12 +244,12 @@ def callback(request: HttpRequest) -> HttpResponse:
 def _denied(request: HttpRequest, retry_url: str) -> HttpResponse:
     return _error(
         request,
-        status=200,
-        title=_("Cronofy was not linked"),
-        message=_(
+        _("Cronofy was not linked"),
+        _(
             "You chose not to give access to your Cronofy account, so nothing was "
             "linked. You can connect it at any time."
         ),
+        status=200,
         retry_url=retry_url,
     )
 
@@ -269,6 +261,7 @@ def _own_account(request: HttpRequest, account_id: int) -> LinkedAccount:
     return get_object_or_404(LinkedAccount.objects.for_user(request.user), pk=account_id)
 
 
+@non_atomic_requests  # POST calls Cronofy: no request transaction
 @never_cache
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -279,16 +272,12 @@ def conferencing_connect(request: HttpRequest, account_id: int) -> HttpResponse:
         return render(
             request,
             TEMPLATE_CONFERENCING_CONNECT,
-            {"account": account, "providers": KNOWN_PROVIDERS},
+            {"account": account, "providers": LINKABLE_PROVIDER_CHOICES},
         )
     provider_name = _provider_name(request.POST.get("provider_name"))
     if provider_name is None:
-        return _error(
-            request,
-            status=400,
-            title=_("Unknown provider"),
-            message=_("That conferencing provider name is not valid."),
-            retry_url=reverse("cronofy_conferencing:conferencing_connect", args=[account.pk]),
+        return _invalid_provider(
+            request, reverse("cronofy_conferencing:conferencing_connect", args=[account.pk])
         )
     redirect_uri = request.build_absolute_uri(
         reverse("cronofy_conferencing:conferencing_return", args=[account.pk])
@@ -298,12 +287,12 @@ def conferencing_connect(request: HttpRequest, account_id: int) -> HttpResponse:
     except ReauthorizationRequired:
         return _error(
             request,
-            status=409,
-            title=_("Connect Cronofy again"),
-            message=_(
+            _("Connect Cronofy again"),
+            _(
                 "Cronofy no longer accepts this account's authorization. Connect your "
                 "Cronofy account again, then add the conferencing provider."
             ),
+            status=409,
             retry_url=_connect_url(account.data_center),
         )
     except CronofyError as exc:
@@ -315,6 +304,7 @@ def conferencing_connect(request: HttpRequest, account_id: int) -> HttpResponse:
     return HttpResponseRedirect(url)
 
 
+@non_atomic_requests  # syncs from Cronofy: no request transaction
 @never_cache
 @login_required
 @require_GET
@@ -322,34 +312,20 @@ def conferencing_return(request: HttpRequest, account_id: int) -> HttpResponse:
     """Cronofy sends the browser back with ``last_linked_profile_id`` or ``error``."""
     account = _own_account(request, account_id)
     retry_url = reverse("cronofy_conferencing:conferencing_connect", args=[account.pk])
+    title = _("No conferencing provider was added")
     error = request.GET.get("error")
-    if error:
-        if error == "access_denied":
-            return _error(
-                request,
-                status=200,
-                title=_("No conferencing provider was added"),
-                message=_(
-                    "You chose not to connect a conferencing provider. You can add one at any time."
-                ),
-                retry_url=retry_url,
-            )
-        return _error(
-            request,
-            status=400,
-            title=_("No conferencing provider was added"),
-            message=_("Cronofy did not complete the connection."),
-            retry_url=retry_url,
+    if error == "access_denied":
+        message = _(
+            "You chose not to connect a conferencing provider. You can add one at any time."
         )
+        return _error(request, title, message, status=200, retry_url=retry_url)
+    if error:
+        message = _("Cronofy did not complete the connection.")
+        return _error(request, title, message, retry_url=retry_url)
     profile_id = request.GET.get("last_linked_profile_id", "")
     if not _PROFILE_ID.match(profile_id):
-        return _error(
-            request,
-            status=400,
-            title=_("No conferencing provider was added"),
-            message=_("Cronofy did not say which conferencing profile was added."),
-            retry_url=retry_url,
-        )
+        message = _("Cronofy did not say which conferencing profile was added.")
+        return _error(request, title, message, retry_url=retry_url)
     try:
         sync_account(account)
     except CronofyError as exc:
@@ -377,12 +353,8 @@ def conferencing_return(request: HttpRequest, account_id: int) -> HttpResponse:
             request,
             _("%(provider)s profile %(name)s is connected.")
             % {
-                "provider": _provider_label(profile.provider_name),
+                "provider": provider_label(profile.provider_name),
                 "name": profile.profile_name or profile.profile_id,
             },
         )
     return HttpResponseRedirect(resolve_url(app_settings.LINK_REDIRECT_URL))
-
-
-def _provider_label(provider_name: str) -> str:
-    return dict(KNOWN_PROVIDERS).get(provider_name) or provider_name

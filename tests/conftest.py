@@ -23,7 +23,12 @@ PAYLOADS = Path(__file__).parent / "payloads"
 
 
 def require_service(available: bool, reason: str) -> None:
-    """Skip without the service locally; fail in CI, where it must be there."""
+    """Skip without the service locally; fail in CI, where it must be there.
+
+    Not for the database: CI runs the whole suite once on SQLite and once on
+    PostgreSQL, so a PostgreSQL-only test ``pytest.skip``s on other backends
+    (it runs in the PostgreSQL run) instead of calling this.
+    """
     if available:
         return
     if os.environ.get("CRONOFY_REQUIRE_SERVICES"):

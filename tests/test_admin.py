@@ -7,9 +7,11 @@ fails the test if a token, a stored ciphertext or the client secret appears.
 from __future__ import annotations
 
 import re
+import warnings
 from datetime import timedelta
 
 import pytest
+from cryptography.fernet import Fernet
 from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -18,6 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from django_cronofy_conferencing.fields import EncryptedValue
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from tests.secret_scan import ScanningClient, SecretScanner
 
@@ -356,6 +359,48 @@ def test_unlink_when_cronofy_is_unreachable_deletes_nothing(client, accounts, si
     assert LinkedAccount.objects.filter(pk=alice.pk).exists()
     assert alice.conferencing_profiles.count() == 2
     assert not LogEntry.objects.filter(action_flag=DELETION).exists()
+
+
+def test_unlink_with_a_lost_encryption_key_deletes_and_says_so(client, accounts, sim):
+    """The token can never be decrypted again: the account is deleted, the admin told
+    that the grant could not be revoked (and why)."""
+    alice, _bob = accounts
+    lost_key = Fernet(Fernet.generate_key())
+    LinkedAccount.objects.filter(pk=alice.pk).update(
+        refresh_token=EncryptedValue(lost_key.encrypt(b"an-old-token").decode())
+    )
+    response = post_action(client, "unlink", [alice.pk], post="yes")
+    [message] = response.context["messages"]
+    assert message.level_tag == "warning"
+    assert "could not be revoked at Cronofy" in str(message)
+    assert "CRONOFY_CONFERENCING['ENCRYPTION_KEYS']" in str(message)
+    assert not LinkedAccount.objects.filter(pk=alice.pk).exists()
+    assert sim.count("revoke") == 0
+    assert LogEntry.objects.filter(action_flag=DELETION, object_id=str(alice.pk)).exists()
+
+
+def test_get_actions_accepts_the_action_location_of_django_6_1(client, accounts, rf):
+    """Django 6.1 warns (RemovedInDjango2028Warning) about a get_actions() override
+    without ``action_location``; 5.2 never passes it."""
+    from django.contrib import admin as django_admin
+    from django.utils.inspect import get_func_args
+
+    model_admin = django_admin.site._registry[LinkedAccount]
+    assert "action_location" in get_func_args(model_admin.get_actions)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        html = client.get(reverse(ACCOUNTS)).content.decode()
+        client.get(account_change(accounts[0].pk))
+    assert 'value="sync_now"' in html and 'value="delete_selected"' not in html
+    assert [str(w.message) for w in caught if "get_actions" in str(w.message)] == []
+    try:
+        from django.contrib.admin.options import ActionLocation
+    except ImportError:  # Django < 6.1
+        return
+    request = rf.get("/")
+    request.user = get_user_model().objects.get(username="admin")
+    names = model_admin.get_actions(request, action_location=ActionLocation.CHANGE_LIST)
+    assert set(names) == {"sync_now", "unlink"}
 
 
 def test_unlink_refuses_beyond_the_limit(client, accounts, sim):

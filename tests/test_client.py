@@ -9,8 +9,9 @@ import pytest
 import requests
 from django.test import override_settings
 
-from django_cronofy_conferencing import oauth
+from django_cronofy_conferencing import exceptions, oauth
 from django_cronofy_conferencing.client import (
+    ERROR_BODY_LIMIT,
     USER_AGENT,
     CronofyClient,
     client_credentials,
@@ -299,6 +300,24 @@ def test_invalid_grant_body_outside_oauth_is_a_plain_api_error(sim, client):
     with pytest.raises(CronofyAPIError) as excinfo:
         client.userinfo(account.access_token)
     assert not isinstance(excinfo.value, ReauthorizationRequired)
+
+
+@pytest.mark.parametrize("offset", [1, 5, 20])
+def test_the_error_body_is_redacted_before_it_is_cut(sim, client, offset, monkeypatch):
+    """A secret straddling the client's length limit must not leave its head behind."""
+    # The exception keeps a shorter excerpt still: lift that to see the client's cut.
+    monkeypatch.setattr(exceptions, "MAX_BODY_IN_MESSAGE", 10 * ERROR_BODY_LIMIT)
+    account = sim.add_account()
+    token = account.access_token
+    body = "x" * (ERROR_BODY_LIMIT - offset) + token + " and more"
+    sim.fail("userinfo", status=400, body=body)
+    with pytest.raises(CronofyAPIError) as excinfo:
+        client.userinfo(token)
+    kept = excinfo.value.body
+    head = ERROR_BODY_LIMIT - offset
+    assert kept[:head] == "x" * head
+    assert kept[head:].startswith("[redacted]"[:offset])  # never the token's first characters
+    assert len(kept) <= ERROR_BODY_LIMIT
 
 
 def test_401_maps_to_access_token_rejected(sim, client, sleeps):

@@ -79,6 +79,37 @@ def test_concurrent_sync_on_this_database(sim, link_account):
     exercise_concurrent_sync(sim, link_account)
 
 
+@pytest.mark.django_db(transaction=True)
+def test_failed_batches_are_written_one_by_one(sim, link_account, monkeypatch):
+    """A batch that fails (a concurrent writer, a bad row) is retried account by account;
+    an account streamed twice is written twice, never in the same batch."""
+    if _in_memory_sqlite():
+        pytest.skip("in-memory SQLite: covered by test_concurrent_sync_on_file_sqlite")
+    from django.db import IntegrityError
+
+    from django_cronofy_conferencing import sync
+
+    real = sync.apply_userinfo_many
+    calls = []
+
+    def flaky(items):
+        calls.append(len(items))
+        if len(calls) == 1:
+            raise IntegrityError("simulated")
+        return real(items)
+
+    monkeypatch.setattr(sync, "apply_userinfo_many", flaky)
+    accounts = [link_account(conferencing_profiles=[sim.profile("zoom")])[0] for _ in range(12)]
+    report = sync_accounts([*accounts, accounts[0], accounts[1]], concurrency=4)
+    assert report.failed == 0, report.failures
+    assert report.synced == 14  # every sync done; results keeps the last one per account
+    assert len(report.results) == 12
+    assert ConferencingProfile.objects.count() == 12
+    assert LinkedAccount.objects.filter(last_synced_at__isnull=True).count() == 0
+    assert sim.count("userinfo") == 14
+    assert calls and sum(calls) >= 14 - calls[0]
+
+
 def test_concurrent_sync_on_file_sqlite(tmp_path):
     """The same (and cronofy_sync's threads), in a subprocess whose SQLite database is a file."""
     if os.environ.get("DATABASE_URL", "sqlite").split(":")[0] not in ("sqlite", ""):
@@ -101,6 +132,7 @@ def test_concurrent_sync_on_file_sqlite(tmp_path):
             "-p",
             "pytest_django.plugin",
             f"{__file__}::test_concurrent_sync_on_this_database",
+            f"{__file__}::test_failed_batches_are_written_one_by_one",
             f"{ROOT / 'tests/management/commands/test_cronofy_sync.py'}::test_threads",
         ],
         cwd=ROOT,
@@ -112,4 +144,4 @@ def test_concurrent_sync_on_file_sqlite(tmp_path):
     )
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output[-4000:]
-    assert "2 passed" in output, output[-4000:]
+    assert "3 passed" in output, output[-4000:]

@@ -3,30 +3,33 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from cryptography.fernet import Fernet
 from django.db import connection, connections
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from django_cronofy_conferencing import oauth
+from django_cronofy_conferencing import db, oauth
 from django_cronofy_conferencing.client import CronofyClient
 from django_cronofy_conferencing.datacenters import BUILTIN_DATA_CENTERS
 from django_cronofy_conferencing.exceptions import (
+    CronofyAPIError,
     CronofyUnavailable,
     InvalidGrant,
     RateLimited,
     ReauthorizationRequired,
 )
+from django_cronofy_conferencing.fields import EncryptedValue
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.payloads import TokenSet
 from django_cronofy_conferencing.signals import account_reauthorization_required
 from django_cronofy_conferencing.sync import sync_account
-
-from .conftest import require_service
 
 DATA_CENTERS = sorted(BUILTIN_DATA_CENTERS)
 REDIRECT = "https://example.com/cronofy/callback/"
@@ -292,6 +295,50 @@ def test_refresh_without_refresh_token_keeps_the_old_one(sim, link_account):
     assert sim.count("token", status=200) == 2
 
 
+def test_refresh_tokens_trades_a_refresh_token_and_stores_nothing(sim):
+    """No database access (the test has none): the caller stores the tokens."""
+    sim_account = sim.add_account(data_center="au")
+    old_access, sent = sim_account.access_token, sim_account.refresh_token
+    tokens = oauth.refresh_tokens("au", sent)
+    assert tokens.access_token == sim_account.access_token != old_access
+    assert tokens.refresh_token == sim_account.refresh_token
+    assert tokens.expires_in == 3600
+    request = sim.requests[-1]
+    assert (request.endpoint, request.data_center) == ("token", "au")
+    assert request.form["grant_type"] == "refresh_token"
+    assert request.form["refresh_token"] == sent
+
+
+def test_refresh_tokens_keeps_the_refresh_token_when_none_comes_back(sim):
+    sim.refresh_returns_refresh_token = False
+    sim_account = sim.add_account()
+    sent = sim_account.refresh_token
+    assert oauth.refresh_tokens("us", sent).refresh_token == sent
+
+
+def test_refresh_tokens_of_a_dead_grant(sim):
+    sim_account = sim.add_account()
+    sim.revoke_grant(sim_account.sub)
+    with pytest.raises(InvalidGrant):
+        oauth.refresh_tokens("us", sim_account.refresh_token)
+
+
+@pytest.mark.django_db
+def test_the_account_refresh_goes_through_refresh_tokens(sim, link_account, monkeypatch):
+    account, _ = link_account(token_expires_in=10)
+    calls = []
+    real = oauth.refresh_tokens
+
+    def spy(data_center, refresh_token, **kwargs):
+        calls.append((data_center, refresh_token))
+        return real(data_center, refresh_token, **kwargs)
+
+    monkeypatch.setattr(oauth, "refresh_tokens", spy)
+    sent = account.refresh_token
+    sync_account(account)
+    assert calls == [("us", sent)]
+
+
 @pytest.mark.django_db
 def test_invalid_grant_marks_reauthorization_once_and_fails_fast(
     sim, link_account, reauth_signals, django_capture_on_commit_callbacks
@@ -333,7 +380,9 @@ def test_a_lost_race_is_not_a_reauthorization(
     sim, link_account, reauth_signals, monkeypatch, django_capture_on_commit_callbacks
 ):
     """The stored refresh token changed while ours was in flight (a relink elsewhere)."""
-    account, sim_account = link_account(token_expires_in=10)
+    account, sim_account = link_account(
+        token_expires_in=10, conferencing_profiles=[sim.profile("zoom")]
+    )
     sent_refresh = account.refresh_token
     real_request_token = CronofyClient.request_token
 
@@ -352,10 +401,14 @@ def test_a_lost_race_is_not_a_reauthorization(
     monkeypatch.setattr(CronofyClient, "request_token", relink_meanwhile)
     with django_capture_on_commit_callbacks(execute=True):
         result = sync_account(account)
-    assert result is not None
+    # The sync went on with the relinked tokens and stored the profile.
+    assert (result.created, result.updated, result.removed) == (1, 0, 0)
+    assert account.access_token == sim_account.access_token  # adopted in memory too
+    assert account.status == LinkedAccount.Status.ACTIVE
     stored = LinkedAccount.objects.get()
     assert stored.status == LinkedAccount.Status.ACTIVE
     assert stored.access_token == sim_account.access_token
+    assert stored.conferencing_profiles.get().provider_name == "zoom"
     assert sim.count("token", status=400) == 1
     assert sim.requests[-1].endpoint == "userinfo" and sim.requests[-1].status == 200
     assert reauth_signals == []
@@ -407,7 +460,8 @@ def test_refresh_race_single_flight_postgresql(sim, link_account, monkeypatch, p
     separate processes and only PostgreSQL's row lock (select_for_update) keeps
     the refresh single flight.
     """
-    require_service(connection.vendor == "postgresql", "needs PostgreSQL (DATABASE_URL)")
+    if connection.vendor != "postgresql":
+        pytest.skip("runs in the PostgreSQL run of the suite (DATABASE_URL=postgres://...)")
     if not process_lock:
         monkeypatch.setattr(
             oauth, "_REFRESH_LOCKS", tuple(contextlib.nullcontext() for _ in range(64))
@@ -430,6 +484,68 @@ def test_refresh_race_single_flight_serialized(sim, link_account):
     results, errors = _sync_in_threads(account.pk)
     _assert_single_flight(sim, sim_account, account.pk, account.access_token, results, errors)
     connections.close_all()
+
+
+@pytest.mark.django_db
+def test_the_refresh_call_does_not_hold_the_process_write_lock(sim, link_account, monkeypatch):
+    """On SQLite the process-wide write lock serializes writes only: other threads
+    (other accounts of a fleet sync) keep writing while a refresh waits on Cronofy."""
+    account, _ = link_account(token_expires_in=-60)
+    real_request_token = CronofyClient.request_token
+    other_thread_could_write: list[bool] = []
+
+    def probe(self, grant, **kwargs):
+        def writer():
+            got = db._sqlite_write_lock.acquire(timeout=2)
+            if got:
+                db._sqlite_write_lock.release()
+            other_thread_could_write.append(got)
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        thread.join()
+        return real_request_token(self, grant, **kwargs)
+
+    monkeypatch.setattr(CronofyClient, "request_token", probe)
+    sync_account(account)
+    assert other_thread_could_write == [True]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reauthorization_handler_may_refresh_another_account(sim, link_account):
+    """The signal is sent while the refresh slot is held: a handler refreshing an
+    account that hashes to the same slot must not deadlock its own thread."""
+    account, sim_account = link_account(token_expires_in=-60)
+    other, _ = link_account(token_expires_in=-60)
+    LinkedAccount.objects.filter(pk=other.pk).update(id=account.pk + len(oauth._REFRESH_LOCKS))
+    other = LinkedAccount.objects.get(pk=account.pk + len(oauth._REFRESH_LOCKS))
+    sim.revoke_grant(sim_account.sub)
+    refreshed: list[str] = []
+
+    def handler(sender, account, **kwargs):
+        refreshed.append(oauth.refresh_access_token(other))
+
+    account_reauthorization_required.connect(handler)
+    errors: list[BaseException] = []
+
+    def work():
+        try:
+            sync_account(LinkedAccount.objects.get(pk=account.pk))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=work, daemon=True)
+    try:
+        thread.start()
+        thread.join(timeout=10)
+    finally:
+        account_reauthorization_required.disconnect(handler)
+    assert not thread.is_alive(), "deadlocked on the refresh slot"
+    assert [type(e) for e in errors] == [InvalidGrant]
+    assert len(refreshed) == 1
+    assert LinkedAccount.objects.get(pk=other.pk).access_token == refreshed[0]
 
 
 # -- unlink -------------------------------------------------------------------
@@ -477,11 +593,96 @@ def test_unlink_when_cronofy_does_not_know_the_token_deletes_locally(sim, link_a
 
 
 @pytest.mark.django_db
+def test_unlink_with_wrong_client_credentials_deletes_nothing(sim, link_account, settings):
+    """Cronofy answers 200 for an unknown token: any other refusal (here invalid_client,
+    our misconfiguration) means the grant may still be alive, so the account stays."""
+    account, sim_account = link_account()
+    settings.CRONOFY_CONFERENCING = {**settings.CRONOFY_CONFERENCING, "CLIENT_SECRET": "wrong-one"}
+    with pytest.raises(CronofyAPIError) as excinfo:
+        oauth.unlink(account)
+    assert excinfo.value.status_code == 400
+    assert not isinstance(excinfo.value, InvalidGrant)
+    assert LinkedAccount.objects.filter(pk=account.pk).exists()
+    assert sim_account.refresh_token in sim.refresh_tokens  # still granted at Cronofy
+
+
+@pytest.mark.django_db
 def test_unlink_of_an_already_revoked_grant(sim, link_account):
     account, sim_account = link_account()
     sim.revoke_grant(sim_account.sub)
     oauth.unlink(account)  # Cronofy answers 200 for an unknown token
     assert not LinkedAccount.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("which", ["access_token", "refresh_token", "both"])
+def test_unlink_with_a_lost_encryption_key_deletes_locally(
+    sim, link_account, settings, caplog, which
+):
+    """A token no configured key decrypts can never be sent again: unlinking must
+    not get stuck on it. Logged (naming the setting), then deleted locally."""
+    account, sim_account = link_account(conferencing_profiles=[sim.profile("zoom")])
+    sync_account(account)
+    lost_key = Fernet(Fernet.generate_key())
+    fields = ["access_token", "refresh_token"] if which == "both" else [which]
+    LinkedAccount.objects.filter(pk=account.pk).update(
+        **{
+            name: EncryptedValue(lost_key.encrypt(b"a-token-from-before").decode())
+            for name in fields
+        }
+    )
+    account = LinkedAccount.objects.get(pk=account.pk)
+    with caplog.at_level(logging.INFO, logger="django_cronofy_conferencing.oauth"):
+        revoked = oauth.unlink(account)
+    assert not LinkedAccount.objects.exists()
+    assert not ConferencingProfile.objects.exists()
+    if which == "access_token":  # the refresh token is what revoke sends: still readable
+        assert revoked is True
+        assert sim.count("revoke") == 1
+        return
+    assert revoked is False
+    assert sim.count("revoke") == 0
+    [record] = [r for r in caplog.records if "cannot be decrypted" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "CRONOFY_CONFERENCING['ENCRYPTION_KEYS']" in record.getMessage()
+    assert sim_account.refresh_token not in caplog.text
+    assert "gAAAAA" not in caplog.text  # no ciphertext either
+
+
+# -- push channel -------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_push_channel_id_is_written_under_the_write_lock(
+    sim, link_account, settings, monkeypatch
+):
+    settings.CRONOFY_CONFERENCING = {
+        **settings.CRONOFY_CONFERENCING,
+        "PUSH_NOTIFICATIONS_CALLBACK_URL": "https://example.com/cronofy/notifications/",
+    }
+    account, _ = link_account()
+    held = {"now": False, "during_write": []}
+
+    @contextlib.contextmanager
+    def recording_write_lock(using):
+        held["now"] = True
+        try:
+            yield
+        finally:
+            held["now"] = False
+
+    real_update = QuerySet.update
+
+    def update(self, **kwargs):
+        if "channel_id" in kwargs:
+            held["during_write"].append(held["now"])
+        return real_update(self, **kwargs)
+
+    monkeypatch.setattr(oauth, "write_lock", recording_write_lock)
+    monkeypatch.setattr(QuerySet, "update", update)
+    channel_id = oauth.ensure_push_channel(account)
+    assert channel_id and LinkedAccount.objects.get().channel_id == channel_id
+    assert held["during_write"] == [True]
 
 
 # -- conferencing authorization -----------------------------------------------

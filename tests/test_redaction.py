@@ -50,12 +50,29 @@ def test_extra_secrets():
         ('{"token":"tok7"}', "tok7"),
         ("password = hunter2", "hunter2"),
         ("Authorization=Bearer tok8", "tok8"),
+        ("csrf_token=tok9", "tok9"),
+        ('{"id_token": "tok10"}', "tok10"),
+        ("x-access-token: tok11", "tok11"),
     ],
 )
 def test_credential_shaped_pairs_are_masked(text, hidden):
     result = redact(text)
     assert hidden not in result
     assert REDACTED in result
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "status_code: 503",
+        '{"status_code": 503, "error": "maintenance"}',
+        "error_code=rate_limited",
+        '{"token_type": "bearer"}',
+        "token_count = 5",
+    ],
+)
+def test_a_credential_name_inside_a_longer_key_is_not_a_credential(text):
+    assert redact(text) == text
 
 
 def test_harmless_text_is_untouched():
@@ -79,3 +96,18 @@ def test_memory_is_bounded(monkeypatch):
         remember_secret(f"bounded-secret-{i}")
     assert list(redaction._remembered) == [f"bounded-secret-{i}" for i in (2, 3, 4)]
     assert redact("bounded-secret-4") == REDACTED
+
+
+def test_a_secret_in_use_again_is_forgotten_last(monkeypatch):
+    """Least recently used goes first: a token used again (a refresh token kept for
+    months, synced every hour) is not dropped while it is in flight."""
+    monkeypatch.setattr(redaction, "_remembered", {})
+    monkeypatch.setattr(redaction, "_MAX_REMEMBERED", 3)
+    remember_secret("long-lived-refresh")
+    remember_secret("access-token-1")
+    remember_secret("access-token-2")
+    remember_secret("long-lived-refresh")  # used again
+    remember_secret("access-token-3")
+    assert "long-lived-refresh" in redaction._remembered
+    assert redact("echo long-lived-refresh") == f"echo {REDACTED}"
+    assert "access-token-1" not in redaction._remembered

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -438,6 +439,26 @@ def test_conferencing_connect_shows_a_form(browser, link_account, user):
     assert b'<label for="id_provider_name">' in response.content
 
 
+def test_provider_labels_are_translated_per_request_not_at_import():
+    from django.utils.functional import Promise
+
+    from django_cronofy_conferencing.providers import LINKABLE_PROVIDER_CHOICES
+
+    assert isinstance(dict(LINKABLE_PROVIDER_CHOICES)[""], Promise)
+
+
+def test_conferencing_connect_offers_the_linkable_providers(browser, link_account, user):
+    account, _ = link_account(user=user)
+    html = browser.get(conferencing_url(account)).content.decode()
+    options = re.findall(r'<option value="([^"]*)">([^<]*)</option>', html)
+    assert options == [
+        ("", "Let me choose at Cronofy"),
+        ("zoom", "Zoom"),
+        ("ms_teams", "Microsoft Teams"),
+        ("go_to", "GoTo"),
+    ]
+
+
 @pytest.mark.parametrize("dc_id", ["us", "sg"])
 def test_conferencing_connect_redirects_to_cronofy(browser, sim, link_account, user, dc_id):
     account, _ = link_account(user=user, data_center=dc_id)
@@ -508,6 +529,23 @@ def test_conferencing_return_syncs_and_names_the_new_profile(browser, sim, link_
     assert profile.profile_connected is True
     assert profile.profile_id in back
     assert messages_of(response) == ["Microsoft Teams profile jane@contoso.example is connected."]
+
+
+@pytest.mark.parametrize(
+    ("provider_name", "label"),
+    [("google_meet_api", "Google Meet"), ("webex_next", "webex_next")],
+)
+def test_conferencing_return_names_the_provider_like_the_admin(
+    browser, sim, link_account, user, provider_name, label
+):
+    """One list of provider labels (``providers``); a name it lacks shows as Cronofy sends it."""
+    profile = sim.profile(provider_name, profile_name="jane@example.com")
+    account, _ = link_account(user=user, conferencing_profiles=[profile])
+    response = browser.get(
+        conferencing_url(account, "conferencing_return"),
+        {"last_linked_profile_id": profile["profile_id"]},
+    )
+    assert messages_of(response) == [f"{label} profile jane@example.com is connected."]
 
 
 def test_conferencing_return_access_denied(browser, sim, link_account, user):

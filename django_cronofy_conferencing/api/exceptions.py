@@ -16,6 +16,7 @@ other ``APIException``.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from django.urls import NoReverseMatch, reverse
@@ -31,6 +32,11 @@ from ..exceptions import (
     RateLimited,
     ReauthorizationRequired,
 )
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
+
+    from ..models import LinkedAccount
 
 #: Seconds sent in ``Retry-After`` when Cronofy did not say how long to wait.
 DEFAULT_RETRY_AFTER = 60
@@ -76,7 +82,7 @@ class CronofyInvalidResponse(CronofyBadGateway):
     default_code = "cronofy_invalid_response"
 
 
-def reconnect_url(request, account) -> str | None:
+def reconnect_url(request: Request | None, account: LinkedAccount | None) -> str | None:
     """The absolute URL of the browser flow that connects the account's data center again."""
     try:
         path = reverse("cronofy_conferencing:connect")

@@ -38,8 +38,10 @@ from rest_framework.settings import api_settings
 
 from .. import oauth
 from ..conf import app_settings
+from ..db import non_atomic_requests
 from ..exceptions import CronofyError, ReauthorizationRequired
 from ..models import ConferencingProfile, LinkedAccount
+from ..queueing import queue_sync
 from ..redaction import redact
 from ..sync import sync_account
 from .exceptions import CronofyRateLimited, to_api_exception
@@ -83,19 +85,22 @@ class _RestFrameworkSetting:
         return getattr(api_settings, self.name)
 
 
-def queue_sync(account_id: int) -> None:
-    """Hand one account to the Celery worker (imported lazily: Celery is optional)."""
-    from ..tasks import sync_account_task
-
-    sync_account_task.delay(account_id)
-
-
 class CronofyViewSetMixin:
     """Permissions from settings, user scoping, and Cronofy errors mapped to HTTP."""
 
     #: ``None``: use ``API_PERMISSION_CLASSES``. A subclass may set a list.
     permission_classes = None
     pagination_class = _RestFrameworkSetting("DEFAULT_PAGINATION_CLASS")
+    #: Actions that call Cronofy: their routes never run in an ``ATOMIC_REQUESTS``
+    #: transaction (which would hold locks across the HTTP call).
+    non_atomic_actions: frozenset[str] = frozenset()
+
+    @classmethod
+    def as_view(cls, actions=None, **initkwargs):
+        view = super().as_view(actions, **initkwargs)
+        if actions and cls.non_atomic_actions.intersection(actions.values()):
+            view = non_atomic_requests(view)
+        return view
 
     def get_permissions(self):
         classes = self.permission_classes
@@ -240,6 +245,7 @@ class LinkedAccountViewSet(
 
     serializer_class = LinkedAccountSerializer
     filter_backends: list = []
+    non_atomic_actions = frozenset({"destroy", "sync", "conferencing_authorization"})
     _account: LinkedAccount | None = None
 
     def get_queryset(self):
@@ -279,10 +285,13 @@ class LinkedAccountViewSet(
     @extend_schema(
         summary="Unlink: revoke access at Cronofy, then delete the account and its profiles",
         description=(
-            "When Cronofy cannot be reached (503, or 429 when rate limited) nothing is "
-            "deleted: try again later."
+            "When Cronofy cannot be reached (503, or 429 when rate limited) or refuses "
+            "the revocation (502) nothing is deleted: try again later."
         ),
-        responses={204: None, 429: CRONOFY_ERROR_RESPONSES[429], 503: CRONOFY_ERROR_RESPONSES[503]},
+        responses={
+            204: None,
+            **{code: CRONOFY_ERROR_RESPONSES[code] for code in (429, 502, 503)},
+        },
     )
     def destroy(self, request, *args, **kwargs):
         return super().destroy(request, *args, **kwargs)

@@ -68,7 +68,7 @@ def test_schema_documents_the_custom_actions(capsys):
     reconnect = schema["components"]["schemas"]["CronofyReauthorizationError"]
     assert "reconnect_url" in reconnect["properties"]
     delete = paths["/api/cronofy/accounts/{id}/"]["delete"]
-    assert set(delete["responses"]) == {"204", "429", "503"}
+    assert set(delete["responses"]) == {"204", "429", "502", "503"}
 
 
 def test_schema_documents_the_filters(capsys):

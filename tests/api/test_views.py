@@ -465,6 +465,15 @@ def test_delete_of_a_grant_cronofy_no_longer_knows_still_deletes(alice_client, s
     assert not LinkedAccount.objects.filter(pk=account.pk).exists()
 
 
+def test_delete_refused_by_cronofy_keeps_everything(alice_client, synced, sim):
+    account, _ = synced
+    sim.fail("revoke", status=400, body='{"error": "invalid_client"}')
+    response = alice_client.delete(account_url(account.pk))
+    assert response.status_code == 502
+    assert LinkedAccount.objects.filter(pk=account.pk).exists()
+    assert account.conferencing_profiles.count() == 2
+
+
 # -- sync ----------------------------------------------------------------------
 
 

@@ -19,7 +19,6 @@ import os
 import re
 import sys
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -28,8 +27,9 @@ from ...client import get_client
 from ...conf import app_settings
 from ...datacenters import UnknownDataCenter, get_data_center, get_data_centers
 from ...exceptions import AccessTokenRejected, CronofyError, InvalidGrant
-from ...payloads import TokenSet, parse_token_response, parse_userinfo
+from ...payloads import TokenSet, parse_userinfo
 from ...redaction import redact, remember_secret
+from ..utils import resolve_user
 
 ENV_ACCESS_TOKEN = "CRONOFY_ACCESS_TOKEN"
 ENV_REFRESH_TOKEN = "CRONOFY_REFRESH_TOKEN"
@@ -99,7 +99,7 @@ class Command(BaseCommand):
             or any(options.get(key) is not None for key in options if key.startswith("argv_"))
         ):
             raise CommandError(ARGV_REFUSED)
-        user = self._user(options["user"])
+        user = resolve_user(options["user"])
         dc = self._data_center(options["data_center"])
         access_token, refresh_token, expires_in = self._read_tokens(options.get("stdin"))
         remember_secret(access_token)
@@ -136,17 +136,6 @@ class Command(BaseCommand):
             )
 
     # -- inputs ---------------------------------------------------------------
-
-    def _user(self, value: str):
-        User = get_user_model()
-        user = None
-        if value.isdigit():
-            user = User._default_manager.filter(pk=int(value)).first()
-        if user is None:
-            user = User._default_manager.filter(**{User.USERNAME_FIELD: value}).first()
-        if user is None:
-            raise CommandError(f"No user with username or id {value!r}.")
-        return user
 
     @staticmethod
     def _user_label(user) -> str:
@@ -196,24 +185,15 @@ class Command(BaseCommand):
             body = client.userinfo(access)
         except AccessTokenRejected:
             try:
-                refreshed = parse_token_response(
-                    client.request_token(
-                        {"grant_type": "refresh_token", "refresh_token": refresh},
-                        idempotent=True,
-                    ),
-                    expect_sub=False,
-                )
+                refreshed = oauth.refresh_tokens(dc_id, refresh, client=client)
             except InvalidGrant:
                 raise CommandError(
                     "Cronofy rejected both tokens (access token unknown, refresh token "
                     f"invalid) in data center {dc_id}. Is it the right data center?"
                 ) from None
-            access = refreshed.access_token
-            refresh = refreshed.refresh_token or refresh
+            access, refresh = refreshed.access_token, refreshed.refresh_token
             expires_in = refreshed.expires_in
             scope = refreshed.scope
-            remember_secret(access)
-            remember_secret(refresh)
             body = client.userinfo(access)
         info = parse_userinfo(body)
         tokens = TokenSet(

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterable
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
 from django.utils import timezone
@@ -25,6 +24,7 @@ from ...conf import app_settings
 from ...models import LinkedAccount
 from ...redaction import redact
 from ...sync import SyncResult, stream_accounts, sync_accounts
+from ..utils import resolve_user
 
 PROGRESS_INTERVAL = 0.2  # seconds between redraws of the progress line
 
@@ -88,18 +88,7 @@ class Command(BaseCommand):
     # -- selection ------------------------------------------------------------
 
     def _users(self, values: Iterable[str]) -> list:
-        User = get_user_model()
-        users = []
-        for value in values:
-            user = None
-            if value.isdigit():
-                user = User._default_manager.filter(pk=int(value)).first()
-            if user is None:
-                user = User._default_manager.filter(**{User.USERNAME_FIELD: value}).first()
-            if user is None:
-                raise CommandError(f"No user with username or id {value!r}.")
-            users.append(user)
-        return users
+        return [resolve_user(value) for value in values]
 
     def select(self, options: dict, now) -> tuple:
         """The queryset to sync, and the explicitly selected accounts that cannot be."""

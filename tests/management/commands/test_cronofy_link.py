@@ -268,6 +268,28 @@ def test_expired_access_token_is_refreshed_first(sim, user, run, monkeypatch, ca
     assert_no_tokens(sim, result.text, caplog.text)
 
 
+def test_the_refresh_is_oauth_refresh_tokens(sim, user, run, monkeypatch):
+    """One implementation of the refresh request (and of keeping a refresh token
+    Cronofy did not send back)."""
+    from django_cronofy_conferencing import oauth
+
+    sim.refresh_returns_refresh_token = False
+    sim_account = sim.add_account()
+    set_env(monkeypatch, sim_account)
+    sim.expire_access_token(sim_account.sub)
+    calls = []
+    real = oauth.refresh_tokens
+
+    def spy(data_center, refresh_token, **kwargs):
+        calls.append((data_center, refresh_token))
+        return real(data_center, refresh_token, **kwargs)
+
+    monkeypatch.setattr(oauth, "refresh_tokens", spy)
+    run("--user", "alice")
+    assert calls == [("us", sim_account.refresh_token)]
+    assert LinkedAccount.objects.get().refresh_token == sim_account.refresh_token
+
+
 def test_dead_tokens(sim, user, run, monkeypatch):
     sim_account = sim.add_account()
     set_env(monkeypatch, sim_account)

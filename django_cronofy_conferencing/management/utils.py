@@ -1,0 +1,23 @@
+"""Helpers shared by the management commands."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import CommandError
+
+
+def resolve_user(value: str):
+    """The user named by ``value``: an id (digits), else a username.
+
+    An all-digit value that is no user's id is tried as a username too.
+    Raises ``CommandError`` when neither matches.
+    """
+    User = get_user_model()
+    user = None
+    if value.isdigit():
+        user = User._default_manager.filter(pk=int(value)).first()
+    if user is None:
+        user = User._default_manager.filter(**{User.USERNAME_FIELD: value}).first()
+    if user is None:
+        raise CommandError(f"No user with username or id {value!r}.")
+    return user

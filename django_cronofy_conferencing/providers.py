@@ -1,0 +1,42 @@
+"""Cronofy's conferencing provider names and how to show them.
+
+``ConferencingProfile.provider_name`` is free text: Cronofy adds providers
+without notice, so a name not listed here is shown as Cronofy sends it.
+"""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+from django.utils.translation import gettext_lazy
+
+#: Readable names of the providers Cronofy documents (brand names: not translated).
+PROVIDER_LABELS = MappingProxyType(
+    {
+        "zoom": "Zoom",
+        "ms_teams": "Microsoft Teams",
+        "go_to": "GoTo",
+        "google_meet_api": "Google Meet",
+    }
+)
+
+#: The providers Cronofy documents for conferencing service authorization
+#: ("add a conferencing provider"), in the order a form offers them.
+LINKABLE_PROVIDERS = ("zoom", "ms_teams", "go_to")
+
+#: ``(provider_name, label)`` for the "add a conferencing provider" form; the
+#: first, blank, choice lets the user pick at Cronofy. Lazy: module-level
+#: labels follow the language of each request.
+LINKABLE_PROVIDER_CHOICES = (
+    ("", gettext_lazy("Let me choose at Cronofy")),
+    *((name, PROVIDER_LABELS[name]) for name in LINKABLE_PROVIDERS),
+)
+
+UNKNOWN_PROVIDER_LABEL = gettext_lazy("Unknown provider")
+
+
+def provider_label(provider_name: str | None) -> str:
+    """A readable name: a known provider's label, any other name as Cronofy sends it."""
+    if not provider_name:
+        return str(UNKNOWN_PROVIDER_LABEL)
+    return PROVIDER_LABELS.get(provider_name, provider_name)

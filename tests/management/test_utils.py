@@ -1,0 +1,31 @@
+"""The management commands' shared helpers."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import CommandError
+
+from django_cronofy_conferencing.management import utils
+from django_cronofy_conferencing.management.commands import cronofy_link, cronofy_sync
+
+pytestmark = pytest.mark.django_db
+
+
+def test_resolve_user_by_username_or_id(user, other_user):
+    assert utils.resolve_user("alice") == user
+    assert utils.resolve_user(str(other_user.pk)) == other_user
+
+
+def test_an_all_digit_username_that_is_no_id(django_user_model):
+    numeric = django_user_model.objects.create_user("90210")
+    assert utils.resolve_user("90210") == numeric
+
+
+def test_an_unknown_user():
+    with pytest.raises(CommandError, match="No user with username or id 'nobody'"):
+        utils.resolve_user("nobody")
+
+
+def test_both_commands_use_it():
+    assert cronofy_link.resolve_user is utils.resolve_user
+    assert cronofy_sync.resolve_user is utils.resolve_user
