@@ -96,10 +96,6 @@ def get_data_center(dc_id: object) -> DataCenter:
         raise UnknownDataCenter(f"Unknown Cronofy data center {dc_id!r}.") from None
 
 
-def data_center_choices() -> list[tuple[str, str]]:
-    return [(dc.id, dc.label or dc.id) for dc in get_data_centers().values()]
-
-
 def validate_data_center(value: str) -> None:
     """Model/form validator: the value must name a registered data center."""
     if value not in get_data_centers():

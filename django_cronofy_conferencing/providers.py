@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy
 
 #: Readable names of the providers Cronofy documents (brand names: not translated).
 PROVIDER_LABELS = MappingProxyType(
@@ -32,11 +32,9 @@ LINKABLE_PROVIDER_CHOICES = (
     *((name, PROVIDER_LABELS[name]) for name in LINKABLE_PROVIDERS),
 )
 
-UNKNOWN_PROVIDER_LABEL = gettext_lazy("Unknown provider")
-
 
 def provider_label(provider_name: str | None) -> str:
     """A readable name: a known provider's label, any other name as Cronofy sends it."""
     if not provider_name:
-        return str(UNKNOWN_PROVIDER_LABEL)
+        return gettext("Unknown provider")
     return PROVIDER_LABELS.get(provider_name, provider_name)

@@ -9,7 +9,6 @@ from django.test import override_settings
 from django_cronofy_conferencing.datacenters import (
     BUILTIN_DATA_CENTERS,
     UnknownDataCenter,
-    data_center_choices,
     get_data_center,
     get_data_centers,
     validate_data_center,
@@ -43,9 +42,9 @@ def test_urls_are_built_from_the_registry():
     assert uk.app("/oauth/authorize") == "https://app-uk.cronofy.com/oauth/authorize"
 
 
-def test_choices_list_every_data_center():
-    assert [c[0] for c in data_center_choices()] == list(DOCUMENTED)
-    assert dict(data_center_choices())["de"] == "Germany"
+def test_the_registry_lists_every_data_center_with_its_label():
+    assert list(get_data_centers()) == list(DOCUMENTED)
+    assert get_data_center("de").label == "Germany"
 
 
 def test_host_added_entries_may_use_http(settings):

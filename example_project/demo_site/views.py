@@ -18,6 +18,7 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required
+from django.db import transaction
 from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -35,6 +36,7 @@ from django_cronofy_conferencing.exceptions import (
     ReauthorizationRequired,
 )
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
+from django_cronofy_conferencing.providers import LINKABLE_PROVIDERS, provider_label
 from django_cronofy_conferencing.redaction import redact
 from django_cronofy_conferencing.sync import sync_account
 
@@ -42,19 +44,8 @@ from . import simulator
 
 logger = logging.getLogger(__name__)
 
-PROVIDER_LABELS = {
-    "zoom": "Zoom",
-    "ms_teams": "Microsoft Teams",
-    "go_to": "GoTo",
-    "google_meet_api": "Google Meet",
-}
 #: The "Add ..." buttons: providers Cronofy documents for conferencing service authorization.
-ADDABLE_PROVIDERS = [("zoom", "Zoom"), ("ms_teams", "Microsoft Teams"), ("go_to", "GoTo")]
-
-
-def provider_label(provider_name: str) -> str:
-    """A readable name; a provider this page does not know yet shows as Cronofy names it."""
-    return PROVIDER_LABELS.get(provider_name, provider_name)
+ADDABLE_PROVIDERS = [(name, provider_label(name)) for name in LINKABLE_PROVIDERS]
 
 
 def site_context(request: HttpRequest) -> dict:
@@ -138,6 +129,7 @@ def home(request: HttpRequest) -> HttpResponse:
     )
 
 
+@transaction.non_atomic_requests  # calls Cronofy: never inside ATOMIC_REQUESTS' transaction
 @login_required
 @require_POST
 def sync_now(request: HttpRequest, pk: int) -> HttpResponse:
@@ -167,6 +159,7 @@ def sync_now(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect("home")
 
 
+@transaction.non_atomic_requests  # calls Cronofy: never inside ATOMIC_REQUESTS' transaction
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def unlink(request: HttpRequest, pk: int) -> HttpResponse:
