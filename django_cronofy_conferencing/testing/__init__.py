@@ -1,0 +1,57 @@
+"""A simulated Cronofy for tests and demos.
+
+``SimulatedCronofy`` holds the state (accounts, tokens, conferencing profiles,
+codes, channels) and answers requests through ``handle()``, independent of any
+transport. Adapters plug it into a transport: ``ResponsesAdapter`` registers it
+with the ``responses`` library (every data center's API host), so code using
+``requests`` talks to it without a network. The same simulator serves every
+adapter, so a test can flip a profile and see it through any of them;
+``HTTPServerAdapter`` serves it on a loopback port (benchmarks, workers, demos).
+
+Modules: ``simulator`` (state and handler), ``responses_adapter``, ``http``.
+
+    from django_cronofy_conferencing.testing import simulated_cronofy
+
+    with simulated_cronofy() as sim:
+        account = sim.add_account(conferencing_profiles=[sim.profile("zoom")])
+        ...
+"""
+
+from .http import (
+    HTTPServerAdapter,
+    SlidingWindowLimit,
+    max_in_window,
+    post_notification,
+    serve_simulator,
+)
+from .responses_adapter import ResponsesAdapter, simulated_cronofy
+from .simulator import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    ENDPOINTS,
+    Fault,
+    RecordedRequest,
+    SimAccount,
+    SimRequest,
+    SimResponse,
+    SimulatedCronofy,
+)
+
+__all__ = [
+    "DEFAULT_CLIENT_ID",
+    "DEFAULT_CLIENT_SECRET",
+    "ENDPOINTS",
+    "Fault",
+    "HTTPServerAdapter",
+    "RecordedRequest",
+    "ResponsesAdapter",
+    "SimAccount",
+    "SimRequest",
+    "SimResponse",
+    "SimulatedCronofy",
+    "SlidingWindowLimit",
+    "max_in_window",
+    "post_notification",
+    "serve_simulator",
+    "simulated_cronofy",
+]

@@ -1,0 +1,513 @@
+"""Serve the simulator over real HTTP on a loopback port (benchmarks, workers, demos)."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from .simulator import (
+    SimAccount,
+    SimRequest,
+    SimulatedCronofy,
+)
+
+# -- serving the simulator over real HTTP ---------------------------------------
+#
+# ``HTTPServerAdapter`` serves the same simulator on a loopback port, for the
+# benchmark, tests with real processes (Celery workers, two ``cronofy_sync``
+# commands) and demos: register it as a data center and the app talks to it
+# like to Cronofy. Its API side has a configurable latency and its own rate
+# limit (429 when exceeded, counted); its app side has the consent pages.
+
+
+class SlidingWindowLimit:
+    """The simulated server's own limit: at most ``limit`` requests in any ``period`` seconds.
+
+    Strict (a log of arrival times, not fixed windows): a client pacing its
+    requests correctly never sees a 429, one that bursts across a window
+    boundary does. Rejected requests do not count.
+    """
+
+    def __init__(self, rates: Iterable[str], clock: Callable[[], float] = time.monotonic) -> None:
+        from ..ratelimit import parse_rate
+
+        self.rates = [parse_rate(r) for r in rates]
+        self.clock = clock
+        self._logs: list[deque[float]] = [deque() for _ in self.rates]
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        with self._lock:
+            now = self.clock()
+            for rate, log in zip(self.rates, self._logs, strict=True):
+                while log and log[0] <= now - rate.period:
+                    log.popleft()
+                if len(log) >= rate.limit:
+                    return False
+            for log in self._logs:
+                log.append(now)
+            return True
+
+
+def max_in_window(times: Iterable[float], seconds: float) -> int:
+    """The most timestamps that fall in any window of ``seconds`` (half-open)."""
+    ordered = sorted(times)
+    best = start = 0
+    for end, at in enumerate(ordered):
+        while ordered[start] <= at - seconds:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+_CONSENT_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:sans-serif;max-width:34em;margin:3em auto}}
+button{{font-size:1.1em;margin-right:1em}}</style></head>
+<body><h1>{title}</h1><p>{text}</p>
+<form method="post" action="{action}">{fields}
+<button type="submit" name="decision" value="approve">Approve</button>
+<button type="submit" name="decision" value="deny">Deny</button>
+</form><p><small>Simulated Cronofy ({dc})</small></p></body></html>
+"""
+
+
+def _field(label: str, name: str, value: str = "") -> str:
+    return (
+        f'<p><label>{html.escape(label)} <input name="{name}" '
+        f'value="{html.escape(value, quote=True)}"></label></p>'
+    )
+
+
+class _SimHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256  # a sync at concurrency 32+ opens its connections at once
+
+    def __init__(self, address, handler, adapter: HTTPServerAdapter) -> None:
+        self.adapter = adapter
+        self.connections: set[Any] = set()
+        self.connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request_thread(self, request, client_address):
+        with self.connections_lock:
+            self.connections.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.connections_lock:
+                self.connections.discard(request)
+
+
+class _SimHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: clients reuse their connections
+    disable_nagle_algorithm = True
+    timeout = 60  # an idle keep-alive connection is closed after this
+    server: _SimHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def _body(self) -> bytes | None:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            return None
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length > 0 else b""
+
+    def _send(self, status: int, body: bytes | str = b"", headers: dict | None = None) -> None:
+        data = body.encode() if isinstance(body, str) else body
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if data and self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _dispatch(self) -> None:
+        adapter = self.server.adapter
+        arrived = time.monotonic()
+        parts = urlsplit(self.path)
+        body = self._body()
+        if body is None:
+            self.close_connection = True
+            self._send(411, "chunked bodies are not supported", {"Content-Type": "text/plain"})
+            return
+        path = parts.path.rstrip("/") or "/"
+        if path == "/_sim/stats" and self.command == "GET":
+            self._send(
+                200, json.dumps(adapter.stats(with_arrivals="arrivals" in parts.query)), _JSON
+            )
+            return
+        if path == "/oauth/authorize":
+            self._send(*adapter.authorize_page(self.command, parts.query, body))
+            return
+        if path.startswith("/conferencing_services/"):
+            self._send(*adapter.conferencing_page(self.command, path, parts.query, body))
+            return
+        adapter.serve_api(self, parts, body, arrived)
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
+class HTTPServerAdapter:
+    """Serves a ``SimulatedCronofy`` over HTTP on ``host:port`` (a free port by default).
+
+        sim = SimulatedCronofy()
+        with HTTPServerAdapter(sim, "sim", latency=0.1, rate_limits=["50/s"]) as server:
+            with server.registered():          # DATA_CENTERS["sim"] -> this server
+                account = sim.add_account(data_center="sim")
+                ...
+
+    One origin is both the data center's ``api_url`` and its ``app_url``:
+
+    - API: every simulator endpoint, each answered after ``latency`` seconds;
+      beyond ``rate_limits`` (strict sliding windows) a 429, counted in
+      ``rate_limited``. ``arrivals`` holds the arrival times (``time.monotonic``)
+      of the API requests it served.
+    - App: ``/oauth/authorize`` and ``/conferencing_services/<id>`` are
+      consent pages with Approve/Deny buttons (what ``sim.authorize`` and
+      ``sim.complete_conferencing_authorization`` play in tests).
+    - ``GET /_sim/stats``: the counts as JSON, for a server in another process.
+
+    ``push(sub, type)`` posts a signed push notification to the account's
+    channel callback URL, like Cronofy does.
+    """
+
+    def __init__(
+        self,
+        sim: SimulatedCronofy,
+        data_center_id: str = "sim",
+        *,
+        latency: float = 0.0,
+        rate_limits: Iterable[str] = (),
+        retry_after: int | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.sim = sim
+        self.data_center_id = data_center_id
+        self.latency = latency
+        self.limit = SlidingWindowLimit(rate_limits) if rate_limits else None
+        self.retry_after = retry_after
+        self.rate_limited = 0
+        self.served = 0
+        self.arrivals: list[float] = []
+        self._counter_lock = threading.Lock()
+        self._server = _SimHTTPServer((host, port), _SimHandler, self)
+        self._thread: threading.Thread | None = None
+        self.host, self.port = self._server.server_address[:2]
+        # The consent pages and authorization URLs name this server, whether
+        # or not Django's settings know about it (the server may run alone).
+        base_app_url = sim._app_url
+
+        def app_url(data_center: str) -> str:
+            return self.app_url if data_center == self.data_center_id else base_app_url(data_center)
+
+        sim._app_url = app_url  # type: ignore[method-assign]
+
+    # -- lifecycle --------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    api_url = app_url = url
+
+    def start(self) -> HTTPServerAdapter:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.1},
+                name=f"sim-http-{self.port}",
+                daemon=True,
+            )
+            self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread (a server process of its own); stop with ``stop()``."""
+        self._server.serve_forever(poll_interval=0.1)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+            self._thread = None
+        with self._server.connections_lock:
+            open_connections = list(self._server.connections)
+        for connection in open_connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+        self._server.server_close()
+
+    def __enter__(self) -> HTTPServerAdapter:
+        return self.start()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    # -- registration as a data center -------------------------------------
+
+    def data_center_settings(self) -> dict[str, dict[str, str]]:
+        """``{id: {"api_url", "app_url", "label"}}``, for the ``DATA_CENTERS`` setting."""
+        return {
+            self.data_center_id: {
+                "api_url": self.api_url,
+                "app_url": self.app_url,
+                "label": f"Simulated Cronofy ({self.port})",
+            }
+        }
+
+    @contextmanager
+    def registered(self, **overrides: Any) -> Iterator[HTTPServerAdapter]:
+        """Add this server to ``DATA_CENTERS`` (and any other ``overrides``) for the block."""
+        from django.conf import settings
+        from django.test import override_settings
+
+        current = dict(getattr(settings, "CRONOFY_CONFERENCING", None) or {})
+        current["DATA_CENTERS"] = {
+            **(current.get("DATA_CENTERS") or {}),
+            **self.data_center_settings(),
+        }
+        current.update(overrides)
+        with override_settings(CRONOFY_CONFERENCING=current):
+            yield self
+
+    # -- counters -----------------------------------------------------------
+
+    def max_in_window(self, seconds: float) -> int:
+        """The most API requests served in any window of ``seconds``."""
+        with self._counter_lock:
+            arrivals = list(self.arrivals)
+        return max_in_window(arrivals, seconds)
+
+    def stats(self, *, with_arrivals: bool = False) -> dict[str, Any]:
+        with self._counter_lock:
+            data: dict[str, Any] = {
+                "served": self.served,
+                "rate_limited": self.rate_limited,
+                "counts": dict(self.sim.counts()),
+            }
+            if with_arrivals:
+                data["arrivals"] = list(self.arrivals)
+        return data
+
+    # -- the API side -----------------------------------------------------------
+
+    def serve_api(self, handler: _SimHandler, parts: Any, body: bytes, arrived: float) -> None:
+        allowed = self.limit is None or self.limit.allow()
+        if self.latency:
+            time.sleep(self.latency)
+        if not allowed:
+            with self._counter_lock:
+                self.rate_limited += 1
+            headers = dict(_JSON)
+            if self.retry_after is not None:
+                headers["Retry-After"] = str(self.retry_after)
+            handler._send(429, json.dumps({"error": "rate_limited"}), headers)
+            return
+        request = SimRequest(
+            method=handler.command,
+            path=parts.path,
+            host=handler.headers.get("Host", ""),
+            headers={k.lower(): v for k, v in handler.headers.items()},
+            body=body,
+            query=parts.query,
+        )
+        response = self.sim.handle(request, self.data_center_id)
+        with self._counter_lock:
+            self.served += 1
+            self.arrivals.append(arrived)
+        if response.delay:
+            time.sleep(response.delay)
+        if response.exception is not None:
+            # A transport failure: drop the connection without an answer.
+            handler.close_connection = True
+            with contextlib.suppress(OSError):
+                handler.connection.shutdown(socket.SHUT_RDWR)
+            return
+        handler._send(response.status, response.body, response.headers)
+
+    # -- the app side: consent pages --------------------------------------------
+
+    def _page(self, title: str, text: str, action: str, fields: str = "") -> tuple:
+        page = _CONSENT_PAGE.format(
+            title=html.escape(title),
+            text=html.escape(text),
+            action=html.escape(action, quote=True),
+            fields=fields,
+            dc=html.escape(self.data_center_id),
+        )
+        return 200, page, {"Content-Type": "text/html; charset=utf-8"}
+
+    @staticmethod
+    def _text(status: int, text: str) -> tuple:
+        return status, text, {"Content-Type": "text/plain; charset=utf-8"}
+
+    @staticmethod
+    def _redirect(location: str) -> tuple:
+        return 302, "", {"Location": location}
+
+    def authorize_page(self, method: str, query: str, body: bytes) -> tuple:
+        """``GET``: the OAuth consent page; ``POST``: the decision, then back to the app."""
+        authorize_url = f"{self.app_url}/oauth/authorize?{query}"
+        params = dict(parse_qsl(query))
+        if method == "GET":
+            if params.get("client_id") != self.sim.client_id:
+                return self._text(400, "Unknown client_id.")
+            return self._page(
+                "Connect your calendar",
+                "An application asks to read your Cronofy account "
+                f"(scope: {params.get('scope', '')}).",
+                f"/oauth/authorize?{query}",
+                _field("Email (an existing simulated account, or a new one)", "email")
+                + _field("Conferencing providers of a new account", "providers", "zoom"),
+            )
+        form = dict(parse_qsl(body.decode("utf-8", "replace")))
+        approve = form.get("decision") == "approve"
+        account = None
+        if approve:
+            account = self._account_for(form.get("email", ""), form.get("providers", ""))
+        try:
+            redirect = self.sim.authorize(authorize_url, account=account, approve=approve)
+            return self._redirect(redirect)
+        except ValueError as exc:
+            return self._text(400, str(exc))
+
+    def _account_for(self, email: str, providers: str) -> SimAccount:
+        email = email.strip()
+        with self.sim.lock:
+            for account in self.sim.accounts.values():
+                if email and account.email == email and account.data_center == self.data_center_id:
+                    return account
+        profiles = [
+            self.sim.profile(name.strip(), profile_name=email or "user@example.com")
+            for name in providers.split(",")
+            if name.strip()
+        ]
+        return self.sim.add_account(
+            data_center=self.data_center_id, email=email or None, conferencing_profiles=profiles
+        )
+
+    def conferencing_page(self, method: str, path: str, query: str, body: bytes) -> tuple:
+        """``GET``: link a conferencing provider; ``POST``: the decision, then back."""
+        auth_id = path.rsplit("/", 1)[-1]
+        with self.sim.lock:
+            pending = self.sim.conferencing_authorizations.get(auth_id)
+        if pending is None:
+            return self._text(404, "Unknown conferencing service authorization.")
+        if method == "GET":
+            provider = pending["provider_name"]
+            return self._page(
+                "Connect a conferencing service",
+                f"Link {provider or 'a conferencing provider'} to your Cronofy account.",
+                path,
+                ("" if provider else _field("Provider", "provider_name", "zoom"))
+                + _field("Profile name", "profile_name", "user@example.com"),
+            )
+        form = dict(parse_qsl(body.decode("utf-8", "replace")))
+        redirect = self.sim.complete_conferencing_authorization(
+            f"{self.app_url}{path}",
+            approve=form.get("decision") == "approve",
+            provider_name=form.get("provider_name") or None,
+            profile_name=form.get("profile_name") or "user@example.com",
+        )
+        return self._redirect(redirect)
+
+    # -- push notifications -----------------------------------------------------
+
+    def push(self, sub: str, notification_type: str = "profile_disconnected", **kwargs: Any):
+        """POST a notification to the account's channel callback (see ``post_notification``)."""
+        return post_notification(self.sim, sub, notification_type, **kwargs)
+
+
+def post_notification(
+    sim: SimulatedCronofy,
+    sub: str | None,
+    notification_type: str = "profile_disconnected",
+    *,
+    channel_id: str | None = None,
+    callback_url: str | None = None,
+    secrets: Iterable[str] | None = None,
+    signature: str | None = None,
+    body: bytes | None = None,
+    timeout: float = 10,
+) -> tuple[int, bytes]:
+    """POST a push notification to a channel's callback URL, as Cronofy does.
+
+    By default the account's channel, signed with the simulator's client
+    secret. ``secrets`` signs with each of them (comma-separated, as during a
+    rotation); ``signature`` sends that header value as is (``""`` sends none);
+    ``channel_id``/``callback_url``/``body`` override the notification.
+    Returns the receiver's status and body.
+    """
+    if body is None and channel_id is None and sub is not None:
+        body, _ = sim.notification(sub, notification_type)
+    with sim.lock:
+        if callback_url is None:
+            if body is not None:
+                channel_id = channel_id or json.loads(body)["channel"]["channel_id"]
+            channel = sim.channels.get(channel_id or "")
+            if channel is None:
+                raise ValueError("post_notification: give callback_url for an unknown channel")
+            callback_url = channel["callback_url"]
+    if body is None:
+        body = json.dumps(
+            {
+                "notification": {"type": notification_type},
+                "channel": {"channel_id": channel_id, "callback_url": callback_url, "filters": {}},
+            }
+        ).encode()
+    headers = {"Content-Type": "application/json"}
+    if signature is None:
+        signature = ",".join(sim.sign(body, secret) for secret in (secrets or [sim.client_secret]))
+    if signature:
+        headers["Cronofy-HMAC-SHA256"] = signature
+    if urlsplit(callback_url).scheme not in ("http", "https"):
+        raise ValueError("post_notification: the callback URL must be http(s)")
+    request = urllib.request.Request(  # noqa: S310 (http(s) only, checked above)
+        callback_url, data=body, headers=headers, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@contextmanager
+def serve_simulator(
+    sim: SimulatedCronofy | None = None,
+    data_center_id: str = "sim",
+    *,
+    register: bool = True,
+    **kwargs: Any,
+) -> Iterator[HTTPServerAdapter]:
+    """Serve a simulator over HTTP for the block, registered as ``data_center_id``."""
+    with HTTPServerAdapter(sim or SimulatedCronofy(), data_center_id, **kwargs) as server:
+        if register:
+            with server.registered():
+                yield server
+        else:
+            yield server
