@@ -299,15 +299,18 @@ class LinkedAccountAdmin(admin.ModelAdmin):
             self._sync_one(request, account)
         return None
 
+    def _report_error(self, request, message: str, account: LinkedAccount, exc) -> None:
+        """An error message naming the account and the (redacted) error."""
+        self.message_user(
+            request, message % {"account": account, "error": redact(exc)}, messages.ERROR
+        )
+
     def _sync_one(self, request, account: LinkedAccount) -> None:
         try:
             result = sync_account(account)
         except CronofyError as exc:
-            self.message_user(
-                request,
-                gettext("%(account)s: sync failed: %(error)s")
-                % {"account": account, "error": redact(exc)},
-                messages.ERROR,
+            self._report_error(
+                request, gettext("%(account)s: sync failed: %(error)s"), account, exc
             )
             return
         self.message_user(
@@ -358,22 +361,19 @@ class LinkedAccountAdmin(admin.ModelAdmin):
         try:
             revoked = oauth.unlink(account)
         except (CronofyUnavailable, RateLimited) as exc:
-            self.message_user(
+            self._report_error(
                 request,
                 gettext(
                     "%(account)s: Cronofy could not be reached to revoke access, so nothing "
                     "was deleted. Try again later. (%(error)s)"
-                )
-                % {"account": account, "error": redact(exc)},
-                messages.ERROR,
+                ),
+                account,
+                exc,
             )
             return False
         except CronofyError as exc:
-            self.message_user(
-                request,
-                gettext("%(account)s: not unlinked: %(error)s")
-                % {"account": account, "error": redact(exc)},
-                messages.ERROR,
+            self._report_error(
+                request, gettext("%(account)s: not unlinked: %(error)s"), account, exc
             )
             return False
         self.log_deletions(request, [snapshot])

@@ -1,4 +1,5 @@
-"""Shared fixtures: the simulated Cronofy, users, linked accounts, documented payloads.
+"""Shared fixtures: the simulated Cronofy, users, linked accounts, documented payloads,
+secret-scanning clients, a fake clock.
 
 Set ``CRONOFY_REQUIRE_SERVICES=1`` (``.ci/run`` does) to turn a skip for a
 missing service (PostgreSQL, Redis, Chromium) into a failure.
@@ -18,6 +19,7 @@ from django_cronofy_conferencing import client as client_module
 from django_cronofy_conferencing.client import reset_clients
 from django_cronofy_conferencing.models import LinkedAccount
 from django_cronofy_conferencing.testing import SimulatedCronofy, simulated_cronofy
+from tests.secret_scan import ScanningAPIClient, ScanningClient, SecretScanner
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -44,6 +46,27 @@ def load_payload(name: str):
 def payload():
     """``payload("userinfo_conferencing_example")`` -> a fresh decoded copy."""
     return load_payload
+
+
+class FakeClock:
+    """A clock to inject (``clock=``, ``sleep=clock.sleep``): sleeping records and advances."""
+
+    def __init__(self, now: float = 1_000.0) -> None:
+        self.now = now
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def fake_clock():
+    """A ``FakeClock`` at t=1000 s; set ``fake_clock.now`` to start elsewhere."""
+    return FakeClock()
 
 
 @pytest.fixture(autouse=True)
@@ -76,6 +99,31 @@ def user(django_user_model):
 @pytest.fixture
 def other_user(django_user_model):
     return django_user_model.objects.create_user("bob", "bob@example.com", "pw-bob")
+
+
+@pytest.fixture
+def scanner(sim):
+    """The secrets no response may carry (``tests.secret_scan``); ``scanner.add`` more."""
+    return SecretScanner(sim)
+
+
+@pytest.fixture
+def scanning_client(scanner):
+    """``scanning_client(user=None, *, api=False)`` -> a test client whose every response is
+    scanned for secrets, logged in as ``user`` (DRF's ``APIClient`` with ``api=True``)."""
+
+    def make(user=None, *, api: bool = False):
+        if api:
+            client = ScanningAPIClient(scanner)
+            if user is not None:
+                client.force_authenticate(user)
+        else:
+            client = ScanningClient(scanner)
+            if user is not None:
+                client.force_login(user)
+        return client
+
+    return make
 
 
 @pytest.fixture

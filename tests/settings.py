@@ -36,7 +36,7 @@ def database_from_url(url: str) -> dict:
         database = {"ENGINE": "django.db.backends.sqlite3", "NAME": name}
         if name != ":memory:":
             # A file, also for the test database: the threaded sync tests need
-            # SQLite's real file locking (tests/test_fleet_concurrency.py).
+            # SQLite's real file locking (tests/sync/test_concurrency.py).
             database["TEST"] = {"NAME": name}
             # No fsync per commit (the locking is unchanged): fast on any disk.
             database["OPTIONS"] = {"init_command": "PRAGMA synchronous=OFF"}

@@ -22,7 +22,6 @@ from django.utils import timezone
 
 from django_cronofy_conferencing.fields import EncryptedValue
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
-from tests.secret_scan import ScanningClient, SecretScanner
 
 pytestmark = pytest.mark.django_db
 
@@ -49,21 +48,14 @@ def app_settings_with(**extra):
 
 
 @pytest.fixture
-def scanner(sim):
-    return SecretScanner(sim)
-
-
-@pytest.fixture
 def admin_user(django_user_model):
     # No password: hashing one costs more than the rest of a test.
     return django_user_model.objects.create_superuser("admin", "admin@example.com", None)
 
 
 @pytest.fixture
-def client(scanner, admin_user):
-    client = ScanningClient(scanner)
-    client.force_login(admin_user)
-    return client
+def client(scanning_client, admin_user):
+    return scanning_client(admin_user)
 
 
 @pytest.fixture
@@ -432,13 +424,12 @@ def test_delete_from_the_change_form_when_cronofy_is_down(client, accounts, sim)
     assert LinkedAccount.objects.filter(pk=alice.pk).exists()
 
 
-def test_staff_without_permissions_cannot_act(accounts, scanner, django_user_model, sim):
+def test_staff_without_permissions_cannot_act(accounts, scanning_client, django_user_model, sim):
     from django.contrib.auth.models import Permission
 
     staff = django_user_model.objects.create_user("staff", "staff@example.com", "pw", is_staff=True)
     staff.user_permissions.add(Permission.objects.get(codename="view_linkedaccount"))
-    client = ScanningClient(scanner)
-    client.force_login(staff)
+    client = scanning_client(staff)
     alice, _bob = accounts
     html = client.get(reverse(ACCOUNTS)).content.decode()
     assert 'value="sync_now"' not in html and 'value="unlink"' not in html

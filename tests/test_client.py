@@ -1,4 +1,5 @@
-"""CronofyClient: retries, backoff, Retry-After, error mapping; faults through sync_account."""
+"""CronofyClient: retries, backoff, Retry-After, error mapping; faults through sync_account;
+sessions that read the environment (proxies, CA bundle) once, not per request."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from django_cronofy_conferencing.client import (
     CronofyClient,
     client_credentials,
     get_client,
+    new_session,
     parse_retry_after,
 )
 from django_cronofy_conferencing.datacenters import UnknownDataCenter
@@ -424,3 +426,38 @@ def test_parse_retry_after_http_date_in_the_future():
     now = 1_700_000_000.0
     when = email.utils.formatdate(now + 42, usegmt=True)
     assert parse_retry_after(when, now=now) == pytest.approx(42, abs=1)
+
+
+# -- sessions: the environment is read once ---------------------------------------
+
+
+def test_proxies_from_the_environment_are_kept(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = CronofyClient("us")
+    assert client.session.proxies["https"] == "http://proxy.internal:3128"
+    assert client.session.trust_env is False
+
+
+def test_no_proxy_is_honoured(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "api-uk.cronofy.com")
+    assert new_session("https://api-uk.cronofy.com").proxies == {}
+    assert new_session("https://api.cronofy.com").proxies["https"] == "http://proxy.internal:3128"
+
+
+def test_ca_bundle_from_the_environment(monkeypatch, tmp_path):
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    assert new_session("https://api.cronofy.com").verify == str(bundle)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    assert new_session("https://api.cronofy.com").verify is True
+
+
+def test_a_given_session_is_used_as_is():
+    session = requests.Session()
+    assert CronofyClient("us", session=session).session is session
+    assert session.trust_env is True

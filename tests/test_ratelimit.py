@@ -1,4 +1,5 @@
-"""RateLimiter: paced slots claimed in Django's cache, with an injected clock and sleep."""
+"""RateLimiter: paced slots claimed in Django's cache, with an injected clock and sleep;
+the fleet sync's margin (tiny waits within it are not slept)."""
 
 from __future__ import annotations
 
@@ -13,19 +14,6 @@ from django_cronofy_conferencing.client import CronofyClient, get_client
 from django_cronofy_conferencing.ratelimit import Rate, RateLimiter, parse_rate
 
 
-class FakeClock:
-    def __init__(self, now: float = 1_000.0) -> None:
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture(autouse=True)
 def clear_cache():
     caches["default"].clear()
@@ -33,12 +21,8 @@ def clear_cache():
     caches["default"].clear()
 
 
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-def limiter(clock, *rates: str, margin: float = 0.0) -> RateLimiter:
+def limiter(clock, *rates: str, margin: float | None = 0.0) -> RateLimiter:
+    """No safety margin unless given one (``margin=None``: the class default)."""
     return RateLimiter(
         [parse_rate(r) for r in rates], clock=clock, sleep=clock.sleep, safety_margin=margin
     )
@@ -66,83 +50,83 @@ def test_parse_rate_rejects_malformed(text):
         parse_rate(text)
 
 
-def test_requests_are_paced_one_slot_apart(clock):
-    rl = limiter(clock, "4/s")
+def test_requests_are_paced_one_slot_apart(fake_clock):
+    rl = limiter(fake_clock, "4/s")
     starts = []
     for _ in range(8):
         rl.acquire()
-        starts.append(clock.now)
+        starts.append(fake_clock.now)
     assert starts == [1000.0 + 0.25 * i for i in range(8)]
-    assert clock.slept == [0.25] * 7
+    assert fake_clock.slept == [0.25] * 7
 
 
-def test_spaced_requests_never_wait(clock):
-    rl = limiter(clock, "4/s")
+def test_spaced_requests_never_wait(fake_clock):
+    rl = limiter(fake_clock, "4/s")
     for _ in range(5):
         assert rl.acquire() == 0.0
-        clock.now += 0.25
-    assert clock.slept == []
+        fake_clock.now += 0.25
+    assert fake_clock.slept == []
 
 
-def test_a_request_between_slots_waits_less_than_one_interval(clock):
-    rl = limiter(clock, "4/s")
-    clock.now = 1000.1
+def test_a_request_between_slots_waits_less_than_one_interval(fake_clock):
+    rl = limiter(fake_clock, "4/s")
+    fake_clock.now = 1000.1
     waited = rl.acquire()
     assert waited == pytest.approx(0.15)
     assert 0 < waited < 0.25
 
 
-def test_reserve_claims_without_sleeping(clock):
-    rl = limiter(clock, "2/s")
+def test_reserve_claims_without_sleeping(fake_clock):
+    rl = limiter(fake_clock, "2/s")
     assert [rl.reserve() for _ in range(3)] == [1000.0, 1000.5, 1001.0]
-    assert clock.slept == []
+    assert fake_clock.slept == []
 
 
-def test_the_slowest_rate_sets_the_pace(clock):
-    rl = limiter(clock, "10/s", "2/m")
+def test_the_slowest_rate_sets_the_pace(fake_clock):
+    rl = limiter(fake_clock, "10/s", "2/m")
     assert rl.rates == [Rate(2, 60), Rate(10, 1)]
     starts = []
     for _ in range(3):
         rl.acquire()
-        starts.append(clock.now)
+        starts.append(fake_clock.now)
     assert starts == [1020.0, 1050.0, 1080.0]  # 30 s slots; 1000 is not on the grid
 
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("margin", [0.0, RateLimiter.safety_margin])
-def test_no_window_ever_holds_more_than_the_limit(clock, seed, margin):
+def test_no_window_ever_holds_more_than_the_limit(fake_clock, seed, margin):
     """Bursty random arrivals: any window of `period` seconds, wherever it starts."""
     rng = random.Random(seed)
     rates = ["5/s", "20/m"]
-    rl = limiter(clock, *rates, margin=margin)
+    rl = limiter(fake_clock, *rates, margin=margin)
     starts = []
     for _ in range(60):
         if rng.random() < 0.3:
-            clock.now += rng.uniform(0, 5)
+            fake_clock.now += rng.uniform(0, 5)
         rl.acquire()
-        starts.append(clock.now)
+        starts.append(fake_clock.now)
     assert starts == sorted(starts)
     for rate in map(parse_rate, rates):
         for i in range(len(starts) - rate.limit):
             assert starts[i + rate.limit] - starts[i] >= rate.period - 1e-9
 
 
-def test_limiters_share_the_schedule_through_the_cache(clock):
-    first, second = limiter(clock, "2/s"), limiter(clock, "2/s")
+def test_limiters_share_the_schedule_through_the_cache(fake_clock):
+    first, second = limiter(fake_clock, "2/s"), limiter(fake_clock, "2/s")
     assert first.reserve() == 1000.0
     assert second.reserve() == 1000.5  # the other limiter took the first slot
     assert first.reserve() == 1001.0
 
 
-def test_slots_live_in_the_configured_cache(clock):
-    rl = RateLimiter([Rate(1, 1)], "default", clock=clock, sleep=clock.sleep)
+def test_slots_live_in_the_configured_cache(fake_clock):
+    rl = RateLimiter([Rate(1, 1)], "default", clock=fake_clock, sleep=fake_clock.sleep)
     rl.acquire()
     keys = [k for k in caches["default"]._cache if RateLimiter.key_prefix in k]
     assert len(keys) == 1
 
 
-def test_repr_names_rates_and_cache(clock):
-    assert repr(limiter(clock, "50/s", "500/m")) == (
+def test_repr_names_rates_and_cache(fake_clock):
+    assert repr(limiter(fake_clock, "50/s", "500/m")) == (
         "<RateLimiter 500/60s, 50/1s via cache 'default'>"
     )
 
@@ -175,3 +159,39 @@ def test_the_client_acquires_before_every_attempt(sim):
     sim.fail("userinfo", status=503, times=2)
     client.userinfo(account.access_token)
     assert counting.calls == 3 == sim.count("userinfo")
+
+
+# -- the safety margin (as the fleet sync uses it) ---------------------------------
+
+
+def test_min_sleep_is_a_tenth_of_the_margin_at_most_a_millisecond(fake_clock):
+    assert limiter(fake_clock, "50/s", "500/m", margin=None).min_sleep == pytest.approx(0.001)
+    assert limiter(fake_clock, "50/s", margin=0.005).min_sleep == pytest.approx(0.0005)
+    assert limiter(fake_clock, "50/s", margin=0.0).min_sleep == 0.0
+
+
+def test_a_tiny_wait_is_not_slept_but_a_real_one_is(fake_clock):
+    fake_clock.now = 100.0
+    rl = limiter(fake_clock, "10/s", margin=None)  # slots 0.103 s apart: 100.013, 100.116, ...
+    rl.acquire()
+    assert fake_clock.slept == [pytest.approx(0.013)]
+    fake_clock.now = 100.1155  # the next slot is half a millisecond away: not slept
+    assert rl.acquire() == pytest.approx(0.0005)
+    assert fake_clock.slept == [pytest.approx(0.013)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_windows_hold_the_limit_with_the_default_margin(fake_clock, seed):
+    """Starting up to min_sleep early never puts more than the limit in a window."""
+    rng = random.Random(seed)
+    fake_clock.now = 5_000.0
+    rates = ["20/s", "100/m"]
+    rl = limiter(fake_clock, *rates, margin=None)
+    starts = []
+    for _ in range(400):
+        fake_clock.now += rng.choice([0.0, 0.0, rng.uniform(0, 0.2), rng.uniform(0, 0.0015)])
+        rl.acquire()
+        starts.append(fake_clock.now)
+    for rate in map(parse_rate, rates):
+        for i in range(len(starts) - rate.limit):
+            assert starts[i + rate.limit] - starts[i] >= rate.period

@@ -22,8 +22,6 @@ from django_cronofy_conferencing.payloads import parse_token_response
 from django_cronofy_conferencing.sync import sync_account
 from django_cronofy_conferencing.testing import DEFAULT_CLIENT_SECRET
 
-from .secret_scan import SecretScanner
-
 pytestmark = pytest.mark.django_db
 
 
@@ -66,6 +64,11 @@ def echo(*values: str) -> str:
 def _expired(account):
     LinkedAccount.objects.filter(pk=account.pk).update(token_expires_at="2000-01-01T00:00:00Z")
     account.refresh_from_db()
+
+
+def userinfo_body(sim_account, *profiles: dict) -> str:
+    """A userinfo body for ``sim_account`` with the given (malformed) conferencing profiles."""
+    return json.dumps({"sub": sim_account.sub, "cronofy.data": {"conferencing_profiles": profiles}})
 
 
 SCENARIOS = {
@@ -129,54 +132,35 @@ SCENARIOS = {
     "malformed-echo": lambda sim, sa, account: sim.fail(
         "userinfo",
         status=200,
-        body=json.dumps(
-            {
-                "sub": sa.sub,
-                "cronofy.data": {
-                    "conferencing_profiles": [
-                        {
-                            "provider_name": "zoom",
-                            "profile_id": sa.access_token,
-                            "profile_connected": True,
-                        },
-                        {
-                            "provider_name": "zoom",
-                            "profile_id": sa.access_token,
-                            "profile_connected": True,
-                        },
-                    ]
-                },
-            }
+        body=userinfo_body(
+            sa,
+            {"provider_name": "zoom", "profile_id": sa.access_token, "profile_connected": True},
+            {"provider_name": "zoom", "profile_id": sa.access_token, "profile_connected": True},
         ),
     ),
     "malformed-relink-echo": lambda sim, sa, account: sim.fail(
         "userinfo",
         status=200,
-        body=json.dumps(
+        body=userinfo_body(
+            sa,
             {
-                "sub": sa.sub,
-                "cronofy.data": {
-                    "conferencing_profiles": [
-                        {
-                            "provider_name": "zoom",
-                            "profile_id": "pro_1",
-                            "profile_connected": False,
-                            "profile_relink_url": f"http://x/?t={sa.refresh_token}",
-                        }
-                    ]
-                },
-            }
+                "provider_name": "zoom",
+                "profile_id": "pro_1",
+                "profile_connected": False,
+                "profile_relink_url": f"http://x/?t={sa.refresh_token}",
+            },
         ),
     ),
 }
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
-def test_no_secret_anywhere(name, link_account, sim, caplog, django_capture_on_commit_callbacks):
+def test_no_secret_anywhere(
+    name, link_account, sim, scanner, caplog, django_capture_on_commit_callbacks
+):
     caplog.set_level(logging.DEBUG)
     account, sim_account = link_account(conferencing_profiles=[sim.profile()])
     SCENARIOS[name](sim, sim_account, account)
-    scanner = SecretScanner(sim)
     scanner.add(account.access_token, account.refresh_token)
 
     texts: list[str] = []
@@ -196,9 +180,8 @@ def test_no_secret_anywhere(name, link_account, sim, caplog, django_capture_on_c
     assert_no_secret(texts, scanner.secrets())
 
 
-def test_refresh_and_exchange_paths(sim, caplog):
+def test_refresh_and_exchange_paths(sim, scanner, caplog):
     caplog.set_level(logging.DEBUG)
-    scanner = SecretScanner(sim)
     client = get_client("us")
     texts: list[str] = []
     sim_account = sim.add_account()

@@ -22,8 +22,6 @@ from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccoun
 from django_cronofy_conferencing.sync import sync_account
 from django_cronofy_conferencing.testing import DEFAULT_CLIENT_ID
 
-from .secret_scan import ScanningClient, SecretScanner
-
 pytestmark = pytest.mark.django_db
 
 CALLBACK = "http://testserver/cronofy/callback/"
@@ -35,16 +33,9 @@ def cronofy_settings(**overrides):
 
 
 @pytest.fixture
-def scanner(sim):
-    return SecretScanner(sim)
-
-
-@pytest.fixture
-def browser(scanner, user):
+def browser(scanning_client, user):
     """A logged-in browser whose every response is scanned for tokens and the secret."""
-    client = ScanningClient(scanner)
-    client.force_login(user)
-    return client
+    return scanning_client(user)
 
 
 def connect(client, **params) -> str:
@@ -232,15 +223,13 @@ def test_forged_state_is_refused(browser, sim):
     assert_refused(browser.get(_with_state(back, "forged" + "A" * 40)), sim)
 
 
-def test_state_from_another_session_is_refused(browser, sim, scanner, user, other_user):
+def test_state_from_another_session_is_refused(browser, sim, scanning_client, user, other_user):
     back = sim.authorize(connect(browser))
     # An attacker's browser (another session, another user) replays the callback.
-    attacker = ScanningClient(scanner)
-    attacker.force_login(other_user)
+    attacker = scanning_client(other_user)
     assert_refused(attacker.get(back), sim)
     # The same user in another browser session is refused as well.
-    second = ScanningClient(scanner)
-    second.force_login(user)
+    second = scanning_client(user)
     assert_refused(second.get(back), sim)
 
 

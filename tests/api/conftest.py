@@ -1,4 +1,4 @@
-"""Fixtures for the API tests: scanning clients per user, accounts with profiles."""
+"""Fixtures for the API tests: scanning API clients per user, accounts with profiles."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from django.core.cache import cache
 from django.utils import timezone
 
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
-from tests.secret_scan import ScanningAPIClient, SecretScanner
 
 _numbers = itertools.count(1)
 
@@ -24,27 +23,18 @@ def _clear_cache():
 
 
 @pytest.fixture
-def scanner(sim):
-    return SecretScanner(sim)
+def anon_client(scanning_client):
+    return scanning_client(api=True)
 
 
 @pytest.fixture
-def anon_client(scanner):
-    return ScanningAPIClient(scanner)
+def alice_client(scanning_client, user):
+    return scanning_client(user, api=True)
 
 
 @pytest.fixture
-def alice_client(scanner, user):
-    client = ScanningAPIClient(scanner)
-    client.force_authenticate(user)
-    return client
-
-
-@pytest.fixture
-def bob_client(scanner, other_user):
-    client = ScanningAPIClient(scanner)
-    client.force_authenticate(other_user)
-    return client
+def bob_client(scanning_client, other_user):
+    return scanning_client(other_user, api=True)
 
 
 @pytest.fixture

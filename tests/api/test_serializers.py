@@ -101,6 +101,17 @@ def profile(db, user):
 
 def test_profile_serializer_output(profile):
     data = ConferencingProfileSerializer(profile).data
+    assert list(data) == [
+        "profile_id",
+        "provider_name",
+        "profile_name",
+        "profile_connected",
+        "profile_relink_url",
+        "account",
+        "first_seen_at",
+        "connection_changed_at",
+        "last_seen_at",
+    ]
     assert data["profile_id"] == "pro_1"
     assert data["account"] == profile.account_id
     assert data["profile_relink_url"] == "https://app.cronofy.com/v2/relink/zoom"

@@ -26,14 +26,6 @@ from django_cronofy_conferencing.testing import (
 )
 
 
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def server():
     with serve_simulator(SimulatedCronofy()) as adapter:
@@ -53,8 +45,9 @@ def link(sim_account) -> LinkedAccount:
 # -- the limit and the counters --------------------------------------------------
 
 
-def test_sliding_window_limit_is_strict_across_boundaries():
-    clock = FakeClock(10.9)
+def test_sliding_window_limit_is_strict_across_boundaries(fake_clock):
+    clock = fake_clock
+    clock.now = 10.9
     limit = SlidingWindowLimit(["3/s"], clock=clock)
     assert [limit.allow() for _ in range(4)] == [True, True, True, False]
     clock.now = 11.1  # a fixed window would start afresh here; a sliding one does not
@@ -63,8 +56,8 @@ def test_sliding_window_limit_is_strict_across_boundaries():
     assert [limit.allow() for _ in range(4)] == [True, True, True, False]
 
 
-def test_sliding_window_limit_checks_every_rate():
-    clock = FakeClock(0.0)
+def test_sliding_window_limit_checks_every_rate(fake_clock):
+    clock = fake_clock
     limit = SlidingWindowLimit(["2/s", "3/m"], clock=clock)
     results = []
     for step in range(6):

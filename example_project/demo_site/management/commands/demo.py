@@ -84,14 +84,13 @@ class Command(BaseCommand):
         if addr not in ("127.0.0.1", "localhost"):
             raise CommandError("The demo serves on loopback only (--addr 127.0.0.1).")
         host = "127.0.0.1"
-        port = free_port(host, options["port"])
-        sim_port = free_port(host, options["sim_port"])
-        site_url = f"http://{host}:{port}"
-
         self.say("Preparing the database ...")
         call_command("migrate", interactive=False, verbosity=0)
 
-        running = simulator.start(host=host, port=sim_port)
+        running = simulator.start(host=host, port=options["sim_port"])
+        # Chosen once the simulator holds its port, so the two can never collide.
+        port = free_port(host, options["port"])
+        site_url = f"http://{host}:{port}"
         simulator.configure(running, site_url)
         self.check(display_num_errors=False)  # raises on errors, shows warnings
 
