@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager as ContextManager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import connections, transaction
 
@@ -50,3 +50,25 @@ def non_atomic_requests(view: View) -> View:
     for alias in connections:
         view = transaction.non_atomic_requests(using=alias)(view)
     return view
+
+
+def keyset_chunks(
+    queryset: Any, chunk_size: int, pk_of: Callable[[Any], Any] = lambda row: row.pk
+) -> Iterator[list]:
+    """The queryset's rows in primary-key order, as lists of at most ``chunk_size``.
+
+    Keyset pagination (``pk > last`` ... ``LIMIT``) rather than ``.iterator()``:
+    memory stays flat like a server-side cursor, but no query stays open between
+    chunks (on SQLite an open cursor keeps writers from committing), and each
+    chunk re-applies the filter, so a row that stopped matching drops out.
+    """
+    queryset = queryset.order_by("pk")
+    last = None
+    while True:
+        page = queryset if last is None else queryset.filter(pk__gt=last)
+        chunk = list(page[:chunk_size])
+        if chunk:
+            yield chunk
+        if len(chunk) < chunk_size:
+            return
+        last = pk_of(chunk[-1])

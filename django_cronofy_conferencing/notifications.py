@@ -41,6 +41,7 @@ from .exceptions import CronofyError
 from .models import LinkedAccount
 from .queueing import queue_sync
 from .redaction import redact
+from .sync import sync_account
 
 logger = logging.getLogger(__name__)
 
@@ -164,8 +165,6 @@ def resync(account: LinkedAccount, *, reason: str = "") -> None:
         else:
             logger.info("Queued the sync of Cronofy account %s (%s)", account.pk, reason)
             return
-    from .sync import sync_account
-
     try:
         sync_account(account)
     except CronofyError as exc:

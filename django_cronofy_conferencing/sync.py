@@ -24,7 +24,7 @@ from django.utils import timezone
 from . import oauth, signals
 from .client import CronofyClient, get_client
 from .conf import app_settings
-from .db import write_lock
+from .db import keyset_chunks, write_lock
 from .exceptions import AccessTokenRejected, CronofyError
 from .models import ConferencingProfile, LinkedAccount
 from .payloads import UserInfo, parse_userinfo
@@ -507,21 +507,7 @@ def sync_accounts(
 def stream_accounts(
     queryset: QuerySet[LinkedAccount], *, chunk_size: int = 500
 ) -> Iterator[LinkedAccount]:
-    """Yield the queryset's accounts in primary-key order, ``chunk_size`` at a time.
-
-    Keyset pagination (``pk > last`` ... ``LIMIT chunk_size``) rather than
-    ``.iterator()``: memory stays flat like a server-side cursor, but no query
-    stays open while the accounts are synced. On SQLite an open cursor holds a
-    read lock that keeps the sync's writers from committing ("database is
-    locked"); and because each chunk re-applies the filter, an account that
-    another worker synced meanwhile (no longer due) drops out.
-    """
-    queryset = queryset.order_by("pk")
-    last_pk = None
-    while True:
-        page = queryset if last_pk is None else queryset.filter(pk__gt=last_pk)
-        chunk = list(page[:chunk_size])
+    """Yield the queryset's accounts in primary-key order, ``chunk_size`` at a time
+    (``db.keyset_chunks``: no query stays open while the accounts are synced)."""
+    for chunk in keyset_chunks(queryset, chunk_size):
         yield from chunk
-        if len(chunk) < chunk_size:
-            return
-        last_pk = chunk[-1].pk

@@ -49,6 +49,7 @@ from celery import shared_task
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from .db import keyset_chunks
 from .exceptions import CronofyError, CronofyUnavailable, RateLimited
 from .models import LinkedAccount
 from .redaction import redact
@@ -142,12 +143,5 @@ def sync_due_accounts_task(stale_after: float | None = None) -> int:
 
 def due_account_ids(stale_after: float | None = None, *, now: datetime | None = None):
     """The ids of the due accounts, in lists of at most ``FAN_OUT_CHUNK_SIZE``."""
-    queryset = LinkedAccount.objects.due(stale_after, now=now).order_by("pk")
-    last = 0
-    while True:
-        ids = list(queryset.filter(pk__gt=last).values_list("pk", flat=True)[:FAN_OUT_CHUNK_SIZE])
-        if ids:
-            yield ids
-        if len(ids) < FAN_OUT_CHUNK_SIZE:
-            return
-        last = ids[-1]
+    ids = LinkedAccount.objects.due(stale_after, now=now).values_list("pk", flat=True)
+    return keyset_chunks(ids, FAN_OUT_CHUNK_SIZE, pk_of=lambda pk: pk)
