@@ -1,6 +1,6 @@
 """Django admin for linked accounts and their conferencing profiles.
 
-Both models are written only by ``sync`` and ``oauth``: the admin shows them,
+Both models are written only by ``sync``, ``tokens`` and ``linking``: the admin shows them,
 and acts on accounts through two actions, "Sync now" and "Unlink" (which
 revokes the grant at Cronofy before deleting). Tokens are never rendered: the
 change form shows only whether they are stored and when the access token
@@ -27,7 +27,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
-from . import oauth
+from . import linking
 from .conf import app_settings
 from .db import non_atomic_requests
 from .exceptions import CronofyError, CronofyUnavailable, RateLimited
@@ -210,7 +210,7 @@ class LinkedAccountAdmin(admin.ModelAdmin):
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
-        # The change form is view-only (sync and oauth write these rows); the model's
+        # The change form is view-only (sync, tokens and linking write these rows); the model's
         # change permission still gates the "Sync now" action on the changelist.
         if obj is not None:
             return False
@@ -359,7 +359,7 @@ class LinkedAccountAdmin(admin.ModelAdmin):
         """Revoke and delete one account; report the outcome. True when it is gone."""
         snapshot = copy.copy(account)  # delete() clears the pk the log entry needs
         try:
-            revoked = oauth.unlink(account)
+            revoked = linking.unlink(account)
         except (CronofyUnavailable, RateLimited) as exc:
             self._report_error(
                 request,

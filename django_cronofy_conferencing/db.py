@@ -1,4 +1,4 @@
-"""Database helpers shared by the two writers, ``sync`` and ``oauth``, and the views."""
+"""Database helpers shared by the writers (``sync``, ``tokens``, ``linking``) and the views."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def row_lock_transaction(using: str) -> ContextManager:
     On SQLite (no row locks) nothing: no transaction is held open across an
     HTTP call, and not the process write lock either, which would stall every
     other account's writes for as long as Cronofy takes to answer. The
-    caller's per-account process lock (``oauth._REFRESH_LOCKS``) is what
+    caller's per-account process lock (``tokens._REFRESH_LOCKS``) is what
     serializes refreshes there; each write takes ``write_lock`` itself.
     """
     return contextlib.nullcontext() if is_sqlite(using) else transaction.atomic(using=using)
@@ -44,7 +44,7 @@ def non_atomic_requests(view: View) -> View:
     For the views that call Cronofy (sync, revoke, code exchange, ...): a
     request transaction would hold whatever the view writes (on SQLite the
     whole database) locked for as long as Cronofy takes to answer, which is
-    what ``sync`` and ``oauth`` take care never to do. They open their own
+    what ``sync``, ``tokens`` and ``linking`` take care never to do. They open their own
     short transactions. Apply it as the outermost decorator.
     """
     for alias in connections:

@@ -1,6 +1,6 @@
 """Linked Cronofy accounts and their conferencing profiles.
 
-Only ``sync`` and ``oauth`` write these rows; everything else reads them.
+Only ``sync``, ``tokens`` and ``linking`` write these rows; everything else reads them.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from django.db.models import F, QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
-from . import oauth, signals
+from . import signals, tokens
 from .client import CronofyClient, get_client
 from .conf import app_settings
 from .db import keyset_chunks, write_lock
@@ -131,11 +131,11 @@ def sync_account(account: LinkedAccount, *, client: CronofyClient | None = None)
 
 
 def fetch_userinfo(account: LinkedAccount, client: CronofyClient) -> UserInfo:
-    token = oauth.ensure_access_token(account, client=client)
+    token = tokens.ensure_access_token(account, client=client)
     try:
         body = client.userinfo(token)
     except AccessTokenRejected:
-        token = oauth.refresh_access_token(account, rejected_token=token, client=client)
+        token = tokens.refresh_access_token(account, rejected_token=token, client=client)
         body = client.userinfo(token)
     return parse_userinfo(body, expected_sub=account.sub)
 

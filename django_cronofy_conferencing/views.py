@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import oauth
+from . import linking
 from . import state as oauth_state
 from .conf import app_settings
 from .datacenters import UnknownDataCenter, get_data_center, get_data_centers
@@ -150,7 +150,7 @@ def connect(request: HttpRequest) -> HttpResponse:
         provider_name=provider_name,
         next_url=_safe_next(request, request.GET.get("next")),
     )
-    url = oauth.authorization_url(
+    url = linking.authorization_url(
         dc, redirect_uri=redirect_uri, state=state, provider_name=provider_name or None
     )
     return HttpResponseRedirect(url)
@@ -201,8 +201,8 @@ def callback(request: HttpRequest) -> HttpResponse:
         )
     try:
         dc = get_data_center(pending.data_center)
-        tokens = oauth.exchange_code(dc.id, code, pending.redirect_uri)
-        result = oauth.link_account(request.user, dc, tokens)
+        tokens = linking.exchange_code(dc.id, code, pending.redirect_uri)
+        result = linking.link_account(request.user, dc, tokens)
     except UnknownDataCenter:
         return _unknown_data_center(
             request, _("That Cronofy data center is no longer configured. Nothing was linked.")
@@ -217,7 +217,7 @@ def callback(request: HttpRequest) -> HttpResponse:
             ),
             retry_url=retry_url,
         )
-    except oauth.AccountLinkConflict as exc:
+    except linking.AccountLinkConflict as exc:
         return _error(request, _("Account already linked"), str(exc), status=409)
     except CronofyError as exc:
         return _unavailable(request, exc, retry_url)
@@ -283,7 +283,9 @@ def conferencing_connect(request: HttpRequest, account_id: int) -> HttpResponse:
         reverse("cronofy_conferencing:conferencing_return", args=[account.pk])
     )
     try:
-        url = oauth.create_conferencing_authorization(account, redirect_uri, provider_name or None)
+        url = linking.create_conferencing_authorization(
+            account, redirect_uri, provider_name or None
+        )
     except ReauthorizationRequired:
         return _error(
             request,

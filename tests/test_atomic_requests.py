@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from django_cronofy_conferencing import oauth
+from django_cronofy_conferencing import linking
 from django_cronofy_conferencing.models import LinkedAccount
 from django_cronofy_conferencing.sync import sync_account
 from django_cronofy_conferencing.testing import SimulatedCronofy
@@ -76,13 +76,13 @@ def admin_client(django_user_model):
 def test_the_setting_does_wrap_other_views(calls, browser, monkeypatch):
     """The control: ``connect`` (no Cronofy call) does run in the request transaction."""
     seen: list[bool] = []
-    real = oauth.authorization_url
+    real = linking.authorization_url
 
     def authorization_url(*args, **kwargs):
         seen.append(connection.in_atomic_block)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(oauth, "authorization_url", authorization_url)
+    monkeypatch.setattr(linking, "authorization_url", authorization_url)
     assert browser.get(reverse("cronofy_conferencing:connect")).status_code == 302
     assert seen == [True]
 
@@ -120,7 +120,7 @@ def test_push_notification(calls, sim, account, settings):
         **settings.CRONOFY_CONFERENCING,
         "PUSH_NOTIFICATIONS_CALLBACK_URL": CALLBACK_URL,
     }
-    oauth.ensure_push_channel(account[0])
+    linking.ensure_push_channel(account[0])
     body, headers = sim.notification(account[1].sub, "profile_disconnected")
     calls.clear()
     response = Client().post(

@@ -10,7 +10,7 @@ import pytest
 import requests
 from django.test import override_settings
 
-from django_cronofy_conferencing import exceptions, oauth
+from django_cronofy_conferencing import exceptions, linking
 from django_cronofy_conferencing.client import (
     ERROR_BODY_LIMIT,
     USER_AGENT,
@@ -266,7 +266,7 @@ def test_non_idempotent_post_is_retried_on_connect_timeout_and_429(sim, client, 
 def test_code_exchange_is_not_retried(sim, client, sleeps):
     sim.fail("token", exception=requests.ReadTimeout)
     with pytest.raises(CronofyUnavailable):
-        oauth.exchange_code("us", "some-code-value", "https://example.com/cb")
+        linking.exchange_code("us", "some-code-value", "https://example.com/cb")
     assert sim.count("token") == 1 and sleeps == []
 
 

@@ -10,7 +10,7 @@ from django.core.cache import cache
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from django_cronofy_conferencing import oauth
+from django_cronofy_conferencing import linking
 from django_cronofy_conferencing.conf import app_settings
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.notifications import MAX_BODY_BYTES, signature_valid
@@ -54,7 +54,7 @@ def channelled(sim, link_account):
     from django_cronofy_conferencing.sync import sync_account
 
     sync_account(account)
-    oauth.ensure_push_channel(account)
+    linking.ensure_push_channel(account)
     assert account.channel_id
     return account, sim_account
 
@@ -90,7 +90,7 @@ def test_linking_creates_a_channel_for_the_callback_url(sim, user):
         scope="read_account",
         sub=sim_account.sub,
     )
-    result = oauth.link_account(user, "us", tokens)
+    result = linking.link_account(user, "us", tokens)
     channel_id = result.account.channel_id
     assert channel_id
     assert LinkedAccount.objects.get().channel_id == channel_id

@@ -15,7 +15,7 @@ from django.db import connection, connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from django_cronofy_conferencing import db, oauth
+from django_cronofy_conferencing import db, linking, tokens
 from django_cronofy_conferencing.client import CronofyClient
 from django_cronofy_conferencing.datacenters import BUILTIN_DATA_CENTERS
 from django_cronofy_conferencing.exceptions import (
@@ -43,7 +43,7 @@ def expire_locally(account: LinkedAccount) -> LinkedAccount:
 
 
 def code_for(sim, sim_account, redirect_uri=REDIRECT) -> str:
-    url = oauth.authorization_url(sim_account.data_center, redirect_uri=redirect_uri, state="s")
+    url = linking.authorization_url(sim_account.data_center, redirect_uri=redirect_uri, state="s")
     return parse_qs(urlsplit(sim.authorize(url, account=sim_account)).query)["code"][0]
 
 
@@ -64,7 +64,7 @@ def reauth_signals():
 
 @pytest.mark.parametrize("dc_id", DATA_CENTERS)
 def test_authorization_url_points_at_the_app_host(dc_id):
-    url = oauth.authorization_url(dc_id, redirect_uri=REDIRECT, state="st", provider_name="zoom")
+    url = linking.authorization_url(dc_id, redirect_uri=REDIRECT, state="st", provider_name="zoom")
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}" == BUILTIN_DATA_CENTERS[dc_id].app_url
     assert parts.netloc.startswith("app")
@@ -78,7 +78,7 @@ def test_authorization_url_points_at_the_app_host(dc_id):
 @pytest.mark.parametrize("dc_id", DATA_CENTERS)
 def test_code_exchange_goes_to_the_api_host(sim, dc_id):
     sim_account = sim.add_account(data_center=dc_id)
-    tokens = oauth.exchange_code(dc_id, code_for(sim, sim_account), REDIRECT)
+    tokens = linking.exchange_code(dc_id, code_for(sim, sim_account), REDIRECT)
     assert tokens.sub == sim_account.sub
     assert tokens.access_token == sim_account.access_token
     (request,) = sim.requests
@@ -88,21 +88,21 @@ def test_code_exchange_goes_to_the_api_host(sim, dc_id):
 def test_code_exchange_refuses_a_used_code(sim):
     sim_account = sim.add_account()
     code = code_for(sim, sim_account)
-    oauth.exchange_code("us", code, REDIRECT)
+    linking.exchange_code("us", code, REDIRECT)
     with pytest.raises(InvalidGrant):
-        oauth.exchange_code("us", code, REDIRECT)
+        linking.exchange_code("us", code, REDIRECT)
 
 
 def test_code_exchange_refuses_a_code_from_another_data_center(sim):
     sim_account = sim.add_account(data_center="uk")
     with pytest.raises(InvalidGrant):
-        oauth.exchange_code("us", code_for(sim, sim_account), REDIRECT)
+        linking.exchange_code("us", code_for(sim, sim_account), REDIRECT)
 
 
 def test_code_exchange_refuses_another_redirect_uri(sim):
     sim_account = sim.add_account()
     with pytest.raises(InvalidGrant):
-        oauth.exchange_code("us", code_for(sim, sim_account), REDIRECT + "other/")
+        linking.exchange_code("us", code_for(sim, sim_account), REDIRECT + "other/")
 
 
 # -- link_account -------------------------------------------------------------
@@ -122,7 +122,7 @@ def tokens_for(sim_account, **overrides) -> TokenSet:
 @pytest.mark.django_db
 def test_link_creates_the_account_and_syncs(sim, user):
     sim_account = sim.add_account(data_center="sg", conferencing_profiles=[sim.profile("zoom")])
-    result = oauth.link_account(user, "sg", tokens_for(sim_account))
+    result = linking.link_account(user, "sg", tokens_for(sim_account))
     assert result.created is True
     assert result.sync_error is None
     assert result.sync_result.created == 1
@@ -137,7 +137,7 @@ def test_link_creates_the_account_and_syncs(sim, user):
 @pytest.mark.django_db
 def test_link_without_sync(sim, user):
     sim_account = sim.add_account()
-    result = oauth.link_account(user, "us", tokens_for(sim_account), sync=False)
+    result = linking.link_account(user, "us", tokens_for(sim_account), sync=False)
     assert result.sync_result is None and result.sync_error is None
     assert sim.count() == 0
 
@@ -149,7 +149,7 @@ def test_relink_updates_tokens_and_reactivates(sim, user, link_account):
         status=LinkedAccount.Status.REVOKED, consecutive_failures=3, last_sync_error="x"
     )
     new = tokens_for(sim_account, access_token="new-access-0001", refresh_token="new-refr-0001")
-    result = oauth.link_account(user, "us", new, sync=False)
+    result = linking.link_account(user, "us", new, sync=False)
     assert result.created is False
     account.refresh_from_db()
     assert account.status == LinkedAccount.Status.ACTIVE
@@ -161,7 +161,7 @@ def test_relink_updates_tokens_and_reactivates(sim, user, link_account):
 @pytest.mark.django_db
 def test_the_same_sub_in_another_data_center_is_another_account(sim, user, link_account):
     _, sim_account = link_account(user=user, data_center="us")
-    result = oauth.link_account(user, "de", tokens_for(sim_account), sync=False)
+    result = linking.link_account(user, "de", tokens_for(sim_account), sync=False)
     assert result.created is True
     assert LinkedAccount.objects.count() == 2
 
@@ -174,8 +174,8 @@ def test_link_refuses_another_users_account(sim, user, other_user, link_account,
         **settings.CRONOFY_CONFERENCING,
         "LINK_CONFLICT_MESSAGE": "Already taken.",
     }
-    with pytest.raises(oauth.AccountLinkConflict, match=r"Already taken\."):
-        oauth.link_account(user, "us", tokens_for(sim_account, access_token="zzz-new-0001"))
+    with pytest.raises(linking.AccountLinkConflict, match=r"Already taken\."):
+        linking.link_account(user, "us", tokens_for(sim_account, access_token="zzz-new-0001"))
     assert LinkedAccount.objects.filter(pk=account.pk).values().get() == stored
     assert sim.count() == 0
 
@@ -184,9 +184,9 @@ def test_link_refuses_another_users_account(sim, user, other_user, link_account,
 def test_link_needs_a_sub_and_both_tokens(sim, user):
     sim_account = sim.add_account()
     with pytest.raises(ValueError, match="sub"):
-        oauth.link_account(user, "us", tokens_for(sim_account, sub=""))
+        linking.link_account(user, "us", tokens_for(sim_account, sub=""))
     with pytest.raises(ValueError, match="refresh token"):
-        oauth.link_account(user, "us", tokens_for(sim_account, refresh_token=""))
+        linking.link_account(user, "us", tokens_for(sim_account, refresh_token=""))
     assert not LinkedAccount.objects.exists()
 
 
@@ -194,7 +194,7 @@ def test_link_needs_a_sub_and_both_tokens(sim, user):
 def test_link_keeps_the_account_when_the_first_sync_fails(sim, user):
     sim_account = sim.add_account()
     sim.fail("userinfo", status=500, times=None)
-    result = oauth.link_account(user, "us", tokens_for(sim_account))
+    result = linking.link_account(user, "us", tokens_for(sim_account))
     assert isinstance(result.sync_error, CronofyUnavailable)
     account = LinkedAccount.objects.get()
     assert account.consecutive_failures == 1
@@ -220,7 +220,7 @@ def test_link_survives_a_concurrent_create(sim, user, monkeypatch):
         return real_first(self)
 
     monkeypatch.setattr(queryset_class, "first", first_misses_once)
-    result = oauth.link_account(user, "us", tokens_for(sim_account), sync=False)
+    result = linking.link_account(user, "us", tokens_for(sim_account), sync=False)
     assert result.created is False
     assert LinkedAccount.objects.get().access_token == sim_account.access_token
 
@@ -299,10 +299,10 @@ def test_refresh_tokens_trades_a_refresh_token_and_stores_nothing(sim):
     """No database access (the test has none): the caller stores the tokens."""
     sim_account = sim.add_account(data_center="au")
     old_access, sent = sim_account.access_token, sim_account.refresh_token
-    tokens = oauth.refresh_tokens("au", sent)
-    assert tokens.access_token == sim_account.access_token != old_access
-    assert tokens.refresh_token == sim_account.refresh_token
-    assert tokens.expires_in == 3600
+    fresh = tokens.refresh_tokens("au", sent)
+    assert fresh.access_token == sim_account.access_token != old_access
+    assert fresh.refresh_token == sim_account.refresh_token
+    assert fresh.expires_in == 3600
     request = sim.requests[-1]
     assert (request.endpoint, request.data_center) == ("token", "au")
     assert request.form["grant_type"] == "refresh_token"
@@ -313,27 +313,27 @@ def test_refresh_tokens_keeps_the_refresh_token_when_none_comes_back(sim):
     sim.refresh_returns_refresh_token = False
     sim_account = sim.add_account()
     sent = sim_account.refresh_token
-    assert oauth.refresh_tokens("us", sent).refresh_token == sent
+    assert tokens.refresh_tokens("us", sent).refresh_token == sent
 
 
 def test_refresh_tokens_of_a_dead_grant(sim):
     sim_account = sim.add_account()
     sim.revoke_grant(sim_account.sub)
     with pytest.raises(InvalidGrant):
-        oauth.refresh_tokens("us", sim_account.refresh_token)
+        tokens.refresh_tokens("us", sim_account.refresh_token)
 
 
 @pytest.mark.django_db
 def test_the_account_refresh_goes_through_refresh_tokens(sim, link_account, monkeypatch):
     account, _ = link_account(token_expires_in=10)
     calls = []
-    real = oauth.refresh_tokens
+    real = tokens.refresh_tokens
 
     def spy(data_center, refresh_token, **kwargs):
         calls.append((data_center, refresh_token))
         return real(data_center, refresh_token, **kwargs)
 
-    monkeypatch.setattr(oauth, "refresh_tokens", spy)
+    monkeypatch.setattr(tokens, "refresh_tokens", spy)
     sent = account.refresh_token
     sync_account(account)
     assert calls == [("us", sent)]
@@ -464,7 +464,7 @@ def test_refresh_race_single_flight_postgresql(sim, link_account, monkeypatch, p
         pytest.skip("runs in the PostgreSQL run of the suite (DATABASE_URL=postgres://...)")
     if not process_lock:
         monkeypatch.setattr(
-            oauth, "_REFRESH_LOCKS", tuple(contextlib.nullcontext() for _ in range(64))
+            tokens, "_REFRESH_LOCKS", tuple(contextlib.nullcontext() for _ in range(64))
         )
     account, sim_account = link_account(token_expires_in=-60)
     sim.expire_access_token(sim_account.sub)
@@ -517,13 +517,13 @@ def test_a_reauthorization_handler_may_refresh_another_account(sim, link_account
     account that hashes to the same slot must not deadlock its own thread."""
     account, sim_account = link_account(token_expires_in=-60)
     other, _ = link_account(token_expires_in=-60)
-    LinkedAccount.objects.filter(pk=other.pk).update(id=account.pk + len(oauth._REFRESH_LOCKS))
-    other = LinkedAccount.objects.get(pk=account.pk + len(oauth._REFRESH_LOCKS))
+    LinkedAccount.objects.filter(pk=other.pk).update(id=account.pk + len(tokens._REFRESH_LOCKS))
+    other = LinkedAccount.objects.get(pk=account.pk + len(tokens._REFRESH_LOCKS))
     sim.revoke_grant(sim_account.sub)
     refreshed: list[str] = []
 
     def handler(sender, account, **kwargs):
-        refreshed.append(oauth.refresh_access_token(other))
+        refreshed.append(tokens.refresh_access_token(other))
 
     account_reauthorization_required.connect(handler)
     errors: list[BaseException] = []
@@ -559,7 +559,7 @@ def test_unlink_revokes_with_the_refresh_token_then_deletes(sim, link_account, u
     )
     sync_account(account)
     refresh_token = account.refresh_token
-    oauth.unlink(account)
+    linking.unlink(account)
     request = sim.requests[-1]
     assert (request.endpoint, request.data_center) == ("revoke", dc_id)
     assert request.form["token"] == refresh_token
@@ -578,7 +578,7 @@ def test_unlink_when_cronofy_is_unreachable_deletes_nothing(sim, link_account, u
     sync_account(account)
     sim.fail("revoke", times=None, **fault)
     with pytest.raises(error):
-        oauth.unlink(account)
+        linking.unlink(account)
     assert LinkedAccount.objects.filter(pk=account.pk).exists()
     assert ConferencingProfile.objects.filter(account=account).count() == 1
 
@@ -588,7 +588,7 @@ def test_unlink_when_cronofy_does_not_know_the_token_deletes_locally(sim, link_a
     account, sim_account = link_account()
     sim.revoke_grant(sim_account.sub)  # the token is unknown to Cronofy now
     sim.fail("revoke", status=400, body='{"error": "invalid_grant"}')
-    oauth.unlink(account)
+    linking.unlink(account)
     assert not LinkedAccount.objects.exists()
 
 
@@ -599,7 +599,7 @@ def test_unlink_with_wrong_client_credentials_deletes_nothing(sim, link_account,
     account, sim_account = link_account()
     settings.CRONOFY_CONFERENCING = {**settings.CRONOFY_CONFERENCING, "CLIENT_SECRET": "wrong-one"}
     with pytest.raises(CronofyAPIError) as excinfo:
-        oauth.unlink(account)
+        linking.unlink(account)
     assert excinfo.value.status_code == 400
     assert not isinstance(excinfo.value, InvalidGrant)
     assert LinkedAccount.objects.filter(pk=account.pk).exists()
@@ -610,7 +610,7 @@ def test_unlink_with_wrong_client_credentials_deletes_nothing(sim, link_account,
 def test_unlink_of_an_already_revoked_grant(sim, link_account):
     account, sim_account = link_account()
     sim.revoke_grant(sim_account.sub)
-    oauth.unlink(account)  # Cronofy answers 200 for an unknown token
+    linking.unlink(account)  # Cronofy answers 200 for an unknown token
     assert not LinkedAccount.objects.exists()
 
 
@@ -633,7 +633,7 @@ def test_unlink_with_a_lost_encryption_key_deletes_locally(
     )
     account = LinkedAccount.objects.get(pk=account.pk)
     with caplog.at_level(logging.INFO, logger="django_cronofy_conferencing.oauth"):
-        revoked = oauth.unlink(account)
+        revoked = linking.unlink(account)
     assert not LinkedAccount.objects.exists()
     assert not ConferencingProfile.objects.exists()
     if which == "access_token":  # the refresh token is what revoke sends: still readable
@@ -678,9 +678,9 @@ def test_the_push_channel_id_is_written_under_the_write_lock(
             held["during_write"].append(held["now"])
         return real_update(self, **kwargs)
 
-    monkeypatch.setattr(oauth, "write_lock", recording_write_lock)
+    monkeypatch.setattr(linking, "write_lock", recording_write_lock)
     monkeypatch.setattr(QuerySet, "update", update)
-    channel_id = oauth.ensure_push_channel(account)
+    channel_id = linking.ensure_push_channel(account)
     assert channel_id and LinkedAccount.objects.get().channel_id == channel_id
     assert held["during_write"] == [True]
 
@@ -692,7 +692,7 @@ def test_the_push_channel_id_is_written_under_the_write_lock(
 def test_conferencing_authorization_refreshes_after_a_401(sim, link_account):
     account, sim_account = link_account(data_center="de")
     sim.expire_access_token(sim_account.sub)
-    url = oauth.create_conferencing_authorization(account, REDIRECT, "zoom")
+    url = linking.create_conferencing_authorization(account, REDIRECT, "zoom")
     assert url.startswith("https://app-de.cronofy.com/conferencing_services/")
     assert [(r.endpoint, r.status) for r in sim.requests] == [
         ("conferencing_service_authorizations", 401),

@@ -14,7 +14,7 @@ import traceback
 import pytest
 import requests
 
-from django_cronofy_conferencing import oauth
+from django_cronofy_conferencing import linking
 from django_cronofy_conferencing.client import get_client
 from django_cronofy_conferencing.exceptions import CronofyError
 from django_cronofy_conferencing.models import LinkedAccount
@@ -195,7 +195,7 @@ def test_refresh_and_exchange_paths(sim, scanner, caplog):
 
     for code in ("no-such-code-12345", sim_account.refresh_token):
         try:
-            oauth.exchange_code("us", code, "https://example.com/cb")
+            linking.exchange_code("us", code, "https://example.com/cb")
         except CronofyError as exc:
             texts += texts_of_exception(exc)
             scanner.add(code)

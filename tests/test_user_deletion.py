@@ -12,7 +12,7 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from django_cronofy_conferencing import oauth
+from django_cronofy_conferencing import linking
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.payloads import TokenSet
 from django_cronofy_conferencing.sync import sync_account
@@ -91,6 +91,6 @@ def test_a_new_user_who_links_it_again_takes_it_over(orphan, other_user):
         scope="read_account",
         sub=sim_account.sub,
     )
-    result = oauth.link_account(other_user, account.data_center, tokens, sync=False)
+    result = linking.link_account(other_user, account.data_center, tokens, sync=False)
     assert result.account.pk == account.pk and not result.created
     assert LinkedAccount.objects.get().user == other_user

@@ -15,7 +15,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from django_cronofy_conferencing import oauth
+from django_cronofy_conferencing import linking
 from django_cronofy_conferencing import state as oauth_state
 from django_cronofy_conferencing.datacenters import BUILTIN_DATA_CENTERS
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
@@ -627,7 +627,7 @@ def test_connect_survive_expiry_add_provider_unlink(browser, sim, user, caplog):
 
     # Unlink: revoked at Cronofy, gone locally.
     refresh_token = account.refresh_token
-    oauth.unlink(account)
+    linking.unlink(account)
     assert sim.requests[-1].endpoint == "revoke"
     assert sim.requests[-1].form["token"] == refresh_token
     assert not LinkedAccount.objects.exists()

@@ -36,7 +36,7 @@ from rest_framework.filters import BaseFilterBackend
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from .. import oauth
+from .. import linking
 from ..conf import app_settings
 from ..db import non_atomic_requests
 from ..exceptions import CronofyError, ReauthorizationRequired
@@ -297,7 +297,7 @@ class LinkedAccountViewSet(
         return super().destroy(request, *args, **kwargs)
 
     def perform_destroy(self, instance: LinkedAccount) -> None:
-        oauth.unlink(instance)
+        linking.unlink(instance)
 
     @extend_schema(
         summary="Sync the account's conferencing profiles from Cronofy now",
@@ -362,7 +362,7 @@ class LinkedAccountViewSet(
         redirect_uri = serializer.validated_data.get("redirect_uri") or self.default_redirect_uri(
             request, account
         )
-        url = oauth.create_conferencing_authorization(
+        url = linking.create_conferencing_authorization(
             account,
             redirect_uri,
             provider_name=serializer.validated_data.get("provider_name") or None,

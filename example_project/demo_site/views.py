@@ -3,7 +3,7 @@
 - ``home``: the user's linked Cronofy accounts and their conferencing profiles,
   with Connect Cronofy, Add Zoom / Microsoft Teams / GoTo, Sync now, Unlink and,
   for a disconnected profile, its Relink link.
-- ``sync_now`` and ``unlink``: the app's ``sync_account`` and ``oauth.unlink``
+- ``sync_now`` and ``unlink``: the app's ``sync_account`` and ``linking.unlink``
   behind plain forms.
 - ``simulator_*``: the demo's control page for the simulated Cronofy (only
   while ``manage.py demo`` serves one, for staff).
@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_http_methods, require_POST
 
-from django_cronofy_conferencing import oauth
+from django_cronofy_conferencing import linking
 from django_cronofy_conferencing.conf import app_settings
 from django_cronofy_conferencing.datacenters import BUILTIN_DATA_CENTERS, get_data_centers
 from django_cronofy_conferencing.exceptions import (
@@ -169,7 +169,7 @@ def unlink(request: HttpRequest, pk: int) -> HttpResponse:
         return render(request, "demo_site/unlink_confirm.html", {"account": account})
     label = _label(account)
     try:
-        oauth.unlink(account)
+        linking.unlink(account)
     except (CronofyUnavailable, RateLimited):
         messages.error(
             request, f"Cronofy could not be reached, so {label} is still linked. Try again later."

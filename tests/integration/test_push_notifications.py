@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from django_cronofy_conferencing import oauth
+from django_cronofy_conferencing import linking
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.payloads import TokenSet
 from django_cronofy_conferencing.testing import SimulatedCronofy, serve_simulator
@@ -43,7 +43,7 @@ def cronofy(live_server, user):
             scope="read_account",
             sub=sim_account.sub,
         )
-        result = oauth.link_account(user, "sim", tokens)  # first sync, then the channel
+        result = linking.link_account(user, "sim", tokens)  # first sync, then the channel
         account = result.account
         assert account.channel_id
         assert sim.channels[account.channel_id]["callback_url"] == callback

@@ -12,7 +12,7 @@ import pytest
 import requests
 from django.utils import timezone
 
-from django_cronofy_conferencing import oauth
+from django_cronofy_conferencing import linking
 from django_cronofy_conferencing.datacenters import get_data_center
 from django_cronofy_conferencing.exceptions import CronofyUnavailable, RateLimited
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
@@ -218,7 +218,7 @@ def test_registered_adds_the_data_center_only_inside_the_block():
 
 
 def authorize_url(server, **params) -> str:
-    return oauth.authorization_url(
+    return linking.authorization_url(
         "sim",
         redirect_uri=params.pop("redirect_uri", "http://testserver/cronofy/callback/"),
         state=params.pop("state", "st4te"),
@@ -244,7 +244,7 @@ def test_oauth_consent_page_approve_then_code_exchange(server):
     assert location.startswith("http://testserver/cronofy/callback/?")
     query = parse_qs(urlsplit(location).query)
     assert query["state"] == ["st4te"]
-    tokens = oauth.exchange_code("sim", query["code"][0], "http://testserver/cronofy/callback/")
+    tokens = linking.exchange_code("sim", query["code"][0], "http://testserver/cronofy/callback/")
     account = server.sim.accounts[tokens.sub]
     assert account.email == "ann@example.com"
     assert account.data_center == "sim"
@@ -284,7 +284,7 @@ def test_consent_page_escapes_what_it_echoes(server):
 def test_conferencing_consent_page(server):
     sim = server.sim
     account = link(sim.add_account(data_center="sim"))
-    url = oauth.create_conferencing_authorization(
+    url = linking.create_conferencing_authorization(
         account, "http://testserver/return/", provider_name="zoom"
     )
     assert url.startswith(f"{server.url}/conferencing_services/")

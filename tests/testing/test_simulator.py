@@ -12,7 +12,7 @@ import pytest
 import requests
 import responses
 
-from django_cronofy_conferencing import oauth
+from django_cronofy_conferencing import linking
 from django_cronofy_conferencing.exceptions import (
     AccessTokenRejected,
     CronofyUnavailable,
@@ -193,7 +193,7 @@ def test_json_token_requests_are_understood(sim):
 def test_code_exchange_through_oauth(sim):
     account = sim.add_account(data_center="uk")
     code = authorize(sim, account, dc="uk")
-    tokens = oauth.exchange_code("uk", code, REDIRECT)
+    tokens = linking.exchange_code("uk", code, REDIRECT)
     assert tokens.sub == account.sub
     assert tokens.access_token == account.access_token
     assert tokens.refresh_token == account.refresh_token
@@ -203,9 +203,9 @@ def test_code_exchange_through_oauth(sim):
 
 def test_codes_are_single_use(sim):
     code = authorize(sim)
-    oauth.exchange_code("us", code, REDIRECT)
+    linking.exchange_code("us", code, REDIRECT)
     with pytest.raises(InvalidGrant):
-        oauth.exchange_code("us", code, REDIRECT)
+        linking.exchange_code("us", code, REDIRECT)
 
 
 def test_codes_expire_after_ten_minutes():
@@ -215,24 +215,24 @@ def test_codes_expire_after_ten_minutes():
         code = authorize(sim)
         clock.now += 601
         with pytest.raises(InvalidGrant):
-            oauth.exchange_code("us", code, REDIRECT)
+            linking.exchange_code("us", code, REDIRECT)
         fresh = authorize(sim)
         clock.now += 599
-        assert oauth.exchange_code("us", fresh, REDIRECT).sub
+        assert linking.exchange_code("us", fresh, REDIRECT).sub
 
 
 def test_code_needs_the_same_redirect_uri_and_data_center(sim):
     code = authorize(sim)
     with pytest.raises(InvalidGrant):
-        oauth.exchange_code("us", code, REDIRECT + "other/")
+        linking.exchange_code("us", code, REDIRECT + "other/")
     code = authorize(sim)
     with pytest.raises(InvalidGrant):
-        oauth.exchange_code("uk", code, REDIRECT)
+        linking.exchange_code("uk", code, REDIRECT)
 
 
 def test_authorize_creates_an_account_in_the_url_data_center(sim):
     code = authorize(sim, dc="uk")
-    tokens = oauth.exchange_code("uk", code, REDIRECT)
+    tokens = linking.exchange_code("uk", code, REDIRECT)
     assert sim.accounts[tokens.sub].data_center == "uk"
 
 
@@ -379,7 +379,7 @@ def test_fault_delay_uses_the_adapter_sleep():
 def test_fault_on_token_endpoint_surfaces_through_the_client(sim, sleeps):
     sim.fail("token", status=502, times=None)
     with pytest.raises(CronofyUnavailable):
-        oauth.exchange_code("us", authorize(sim), REDIRECT)
+        linking.exchange_code("us", authorize(sim), REDIRECT)
     assert sim.count("token") == 1  # a code exchange is never retried
 
 

@@ -22,7 +22,7 @@ import sys
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ... import oauth
+from ... import linking, tokens
 from ...client import get_client
 from ...conf import app_settings
 from ...datacenters import UnknownDataCenter, get_data_center, get_data_centers
@@ -105,9 +105,9 @@ class Command(BaseCommand):
         remember_secret(access_token)
         remember_secret(refresh_token)
         try:
-            tokens, info = self._identify(dc.id, access_token, refresh_token, expires_in)
-            result = oauth.link_account(user, dc, tokens, sync=not options["no_sync"])
-        except oauth.AccountLinkConflict as exc:
+            token_set, info = self._identify(dc.id, access_token, refresh_token, expires_in)
+            result = linking.link_account(user, dc, token_set, sync=not options["no_sync"])
+        except linking.AccountLinkConflict as exc:
             raise CommandError(redact(exc)) from None
         except (CronofyError, ImproperlyConfigured) as exc:
             raise CommandError(f"Could not link the account: {redact(exc)}") from None
@@ -185,7 +185,7 @@ class Command(BaseCommand):
             body = client.userinfo(access)
         except AccessTokenRejected:
             try:
-                refreshed = oauth.refresh_tokens(dc_id, refresh, client=client)
+                refreshed = tokens.refresh_tokens(dc_id, refresh, client=client)
             except InvalidGrant:
                 raise CommandError(
                     "Cronofy rejected both tokens (access token unknown, refresh token "
@@ -196,14 +196,14 @@ class Command(BaseCommand):
             scope = refreshed.scope
             body = client.userinfo(access)
         info = parse_userinfo(body)
-        tokens = TokenSet(
+        token_set = TokenSet(
             access_token=access,
             refresh_token=refresh,
             expires_in=expires_in,
             scope=scope or info.scope,
             sub=info.sub,
         )
-        return tokens, info
+        return token_set, info
 
 
 def _checked(token: str, which: str) -> str:

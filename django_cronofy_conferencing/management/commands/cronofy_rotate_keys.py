@@ -2,7 +2,7 @@
 
 Key rotation: put the new key first in ``ENCRYPTION_KEYS`` (keep the old ones
 after it), deploy, run this command, then remove the old keys. The work is
-``oauth.rotate_token_encryption`` (batches, each under a row lock); this
+``rotation.rotate_token_encryption`` (batches, each under a row lock); this
 command parses the options and prints counts, nothing else.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...oauth import rotate_token_encryption
+from ...rotation import rotate_token_encryption
 
 
 class Command(BaseCommand):

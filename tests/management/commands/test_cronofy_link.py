@@ -271,20 +271,20 @@ def test_expired_access_token_is_refreshed_first(sim, user, run, monkeypatch, ca
 def test_the_refresh_is_oauth_refresh_tokens(sim, user, run, monkeypatch):
     """One implementation of the refresh request (and of keeping a refresh token
     Cronofy did not send back)."""
-    from django_cronofy_conferencing import oauth
+    from django_cronofy_conferencing import tokens
 
     sim.refresh_returns_refresh_token = False
     sim_account = sim.add_account()
     set_env(monkeypatch, sim_account)
     sim.expire_access_token(sim_account.sub)
     calls = []
-    real = oauth.refresh_tokens
+    real = tokens.refresh_tokens
 
     def spy(data_center, refresh_token, **kwargs):
         calls.append((data_center, refresh_token))
         return real(data_center, refresh_token, **kwargs)
 
-    monkeypatch.setattr(oauth, "refresh_tokens", spy)
+    monkeypatch.setattr(tokens, "refresh_tokens", spy)
     run("--user", "alice")
     assert calls == [("us", sim_account.refresh_token)]
     assert LinkedAccount.objects.get().refresh_token == sim_account.refresh_token

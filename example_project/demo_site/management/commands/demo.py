@@ -20,7 +20,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from django_cronofy_conferencing import oauth
+from django_cronofy_conferencing import linking
 from django_cronofy_conferencing.models import LinkedAccount
 from django_cronofy_conferencing.payloads import TokenSet
 
@@ -150,7 +150,7 @@ class Command(BaseCommand):
             sub=sim_account.sub,
         )
         # What the OAuth callback does after the code exchange: store, sync, push channel.
-        result = oauth.link_account(user, simulator.DATA_CENTER, tokens)
+        result = linking.link_account(user, simulator.DATA_CENTER, tokens)
         if result.sync_error is not None:
             raise CommandError(f"The first sync of the demo account failed: {result.sync_error}")
         account = result.account

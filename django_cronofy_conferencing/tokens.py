@@ -1,0 +1,171 @@
+"""The token lifecycle the sync service needs: ensure, refresh (single flight), revoke.
+
+Refresh is the one place a database lock is held across an HTTP call: under
+the account's row lock (and a process-local lock, which is what serializes
+threads on SQLite) so concurrent workers refresh exactly once. This module
+sits below ``sync``; the linking flow (``linking``) sits above it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from django.db import router, transaction
+from django.utils import timezone
+
+from .client import CronofyClient, get_client
+from .conf import app_settings
+from .db import row_lock_transaction, write_lock
+from .exceptions import InvalidGrant, ReauthorizationRequired
+from .models import LinkedAccount
+from .payloads import TokenSet, parse_token_response
+from .redaction import redact, remember_secret
+from .signals import account_reauthorization_required
+
+logger = logging.getLogger(__name__)
+
+# One per slot of account ids, held across the refresh (single flight between
+# threads). Reentrant: the reauthorization signal is sent inside it, and a
+# handler may refresh another account that falls in the same slot.
+_REFRESH_LOCKS = tuple(threading.RLock() for _ in range(64))
+
+
+def expires_at(tokens: TokenSet, now: datetime | None = None) -> datetime | None:
+    if tokens.expires_in is None:
+        return None
+    return (now or timezone.now()) + timedelta(seconds=tokens.expires_in)
+
+
+def refresh_tokens(
+    data_center: str, refresh_token: str, *, client: CronofyClient | None = None
+) -> TokenSet:
+    """Trade a refresh token for new tokens at the data center's API host; stores nothing.
+
+    Cronofy may leave ``refresh_token`` out of the answer: the one sent stays
+    valid then, and is what the returned ``TokenSet`` holds. A dead grant
+    raises ``InvalidGrant``.
+    """
+    client = client or get_client(data_center)
+    body = client.request_token(
+        {"grant_type": "refresh_token", "refresh_token": refresh_token}, idempotent=True
+    )
+    tokens = parse_token_response(body, expect_sub=False)
+    remember_secret(tokens.access_token)
+    remember_secret(tokens.refresh_token)
+    if not tokens.refresh_token:
+        tokens = replace(tokens, refresh_token=refresh_token)
+    return tokens
+
+
+def revoke(account: LinkedAccount, *, client: CronofyClient | None = None) -> None:
+    """Revoke the grant with the refresh token (it cannot have expired)."""
+    token = account.refresh_token or account.access_token
+    if not token:
+        return
+    (client or get_client(account.data_center)).revoke_token(token)
+
+
+def ensure_access_token(account: LinkedAccount, *, client: CronofyClient | None = None) -> str:
+    """The access token to use now, refreshed first when it expires within the margin."""
+    if account.status != LinkedAccount.Status.ACTIVE:
+        raise ReauthorizationRequired(
+            f"Cronofy account {account.pk} needs to be connected again ({account.status})."
+        )
+    if not account.access_token:
+        raise ReauthorizationRequired(f"Cronofy account {account.pk} has no access token stored.")
+    if account.token_expires_within(app_settings.TOKEN_REFRESH_MARGIN):
+        return refresh_access_token(account, client=client)
+    return account.access_token
+
+
+def _adopt(account: LinkedAccount, current: LinkedAccount) -> None:
+    for name in ("access_token", "refresh_token", "token_expires_at", "status", "scope"):
+        setattr(account, name, getattr(current, name))
+
+
+def refresh_access_token(
+    account: LinkedAccount,
+    *,
+    rejected_token: str | None = None,
+    client: CronofyClient | None = None,
+) -> str:
+    """Refresh once across workers; returns the token to use and updates ``account``.
+
+    ``rejected_token`` is the access token Cronofy just answered 401 to: if the
+    stored one differs, another worker already refreshed and that one is used.
+    """
+    stale_token = rejected_token or account.access_token
+    client = client or get_client(account.data_center)
+    using = router.db_for_write(LinkedAccount)
+    with _REFRESH_LOCKS[hash(account.pk) % len(_REFRESH_LOCKS)]:
+        dead_grant: InvalidGrant | None = None
+        with row_lock_transaction(using):
+            current = (
+                LinkedAccount.objects.using(using).select_for_update().filter(pk=account.pk).first()
+            )
+            if current is None:
+                raise ReauthorizationRequired(f"Cronofy account {account.pk} no longer exists.")
+            if current.status != LinkedAccount.Status.ACTIVE:
+                _adopt(account, current)
+                raise ReauthorizationRequired(
+                    f"Cronofy account {account.pk} needs to be connected again ({current.status})."
+                )
+            margin = app_settings.TOKEN_REFRESH_MARGIN
+            if current.access_token != stale_token and not current.token_expires_within(margin):
+                _adopt(account, current)
+                return current.access_token
+            sent_refresh_token = current.refresh_token
+            try:
+                tokens = refresh_tokens(current.data_center, sent_refresh_token, client=client)
+            except InvalidGrant as exc:
+                if _grant_changed_meanwhile(current, sent_refresh_token, using):
+                    current.refresh_from_db(using=using)
+                    _adopt(account, current)
+                    return current.access_token
+                _mark_reauthorization_required(current, exc, using)
+                _adopt(account, current)
+                dead_grant = exc
+            else:
+                current.access_token = tokens.access_token
+                current.refresh_token = tokens.refresh_token  # the one sent, if none came back
+                current.token_expires_at = expires_at(tokens)
+                fields = ["access_token", "refresh_token", "token_expires_at", "updated_at"]
+                if tokens.scope:
+                    current.scope = tokens.scope
+                    fields.append("scope")
+                with write_lock(using):
+                    current.save(using=using, update_fields=fields)
+                _adopt(account, current)
+                logger.info("Refreshed the Cronofy access token of account %s", account.pk)
+                return current.access_token
+        raise dead_grant
+
+
+def _grant_changed_meanwhile(current: LinkedAccount, sent: str, using: str) -> bool:
+    """A relink that stored new tokens while our refresh was in flight is a lost race."""
+    stored = LinkedAccount.objects.using(using).filter(pk=current.pk).first()
+    return stored is not None and stored.refresh_token != sent
+
+
+def _mark_reauthorization_required(account: LinkedAccount, exc: Exception, using: str) -> None:
+    with write_lock(using):
+        changed = (
+            LinkedAccount.objects.using(using)
+            .filter(pk=account.pk, status=LinkedAccount.Status.ACTIVE)
+            .update(
+                status=LinkedAccount.Status.REAUTHORIZATION_REQUIRED,
+                last_sync_error=redact(exc),
+                updated_at=timezone.now(),
+            )
+        )
+    account.status = LinkedAccount.Status.REAUTHORIZATION_REQUIRED
+    account.last_sync_error = redact(exc)
+    if changed:
+        logger.warning("Cronofy account %s needs reauthorization: %s", account.pk, redact(exc))
+        transaction.on_commit(
+            lambda: account_reauthorization_required.send(sender=LinkedAccount, account=account),
+            using=using,
+        )
