@@ -18,8 +18,10 @@ from json import loads as json_loads
 from typing import Any
 
 import requests
+from django.core.exceptions import ImproperlyConfigured
 
 from . import __version__
+from .applications import get_application
 from .conf import app_settings, on_reload
 from .datacenters import DataCenter, get_data_center
 from .exceptions import (
@@ -248,8 +250,8 @@ class CronofyClient:
         return self._json(response, "UserInfo")
 
     def request_token(self, grant: dict[str, str], *, idempotent: bool) -> dict[str, Any]:
-        """POST /oauth/token with the app's credentials; returns the decoded body."""
-        form = {**client_credentials(), **grant}
+        """POST /oauth/token with this data center's application; returns the decoded body."""
+        form = {**client_credentials(self.data_center.id), **grant}
         secrets = tuple(grant.get(k) for k in ("code", "refresh_token"))
         response = self.request(
             "POST",
@@ -264,7 +266,7 @@ class CronofyClient:
         return body
 
     def revoke_token(self, token: str) -> None:
-        form = {**client_credentials(), "token": token}
+        form = {**client_credentials(self.data_center.id), "token": token}
         self.request(
             "POST",
             "/oauth/token/revoke",
@@ -307,30 +309,34 @@ def _oauth_error(response: requests.Response) -> str:
     return error if isinstance(error, str) and error.isascii() and len(error) < 64 else ""
 
 
-def client_credentials() -> dict[str, str]:
-    """The app's OAuth credentials, or ImproperlyConfigured naming the missing key."""
-    from django.core.exceptions import ImproperlyConfigured
-
-    from .conf import SETTINGS_NAME
-
-    client_id, client_secret = app_settings.CLIENT_ID, app_settings.CLIENT_SECRET
-    for key, value in (("CLIENT_ID", client_id), ("CLIENT_SECRET", client_secret)):
-        if not value or not isinstance(value, str):
-            raise ImproperlyConfigured(
-                f"{SETTINGS_NAME}['{key}'] is required to talk to Cronofy's OAuth endpoints."
-            )
-    return {"client_id": client_id, "client_secret": client_secret}
+def client_credentials(data_center: str) -> dict[str, str]:
+    """The credentials of ``data_center``'s application, or ``ImproperlyConfigured``
+    (``applications.NoApplication``) naming the setting to add."""
+    return get_application(data_center).credentials()
 
 
 _local = threading.local()
-_state = {"generation": 0, "limiter": None, "limiter_ready": False}
+_state: dict[str, Any] = {"generation": 0, "limiters": {}}
+_limiters_lock = threading.Lock()
 
 
-def _rate_limiter() -> RateLimiter | None:
-    if not _state["limiter_ready"]:
-        _state["limiter"] = RateLimiter.from_settings()
-        _state["limiter_ready"] = True
-    return _state["limiter"]
+def budget_for(data_center: str) -> str:
+    """Whose rate limit a call to ``data_center`` draws from: its application's."""
+    try:
+        return get_application(data_center).budget_key
+    except ImproperlyConfigured:
+        # Accounts linked in a data center whose application was removed still
+        # sync (bearer token) until their token expires: a budget of their own.
+        return f"{data_center}:unconfigured"
+
+
+def _rate_limiter(data_center: str) -> RateLimiter | None:
+    budget = budget_for(data_center)
+    with _limiters_lock:
+        limiters = _state["limiters"]
+        if budget not in limiters:
+            limiters[budget] = RateLimiter.from_settings(budget)
+        return limiters[budget]
 
 
 def get_client(data_center: str) -> CronofyClient:
@@ -341,16 +347,16 @@ def get_client(data_center: str) -> CronofyClient:
     client = _local.clients.get(data_center)
     if client is None:
         client = _local.clients[data_center] = CronofyClient(
-            data_center, rate_limiter=_rate_limiter()
+            data_center, rate_limiter=_rate_limiter(data_center)
         )
     return client
 
 
 def reset_clients() -> None:
     """Drop every thread's cached clients (settings changed, or a test wants a clean slate)."""
-    _state["generation"] += 1
-    _state["limiter"] = None
-    _state["limiter_ready"] = False
+    with _limiters_lock:
+        _state["generation"] += 1
+        _state["limiters"] = {}
 
 
 on_reload(reset_clients)

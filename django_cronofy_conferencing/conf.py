@@ -22,7 +22,10 @@ DEFAULTS: dict[str, Any] = {
     "CLIENT_SECRET": "",
     # Secrets that are still accepted on push notifications while rotating.
     "PREVIOUS_CLIENT_SECRETS": [],
+    # The three above are the application in DEFAULT_DATA_CENTER; one more per
+    # further data center: {"de": {"CLIENT_ID": ..., "CLIENT_SECRET": ...}} (applications.py).
     "DEFAULT_DATA_CENTER": "us",
+    "APPLICATIONS": {},
     "SCOPE": "read_account",
     # Fernet keys; the first encrypts, all decrypt. None derives one from SECRET_KEY.
     "ENCRYPTION_KEYS": None,
@@ -59,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
     "API_SYNC_THROTTLE_RATE": "12/m",
     # Queue syncs through Celery where a choice exists (admin, API, push).
     "USE_CELERY": False,
+    # Push notifications: a notification-triggered resync of one account happens at
+    # most once per this many seconds, whatever the notification type.
+    "PUSH_RESYNC_DEBOUNCE": 10,
 }
 
 

@@ -46,7 +46,7 @@ def authorization_url(
     dc = data_center if isinstance(data_center, DataCenter) else get_data_center(data_center)
     params = {
         "response_type": "code",
-        "client_id": client_credentials()["client_id"],
+        "client_id": client_credentials(dc.id)["client_id"],
         "redirect_uri": redirect_uri,
         "scope": scope or app_settings.SCOPE,
         "state": state,

@@ -1,4 +1,4 @@
-"""An app-wide request rate limit shared through Django's cache.
+"""A request rate limit per Cronofy application, shared through Django's cache.
 
 Each rate (``"50/s"``, ``"500/m"``) becomes an even schedule of *slots*: a
 request may start only at a slot time, one request per slot, slots
@@ -82,11 +82,14 @@ class RateLimiter:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         safety_margin: float | None = None,
+        budget: str = "",
     ) -> None:
         # Slowest first: its slot is the latest, and the faster rates are
         # claimed from there on, which wastes none of their slots.
         self.rates = sorted(rates, key=lambda r: r.interval, reverse=True)
         self.cache_alias = cache_alias
+        #: Whose budget this is (a Cronofy application): each has its own slots.
+        self.budget = budget
         self.clock = clock
         self.sleep = sleep
         margin = self.safety_margin if safety_margin is None else safety_margin
@@ -104,17 +107,20 @@ class RateLimiter:
 
     def __repr__(self) -> str:
         rates = ", ".join(str(rate) for rate in self.rates)
-        return f"<RateLimiter {rates} via cache {self.cache_alias!r}>"
+        budget = f" for {self.budget}" if self.budget else ""
+        return f"<RateLimiter {rates}{budget} via cache {self.cache_alias!r}>"
 
     @classmethod
-    def from_settings(cls) -> RateLimiter | None:
+    def from_settings(cls, budget: str = "") -> RateLimiter | None:
+        """``RATE_LIMITS`` for one budget (Cronofy limits each application on its own)."""
         rates = app_settings.RATE_LIMITS or []
         if not rates:
             return None
-        return cls([parse_rate(r) for r in rates], app_settings.RATE_LIMIT_CACHE)
+        return cls([parse_rate(r) for r in rates], app_settings.RATE_LIMIT_CACHE, budget=budget)
 
     def _key(self, rate: Rate, slot: int) -> str:
-        return f"{self.key_prefix}:{rate.limit}:{rate.period}:{slot}"
+        budget = f"{self.budget}:" if self.budget else ""
+        return f"{self.key_prefix}:{budget}{rate.limit}:{rate.period}:{slot}"
 
     def _claim(self, index: int, not_before: float, now: float) -> float:
         """Claim the first free slot at or after ``not_before``; returns its time."""

@@ -24,8 +24,9 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from . import linking
 from . import state as oauth_state
+from .applications import linkable_data_centers
 from .conf import app_settings
-from .datacenters import UnknownDataCenter, get_data_center, get_data_centers
+from .datacenters import UnknownDataCenter
 from .db import non_atomic_requests
 from .exceptions import (
     CronofyError,
@@ -130,13 +131,18 @@ def connect(request: HttpRequest) -> HttpResponse:
     on afterwards instead of ``LINK_REDIRECT_URL``).
     """
     dc_id = request.GET.get("data_center") or app_settings.DEFAULT_DATA_CENTER
-    try:
-        dc = get_data_center(dc_id)
-    except UnknownDataCenter:
-        known = ", ".join(sorted(get_data_centers()))
+    linkable = linkable_data_centers()
+    dc = linkable.get(dc_id) if isinstance(dc_id, str) else None
+    if dc is None:
+        # Unknown, or known but without a Cronofy application here: refused before
+        # any redirect, and nothing is stored.
+        known = ", ".join(linkable) or _("none is configured")
         return _unknown_data_center(
             request,
-            _("That Cronofy data center is not known here. Choose one of: %(known)s.")
+            _(
+                "Accounts cannot be linked from that Cronofy data center here. "
+                "Choose one of: %(known)s."
+            )
             % {"known": known},
         )
     provider_name = _provider_name(request.GET.get("provider_name"))
@@ -200,7 +206,9 @@ def callback(request: HttpRequest) -> HttpResponse:
             retry_url=retry_url,
         )
     try:
-        dc = get_data_center(pending.data_center)
+        dc = linkable_data_centers().get(pending.data_center)
+        if dc is None:
+            raise UnknownDataCenter(pending.data_center)
         tokens = linking.exchange_code(dc.id, code, pending.redirect_uri)
         result = linking.link_account(request.user, dc, tokens)
     except UnknownDataCenter:

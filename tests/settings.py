@@ -3,7 +3,11 @@
 import os
 from urllib.parse import unquote, urlsplit
 
-from django_cronofy_conferencing.testing import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET
+from django_cronofy_conferencing.testing import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    simulated_applications,
+)
 
 SECRET_KEY = "tests-not-secret"
 DEBUG = False
@@ -115,6 +119,8 @@ LOGIN_URL = "/accounts/login/"
 CRONOFY_CONFERENCING = {
     "CLIENT_ID": DEFAULT_CLIENT_ID,
     "CLIENT_SECRET": DEFAULT_CLIENT_SECRET,
+    # One application per data center, as with the real Cronofy (the simulator's own).
+    "APPLICATIONS": simulated_applications(["uk", "de", "au", "ca", "sg"]),
     "ENCRYPTION_KEYS": [
         "GI0i4TOcO9BJJV725ma6TI48G5GMQ3oVAM4A9O6nfXA=",
         "krKe7-bffkEKRJBlJYr8kvWBOQpLKq2H0BkIkW8rkiU=",
@@ -125,6 +131,7 @@ CRONOFY_CONFERENCING = {
 # The same processes reach the HTTP simulator (testing.HTTPServerAdapter) of the
 # test that started them as the data center "sim", under the test's rate limits.
 if os.environ.get("CRONOFY_SIM_API_URL"):
+    CRONOFY_CONFERENCING["APPLICATIONS"].update(simulated_applications(["sim"]))
     CRONOFY_CONFERENCING["DATA_CENTERS"] = {
         "sim": {
             "api_url": os.environ["CRONOFY_SIM_API_URL"],

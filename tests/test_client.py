@@ -401,7 +401,7 @@ def test_client_credentials_name_the_missing_key(settings):
             settings_with(settings, **{key: value}),
             pytest.raises(ImproperlyConfigured, match=rf"CRONOFY_CONFERENCING\['{key}'\]"),
         ):
-            client_credentials()
+            client_credentials("us")
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from django_cronofy_conferencing import state as oauth_state
 from django_cronofy_conferencing.datacenters import BUILTIN_DATA_CENTERS
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.sync import sync_account
-from django_cronofy_conferencing.testing import DEFAULT_CLIENT_ID
+from django_cronofy_conferencing.testing import SimulatedCronofy
 
 pytestmark = pytest.mark.django_db
 
@@ -90,7 +90,8 @@ def test_connect_redirects_to_the_data_centers_app_host(browser, dc_id):
     assert parts.path == "/oauth/authorize"
     query = parse_qs(parts.query)
     assert query["response_type"] == ["code"]
-    assert query["client_id"] == [DEFAULT_CLIENT_ID]
+    # The authorize URL carries the client id of that data center's application.
+    assert query["client_id"] == [SimulatedCronofy().credentials_for(dc_id)[0]]
     assert query["redirect_uri"] == [CALLBACK]
     assert query["scope"] == ["read_account"]
     assert len(query["state"][0]) >= 40

@@ -35,6 +35,8 @@ from .simulator import (
     SimRequest,
     SimResponse,
     SimulatedCronofy,
+    simulated_application,
+    simulated_applications,
 )
 
 __all__ = [
@@ -53,5 +55,7 @@ __all__ = [
     "max_in_window",
     "post_notification",
     "serve_simulator",
+    "simulated_application",
+    "simulated_applications",
     "simulated_cronofy",
 ]

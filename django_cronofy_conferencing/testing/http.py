@@ -290,6 +290,16 @@ class HTTPServerAdapter:
             **(current.get("DATA_CENTERS") or {}),
             **self.data_center_settings(),
         }
+        default = current.get("DEFAULT_DATA_CENTER", "us")
+        applications = dict(current.get("APPLICATIONS") or {})
+        if self.data_center_id != default and self.data_center_id not in applications:
+            # The simulator's application in this data center (Cronofy: one per data center).
+            client_id, client_secret = self.sim.credentials_for(self.data_center_id)
+            applications[self.data_center_id] = {
+                "CLIENT_ID": client_id,
+                "CLIENT_SECRET": client_secret,
+            }
+            current["APPLICATIONS"] = applications
         current.update(overrides)
         with override_settings(CRONOFY_CONFERENCING=current):
             yield self
@@ -374,7 +384,7 @@ class HTTPServerAdapter:
         authorize_url = f"{self.app_url}/oauth/authorize?{query}"
         params = dict(parse_qsl(query))
         if method == "GET":
-            if params.get("client_id") != self.sim.client_id:
+            if params.get("client_id") != self.sim.credentials_for(self.data_center_id)[0]:
                 return self._text(400, "Unknown client_id.")
             return self._page(
                 "Connect your calendar",

@@ -18,12 +18,31 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 DEFAULT_CLIENT_ID = "sim_client_id"
 DEFAULT_CLIENT_SECRET = "sim_client_secret_0123456789"
 
+
+def simulated_application(data_center: str) -> dict[str, str]:
+    """The simulator's Cronofy application in ``data_center`` (other than the default
+    one), in the form of ``CRONOFY_CONFERENCING["APPLICATIONS"][data_center]``."""
+    return {
+        "CLIENT_ID": f"{DEFAULT_CLIENT_ID}_{data_center}",
+        "CLIENT_SECRET": f"{DEFAULT_CLIENT_SECRET}_{data_center}",
+    }
+
+
+def simulated_applications(data_centers: Any) -> dict[str, dict[str, str]]:
+    """``APPLICATIONS`` for the simulator's applications in ``data_centers``::
+
+    CRONOFY_CONFERENCING["APPLICATIONS"] = simulated_applications(["uk", "de"])
+    """
+    return {dc: simulated_application(dc) for dc in data_centers}
+
+
 ENDPOINTS = {
     ("GET", "/v1/userinfo"): "userinfo",
     ("POST", "/oauth/token"): "token",
     ("POST", "/oauth/token/revoke"): "revoke",
     ("POST", "/v1/conferencing_service_authorizations"): "conferencing_service_authorizations",
     ("POST", "/v1/channels"): "channels",
+    ("GET", "/v1/channels"): "list_channels",
 }
 
 
@@ -130,7 +149,14 @@ class RecordedRequest:
 
 
 class SimulatedCronofy:
-    """In-memory Cronofy: accounts, tokens, conferencing profiles and fault injection."""
+    """In-memory Cronofy: accounts, tokens, conferencing profiles and fault injection.
+
+    Like Cronofy, each data center has its own application: ``client_id`` /
+    ``client_secret`` in ``default_data_center`` (None: the host's
+    ``DEFAULT_DATA_CENTER``), ``applications[dc]`` (``{"CLIENT_ID", "CLIENT_SECRET"}``)
+    where given, else ``simulated_application(dc)``. Credentials of another data
+    center's application are refused (``invalid_client``), as Cronofy does.
+    """
 
     def __init__(
         self,
@@ -139,9 +165,13 @@ class SimulatedCronofy:
         client_secret: str = DEFAULT_CLIENT_SECRET,
         clock: Callable[[], float] = time.time,
         refresh_returns_refresh_token: bool = True,
+        applications: dict[str, dict[str, str]] | None = None,
+        default_data_center: str | None = None,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
+        self.applications = dict(applications or {})
+        self.default_data_center = default_data_center
         self.clock = clock
         self.refresh_returns_refresh_token = refresh_returns_refresh_token
         self.accounts: dict[str, SimAccount] = {}
@@ -153,6 +183,32 @@ class SimulatedCronofy:
         self.faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
         self.lock = threading.RLock()
+
+    # -- applications -------------------------------------------------------
+
+    def credentials_for(self, data_center: str | None) -> tuple[str, str]:
+        """(client id, client secret) of the application in ``data_center``."""
+        default = self.default_data_center
+        if default is None:
+            try:
+                from ..conf import app_settings
+
+                default = app_settings.DEFAULT_DATA_CENTER
+            except Exception:  # no Django settings: a stand-alone simulator
+                default = "us"
+        if data_center in self.applications:
+            entry = self.applications[data_center]
+            return entry["CLIENT_ID"], entry["CLIENT_SECRET"]
+        if data_center is None or data_center == default:
+            return self.client_id, self.client_secret
+        entry = simulated_application(data_center)
+        return entry["CLIENT_ID"], entry["CLIENT_SECRET"]
+
+    def _client_ok(self, form: dict[str, str], data_center: str | None) -> bool:
+        client_id, client_secret = self.credentials_for(data_center)
+        return hmac.compare_digest(form.get("client_id", ""), client_id) and hmac.compare_digest(
+            form.get("client_secret", ""), client_secret
+        )
 
     # -- state ------------------------------------------------------------
 
@@ -286,14 +342,15 @@ class SimulatedCronofy:
         """Play the user on Cronofy's consent page; returns the redirect back to the app."""
         params = dict(parse_qsl(urlsplit(authorize_url).query))
         redirect_uri = params.get("redirect_uri", "")
-        if params.get("client_id") != self.client_id:
-            raise ValueError("authorize: unknown client_id")
+        data_center = self._dc_for(authorize_url)
+        if params.get("client_id") != self.credentials_for(data_center)[0]:
+            raise ValueError(f"authorize: unknown client_id for data center {data_center!r}")
         if params.get("response_type") != "code" or not redirect_uri:
             raise ValueError("authorize: response_type=code and redirect_uri are required")
         back: dict[str, str] = {}
         if approve:
             with self.lock:
-                account = account or self.add_account(data_center=self._dc_for(authorize_url))
+                account = account or self.add_account(data_center=data_center)
                 code = _token()
                 self.codes[code] = {
                     "sub": account.sub,
@@ -333,16 +390,22 @@ class SimulatedCronofy:
         )
 
     def notification(
-        self, sub: str, notification_type: str = "profile_disconnected"
+        self, sub: str, notification_type: str = "profile_disconnected", **fields: Any
     ) -> tuple[bytes, dict[str, str]]:
-        """A push notification body for the account's channel and its signed headers."""
+        """A push notification body for the account's channel and its headers, signed
+        with the secret of the account's data center's application."""
         with self.lock:
-            channel_id, channel = next(
-                (cid, c) for cid, c in self.channels.items() if c["sub"] == sub
-            )
+            account = self.accounts[sub]
+            found = [(cid, c) for cid, c in self.channels.items() if c["sub"] == sub]
+            if not found:
+                raise LookupError(
+                    f"Simulated account {sub} has no push channel: link it with "
+                    "PUSH_NOTIFICATIONS_CALLBACK_URL set (or call ensure_push_channel) first."
+                )
+            channel_id, channel = found[-1]
             body = json.dumps(
                 {
-                    "notification": {"type": notification_type},
+                    "notification": {"type": notification_type, **fields},
                     "channel": {
                         "channel_id": channel_id,
                         "callback_url": channel["callback_url"],
@@ -350,18 +413,22 @@ class SimulatedCronofy:
                     },
                 }
             ).encode()
-        return body, {"Cronofy-HMAC-SHA256": self.sign(body)}
+        secret = self.credentials_for(account.data_center)[1]
+        return body, {"Cronofy-HMAC-SHA256": self.sign(body, secret)}
 
     def sign(self, body: bytes, secret: str | None = None) -> str:
         digest = hmac.new((secret or self.client_secret).encode(), body, hashlib.sha256).digest()
         return base64.b64encode(digest).decode()
 
+    def close_channel(self, channel_id: str) -> None:
+        """Cronofy forgot the channel (closed, or expired): it is no longer listed."""
+        with self.lock:
+            self.channels.pop(channel_id, None)
+
     # -- the transport-independent handler --------------------------------
 
     def handle(self, request: SimRequest, data_center: str | None = None) -> SimResponse:
-        endpoint = ENDPOINTS.get(
-            (request.method.upper(), request.path.rstrip("/") or "/"), "unknown"
-        )
+        endpoint = _endpoint(request.method.upper(), request.path.rstrip("/") or "/")
         token_sub = self._sub_for_token(request.bearer())
         form = request.form() if request.method.upper() == "POST" else {}
         json_body = request.json() if "json" in request.headers.get("content-type", "") else None
@@ -425,7 +492,7 @@ class SimulatedCronofy:
         if endpoint == "token":
             return self._token(form, data_center)
         if endpoint == "revoke":
-            return self._revoke(form)
+            return self._revoke(form, data_center)
         if endpoint == "unknown":
             return SimResponse.json(404, {"error": "not_found"})
         sub = self._sub_for_token(request.bearer())
@@ -438,6 +505,15 @@ class SimulatedCronofy:
             return self._conferencing_authorization(account, json_body, request)
         if endpoint == "channels":
             return self._channel(account, json_body)
+        if endpoint == "list_channels":
+            return self._list_channels(account)
+        if endpoint == "close_channel":
+            channel_id = request.path.rstrip("/").rsplit("/", 1)[-1]
+            channel = self.channels.get(channel_id)
+            if channel is None or channel["sub"] != account.sub:
+                return SimResponse.json(404, {"error": "not_found"})
+            del self.channels[channel_id]
+            return SimResponse(202, "")
         return SimResponse.json(404, {"error": "not_found"})
 
     def _userinfo(self, account: SimAccount) -> Any:
@@ -457,10 +533,7 @@ class SimulatedCronofy:
         }
 
     def _token(self, form: dict[str, str], data_center: str | None) -> SimResponse:
-        if (
-            form.get("client_id") != self.client_id
-            or form.get("client_secret") != self.client_secret
-        ):
+        if not self._client_ok(form, data_center):
             return SimResponse.json(400, {"error": "invalid_client"})
         grant = form.get("grant_type")
         if grant == "authorization_code":
@@ -512,11 +585,8 @@ class SimulatedCronofy:
             return SimResponse.json(200, body)
         return SimResponse.json(400, {"error": "unsupported_grant_type"})
 
-    def _revoke(self, form: dict[str, str]) -> SimResponse:
-        if (
-            form.get("client_id") != self.client_id
-            or form.get("client_secret") != self.client_secret
-        ):
+    def _revoke(self, form: dict[str, str], data_center: str | None) -> SimResponse:
+        if not self._client_ok(form, data_center):
             return SimResponse.json(400, {"error": "invalid_client"})
         token = form.get("token", "")
         sub = self.refresh_tokens.get(token) or (self.access_tokens.get(token) or (None,))[0]
@@ -570,6 +640,14 @@ class SimulatedCronofy:
             },
         )
 
+    def _list_channels(self, account: SimAccount) -> SimResponse:
+        channels = [
+            {"channel_id": cid, "callback_url": c["callback_url"], "filters": {}}
+            for cid, c in self.channels.items()
+            if c["sub"] == account.sub
+        ]
+        return SimResponse.json(200, {"channels": channels})
+
     @staticmethod
     def _app_url(data_center: str) -> str:
         from ..datacenters import get_data_center
@@ -585,6 +663,16 @@ class SimulatedCronofy:
             if dc.app_url == origin or dc.api_url == origin:
                 return dc.id
         raise ValueError(f"{origin} is not a registered data center")
+
+
+def _endpoint(method: str, path: str) -> str:
+    """The endpoint name of a request (``ENDPOINTS``, or a path with an id in it)."""
+    found = ENDPOINTS.get((method, path))
+    if found:
+        return found
+    if method == "DELETE" and path.startswith("/v1/channels/") and path.count("/") == 3:
+        return "close_channel"
+    return "unknown"
 
 
 def _relink_url(provider_name: str, profile_name: str) -> str:

@@ -43,15 +43,20 @@ def userinfo(token: str, dc: str = "us") -> requests.Response:
     return requests.get(f"{API[dc]}/v1/userinfo", headers={"Authorization": f"Bearer {token}"})
 
 
-def token_request(form: dict, dc: str = "us") -> requests.Response:
-    credentials = {"client_id": DEFAULT_CLIENT_ID, "client_secret": DEFAULT_CLIENT_SECRET}
+def token_request(
+    form: dict, dc: str = "us", credentials_dc: str | None = None
+) -> requests.Response:
+    """POST /oauth/token at ``dc`` with the simulator's application of ``credentials_dc``
+    (default: ``dc``'s own)."""
+    client_id, client_secret = SimulatedCronofy().credentials_for(credentials_dc or dc)
+    credentials = {"client_id": client_id, "client_secret": client_secret}
     return requests.post(f"{API[dc]}/oauth/token", data={**credentials, **form})
 
 
 def authorize(sim, account=None, dc="us", **params) -> str:
     query = {
         "response_type": "code",
-        "client_id": DEFAULT_CLIENT_ID,
+        "client_id": sim.credentials_for(dc)[0],
         "redirect_uri": REDIRECT,
         "scope": "read_account",
         "state": "st4te",
@@ -93,6 +98,16 @@ def test_tokens_only_work_in_their_data_center(sim):
     assert token_request(refresh, "us").json() == {"error": "invalid_grant"}
     assert token_request(refresh, "uk").status_code == 200
     assert [r.data_center for r in sim.requests] == ["uk", "us", "us", "uk"]
+
+
+def test_each_data_center_has_its_own_application(sim):
+    """Cronofy's data centers are separate instances: another one's credentials fail."""
+    uk = sim.add_account(data_center="uk")
+    refresh = {"grant_type": "refresh_token", "refresh_token": uk.refresh_token}
+    assert token_request(refresh, "uk", credentials_dc="us").json() == {"error": "invalid_client"}
+    assert token_request(refresh, "uk", credentials_dc="de").json() == {"error": "invalid_client"}
+    assert token_request(refresh, "uk").status_code == 200
+    assert sim.credentials_for("uk") != sim.credentials_for("us")
 
 
 def test_access_tokens_expire_on_the_simulator_clock():
