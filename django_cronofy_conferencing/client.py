@@ -92,6 +92,7 @@ class CronofyClient:
         sleep: Callable[[float], None] | None = None,
         rng: random.Random | None = None,
         rate_limiter: RateLimiter | None = None,
+        max_retries: int | None = None,
     ) -> None:
         self.data_center = (
             data_center if isinstance(data_center, DataCenter) else get_data_center(data_center)
@@ -102,7 +103,7 @@ class CronofyClient:
         self.rng = rng or random.Random()
         self.rate_limiter = rate_limiter
         self.timeout = (float(app_settings.CONNECT_TIMEOUT), float(app_settings.REQUEST_TIMEOUT))
-        self.max_retries = int(app_settings.MAX_RETRIES)
+        self.max_retries = int(app_settings.MAX_RETRIES if max_retries is None else max_retries)
         self.backoff = float(app_settings.RETRY_BACKOFF)
         self.max_wait = float(app_settings.RETRY_MAX_WAIT)
 
@@ -350,6 +351,13 @@ def get_client(data_center: str) -> CronofyClient:
             data_center, rate_limiter=_rate_limiter(data_center)
         )
     return client
+
+
+def get_bounded_client(data_center: str) -> CronofyClient:
+    """A client that makes one attempt per call (no retries, no backoff sleeps), under
+    the data center's shared rate limit: for work done inside someone else's request
+    (a push notification from Cronofy, which must be answered fast)."""
+    return CronofyClient(data_center, rate_limiter=_rate_limiter(data_center), max_retries=0)
 
 
 def reset_clients() -> None:

@@ -7,7 +7,7 @@ Data flows one way: this module uses ``tokens`` and ``sync``; neither imports it
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -26,7 +26,7 @@ from .exceptions import (
 )
 from .fields import KEYS_SETTING
 from .models import LinkedAccount
-from .payloads import TokenSet, parse_token_response
+from .payloads import TokenSet, parse_token_response, parse_userinfo
 from .redaction import redact, remember_secret
 from .sync import SyncResult, sync_account
 from .tokens import ensure_access_token, expires_at, refresh_access_token, revoke
@@ -65,7 +65,14 @@ def exchange_code(
         {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri},
         idempotent=False,
     )
-    return parse_token_response(body, expect_sub=True)
+    tokens = parse_token_response(body, expect_sub=True)
+    if not tokens.sub:
+        # No sub in the answer (seen in Cronofy's SDK test suites): ask UserInfo whose
+        # tokens these are rather than guess (account_id is not always there either).
+        remember_secret(tokens.access_token)
+        info = parse_userinfo(client.userinfo(tokens.access_token))
+        tokens = replace(tokens, sub=info.sub)
+    return tokens
 
 
 def unlink(account: LinkedAccount, *, client: CronofyClient | None = None) -> bool:

@@ -3,22 +3,28 @@
 Cronofy POSTs JSON to the channel's callback URL (``PUSH_NOTIFICATIONS_CALLBACK_URL``,
 pointing at ``cronofy_conferencing:notifications``) with a
 ``Cronofy-HMAC-SHA256`` header: the base64 HMAC-SHA256 of the raw body keyed
-with the client secret, several comma-separated values while secrets rotate.
+with the client secret of the application the channel belongs to, several
+comma-separated values while secrets rotate.
 
-- No header, or no value matching ``CLIENT_SECRET`` or any of
-  ``PREVIOUS_CLIENT_SECRETS`` (constant-time comparison): 401, nothing happens.
-- A verified body that is not a JSON object: 400.
+- The signature is checked against the secrets (``CLIENT_SECRET`` and
+  ``PREVIOUS_CLIENT_SECRETS``) of the application of the data center of the
+  accounts the notification's channel names; for a channel no account has,
+  against every configured application's. No header, or no value matching
+  (constant-time comparison): 401, nothing happens.
+- A verified body that is not a JSON object, or whose type or channel id is
+  not a plausible string: 400.
 - ``verification``: 200.
-- ``profile_disconnected`` and ``change`` for a channel of an active account:
-  that account is synced again, queued on Celery when ``USE_CELERY`` is set,
-  right away otherwise. A failing sync is recorded on the account and still
-  answered 200: Cronofy's retries would not help, the next scheduled sync will.
-  ``change`` (sent for every calendar change) syncs an account at most once
-  every ``CHANGE_DEBOUNCE`` seconds; ``profile_disconnected`` always syncs.
-- Unknown types and unknown channels: 200, ignored.
-
-Replays are harmless: a sync only ever brings the profiles to what Cronofy
-says now.
+- ``conferencing_profile_disconnected`` (Cronofy's recommended signal for
+  conferencing), ``profile_disconnected``, ``profile_initial_sync_completed``
+  and ``change``, for a channel of an active account: that account is synced
+  again, at most once per ``PUSH_RESYNC_DEBOUNCE`` seconds whatever the type
+  (a replayed notification costs no Cronofy call). Queued when a task queue is
+  configured; otherwise one bounded attempt (no retries inside Cronofy's
+  request). A failed sync is recorded on the account and still answered 200:
+  Cronofy's retries would not help, the next scheduled sync will.
+- ``gdpr_requested``: the ``account_gdpr_requested`` signal, once per account
+  of the channel; the host decides what to erase.
+- Unknown types and unknown channels: 200, ignored (Cronofy adds types).
 """
 
 from __future__ import annotations
@@ -29,18 +35,25 @@ import hashlib
 import hmac
 import json
 import logging
+import re
+from collections.abc import Iterable
+from typing import Any
 
 from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from .applications import configured_applications, get_application
+from .client import get_bounded_client
 from .conf import app_settings
 from .db import non_atomic_requests
 from .exceptions import CronofyError
 from .models import LinkedAccount
 from .queueing import queue_sync
 from .redaction import redact
+from .signals import account_gdpr_requested
 from .sync import sync_account
 
 logger = logging.getLogger(__name__)
@@ -48,20 +61,45 @@ logger = logging.getLogger(__name__)
 SIGNATURE_HEADER = "Cronofy-HMAC-SHA256"
 # Cronofy's notifications are a few hundred bytes; anything this big is not one.
 MAX_BODY_BYTES = 64 * 1024
-RESYNC_TYPES = frozenset({"profile_disconnected", "change"})
-CHANGE_DEBOUNCE = 10  # seconds
+RESYNC_TYPES = frozenset(
+    {
+        "conferencing_profile_disconnected",
+        "profile_disconnected",
+        "profile_initial_sync_completed",
+        "change",
+    }
+)
+GDPR_TYPE = "gdpr_requested"
 _MAX_SIGNATURES = 10
+# Types and channel ids are short printable ASCII; anything else never reaches a query.
+_TOKEN = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
-def _secrets() -> list[bytes]:
-    configured = [app_settings.CLIENT_SECRET, *(app_settings.PREVIOUS_CLIENT_SECRETS or [])]
-    return [s.encode() for s in configured if isinstance(s, str) and s]
+def _all_secrets() -> list[str]:
+    try:
+        applications = configured_applications().values()
+    except ImproperlyConfigured:
+        logger.exception("Cronofy push notification: CRONOFY_CONFERENCING is misconfigured")
+        return []
+    return [secret for application in applications for secret in application.secrets]
 
 
-def signature_valid(body: bytes, header: str | None) -> bool:
-    """Whether any value of the header is the HMAC of ``body`` under any configured secret.
+def _secrets_for(accounts: Iterable[LinkedAccount]) -> list[str]:
+    """The secrets of the applications of these accounts' data centers."""
+    found: list[str] = []
+    for dc_id in sorted({account.data_center for account in accounts}):
+        try:
+            found.extend(get_application(dc_id).secrets)
+        except ImproperlyConfigured:
+            continue  # no application there any more: nothing can sign for it
+    return found
 
-    Every configured secret is compared against every offered value with
+
+def signature_valid(body: bytes, header: str | None, secrets: Iterable[str] | None = None) -> bool:
+    """Whether any value of the header is the HMAC of ``body`` under any of ``secrets``
+    (default: every configured application's). Empty secrets are never keys.
+
+    Every secret is compared against every offered value with
     ``hmac.compare_digest``, so the time taken does not tell which matched.
     """
     if not header:
@@ -72,16 +110,35 @@ def signature_valid(body: bytes, header: str | None) -> bool:
             offered.append(base64.b64decode(value.strip(), validate=True))
         except (binascii.Error, ValueError):
             continue
+    keys = [s.encode() for s in (_all_secrets() if secrets is None else secrets) if s]
     valid = False
-    for secret in _secrets():
-        expected = hmac.new(secret, body, hashlib.sha256).digest()
+    for key in keys:
+        expected = hmac.new(key, body, hashlib.sha256).digest()
         for digest in offered:
             valid |= hmac.compare_digest(expected, digest)
     return valid
 
 
-def _ack(**extra) -> JsonResponse:
+def _ack(**extra: Any) -> JsonResponse:
     return JsonResponse({"status": "ok", **extra})
+
+
+def _fields(body: bytes) -> tuple[str | None, str | None, bool]:
+    """(type, channel id, well formed) of a body; nothing here is trusted yet."""
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None, None, False
+    if not isinstance(data, dict):
+        return None, None, False
+    notification, channel = data.get("notification"), data.get("channel")
+    kind = notification.get("type") if isinstance(notification, dict) else None
+    channel_id = channel.get("channel_id") if isinstance(channel, dict) else None
+    if not isinstance(kind, str) or not _TOKEN.match(kind):
+        return None, None, False
+    if channel_id is not None and (not isinstance(channel_id, str) or not _TOKEN.match(channel_id)):
+        return kind, None, False
+    return kind, channel_id, True
 
 
 @non_atomic_requests  # may sync from Cronofy: no request transaction
@@ -98,58 +155,61 @@ def receive(request: HttpRequest) -> HttpResponse:
     body = request.body
     if len(body) > MAX_BODY_BYTES:
         return HttpResponse(status=413)
-    if not _secrets():
+    if not _all_secrets():
         logger.error(
-            "Cronofy push notification refused: CRONOFY_CONFERENCING['CLIENT_SECRET'] is not set."
+            "Cronofy push notification refused: no Cronofy application is configured "
+            "(CRONOFY_CONFERENCING['CLIENT_SECRET'] / ['APPLICATIONS'])."
         )
         return HttpResponse(status=401)
-    if not signature_valid(body, request.headers.get(SIGNATURE_HEADER)):
+    kind, channel_id, well_formed = _fields(body)
+    accounts = (
+        list(LinkedAccount.objects.filter(channel_id=channel_id).order_by("pk"))
+        if channel_id
+        else []
+    )
+    # The application whose channel it is signs it; a channel nobody here has
+    # can only be checked against every application (then it is ignored anyway).
+    secrets = _secrets_for(accounts) if accounts else None
+    if not signature_valid(body, request.headers.get(SIGNATURE_HEADER), secrets):
         logger.warning("Cronofy push notification refused: missing or wrong signature.")
         return HttpResponse(status=401)
-    try:
-        data = json.loads(body)
-    except (ValueError, RecursionError):
-        return HttpResponse(status=400)
-    if not isinstance(data, dict):
-        return HttpResponse(status=400)
-    notification = data.get("notification")
-    channel = data.get("channel")
-    kind = notification.get("type") if isinstance(notification, dict) else None
-    channel_id = channel.get("channel_id") if isinstance(channel, dict) else None
-    if not isinstance(kind, str) or not isinstance(channel_id, str | None):
+    if not well_formed or kind is None:
         return HttpResponse(status=400)
     if kind == "verification":
         return _ack()
-    if kind not in RESYNC_TYPES or not channel_id:
-        logger.info("Cronofy push notification %r ignored.", kind[:64])
+    if kind not in RESYNC_TYPES and kind != GDPR_TYPE:
+        logger.info("Cronofy push notification %r ignored.", kind)
         return _ack(ignored=True)
-    accounts = list(
-        LinkedAccount.objects.filter(
-            channel_id=channel_id, status=LinkedAccount.Status.ACTIVE
-        ).order_by("pk")
-    )
     if not accounts:
         logger.info("Cronofy push notification %r for an unknown channel ignored.", kind)
         return _ack(ignored=True)
     for account in accounts:
-        if kind == "change" and not _first_change(account):
-            continue
-        resync(account, reason=kind)
+        if kind == GDPR_TYPE:
+            logger.info("Cronofy account %s: GDPR request received", account.pk)
+            account_gdpr_requested.send(sender=LinkedAccount, account=account)
+        elif account.status == LinkedAccount.Status.ACTIVE and _first_in_window(account):
+            resync(account, reason=kind)
     return _ack()
 
 
-def _first_change(account: LinkedAccount) -> bool:
-    """Whether no ``change`` was acted on for this account in the last few seconds."""
-    key = f"cronofy_conferencing:push-change:{account.pk}"
+def _first_in_window(account: LinkedAccount) -> bool:
+    """Whether no notification resynced this account in the last ``PUSH_RESYNC_DEBOUNCE``
+    seconds (whatever its type): replays and bursts cost one sync."""
+    key = f"cronofy_conferencing:push-resync:{account.pk}"
     try:
-        return caches[app_settings.RATE_LIMIT_CACHE].add(key, 1, timeout=CHANGE_DEBOUNCE)
-    except Exception:  # a cache outage must not cost a sync
-        logger.warning("Cache unavailable for the Cronofy change debounce", exc_info=True)
+        return bool(
+            caches[app_settings.RATE_LIMIT_CACHE].add(
+                key, 1, timeout=max(1, int(app_settings.PUSH_RESYNC_DEBOUNCE))
+            )
+        )
+    except Exception:  # a cache outage must not cost the sync Cronofy told us about
+        logger.warning("Cache unavailable for the Cronofy push debounce", exc_info=True)
         return True
 
 
 def resync(account: LinkedAccount, *, reason: str = "") -> None:
-    """Sync the account again: queued on Celery with ``USE_CELERY``, else now.
+    """Sync the account again: queued when a task queue is configured (``USE_CELERY``),
+    else one bounded attempt now.
 
     Never raises a ``CronofyError``: a failed sync is recorded on the account.
     """
@@ -166,7 +226,7 @@ def resync(account: LinkedAccount, *, reason: str = "") -> None:
             logger.info("Queued the sync of Cronofy account %s (%s)", account.pk, reason)
             return
     try:
-        sync_account(account)
+        sync_account(account, client=get_bounded_client(account.data_center))
     except CronofyError as exc:
         logger.warning(
             "Sync of Cronofy account %s after %s failed: %s", account.pk, reason, redact(exc)

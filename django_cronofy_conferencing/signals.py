@@ -6,6 +6,11 @@
   ``SyncResult``), after every successful sync.
 - ``account_reauthorization_required``: ``sender=LinkedAccount``, ``account=``,
   once, when the account's grant is found dead.
+- ``account_gdpr_requested``: ``sender=LinkedAccount``, ``account=``, when
+  Cronofy pushes ``gdpr_requested`` for the account's channel: the user asked
+  Cronofy to erase their data; erase what your project keeps about them
+  (``linking.unlink(account)`` removes this app's rows and revokes the grant).
+  Sent as the notification is received (no transaction is open then).
 """
 
 from django.dispatch import Signal
@@ -16,3 +21,4 @@ conferencing_profile_disconnected = Signal()
 conferencing_profile_reconnected = Signal()
 account_synced = Signal()
 account_reauthorization_required = Signal()
+account_gdpr_requested = Signal()

@@ -191,7 +191,11 @@ def _plan(
     to_create: list[ConferencingProfile] = []
     to_update: list[ConferencingProfile] = []
     unchanged = 0
-    for data in info.conferencing_profiles:
+    if info.conferencing_profiles is None:
+        # The body said nothing about profiles: keep every stored one as it is.
+        unchanged = sum(1 for p in existing.values() if p.removed_at is None)
+        existing = {}
+    for data in info.conferencing_profiles or ():
         profile = existing.pop(data.profile_id, None)
         if profile is None:
             profile = ConferencingProfile(

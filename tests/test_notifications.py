@@ -13,7 +13,11 @@ from django.urls import reverse
 from django_cronofy_conferencing import linking
 from django_cronofy_conferencing.conf import app_settings
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
-from django_cronofy_conferencing.notifications import MAX_BODY_BYTES, signature_valid
+from django_cronofy_conferencing.notifications import (
+    MAX_BODY_BYTES,
+    RESYNC_TYPES,
+    signature_valid,
+)
 from django_cronofy_conferencing.payloads import TokenSet
 from django_cronofy_conferencing.testing import DEFAULT_CLIENT_SECRET
 
@@ -193,7 +197,7 @@ def test_verification_is_acknowledged_without_a_sync(client, sim, channelled):
     assert len(sim.requests) == before
 
 
-@pytest.mark.parametrize("kind", ["profile_initial_sync_completed", "something_new"])
+@pytest.mark.parametrize("kind", ["something_new", "profile_updated", "conferencing_assigned"])
 def test_unknown_types_are_acknowledged_and_ignored(client, sim, channelled, kind):
     _, sim_account = channelled
     body, headers = sim.notification(sim_account.sub, kind)
@@ -247,19 +251,58 @@ def test_only_post_is_allowed(client):
     assert client.put(URL).status_code == 405
 
 
-def test_change_resyncs_at_most_once_in_a_short_while(client, sim, channelled):
+@pytest.mark.parametrize("kind", sorted(RESYNC_TYPES))
+def test_every_resync_type_resyncs_the_account(client, sim, channelled, kind):
     _, sim_account = channelled
-    body, headers = sim.notification(sim_account.sub, "change")
+    disconnect_zoom(sim, sim_account)
+    body, headers = sim.notification(sim_account.sub, kind)
     before = sim.count("userinfo")
-    for _ in range(3):
+    assert post(client, body, headers["Cronofy-HMAC-SHA256"]).json() == {"status": "ok"}
+    assert sim.count("userinfo") == before + 1
+    assert ConferencingProfile.objects.get().profile_connected is False
+
+
+def test_resyncs_are_debounced_per_account_whatever_the_type(client, sim, channelled, settings):
+    _, sim_account = channelled
+    before = sim.count("userinfo")
+    for kind in ["change", "conferencing_profile_disconnected", "profile_disconnected", "change"]:
+        body, headers = sim.notification(sim_account.sub, kind)
         assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
     assert sim.count("userinfo") == before + 1
-    # A disconnection is never held back.
-    disconnect_zoom(sim, sim_account)
-    body, headers = sim.notification(sim_account.sub, "profile_disconnected")
+    # The window passes (the cache forgets the key): the next one syncs again.
+    cache.clear()
+    body, headers = sim.notification(sim_account.sub, "conferencing_profile_disconnected")
     assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
     assert sim.count("userinfo") == before + 2
-    assert ConferencingProfile.objects.get().profile_connected is False
+
+
+def test_the_debounce_window_is_the_setting(client, sim, channelled, monkeypatch):
+    """The key lives PUSH_RESYNC_DEBOUNCE seconds (an expiry that never comes would mute
+    the account for good)."""
+    _, sim_account = channelled
+    added = []
+    real_add = cache.add
+
+    def add(key, value, timeout=None, **kwargs):
+        added.append((key, timeout))
+        return real_add(key, value, timeout=timeout, **kwargs)
+
+    monkeypatch.setattr(cache, "add", add)
+    with settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK, PUSH_RESYNC_DEBOUNCE=42):
+        body, headers = sim.notification(sim_account.sub, "change")
+        post(client, body, headers["Cronofy-HMAC-SHA256"])
+    assert [t for k, t in added if "push-resync" in k] == [42]
+
+
+def test_a_replay_storm_costs_one_sync(client, sim, channelled):
+    _, sim_account = channelled
+    body, headers = sim.notification(sim_account.sub, "conferencing_profile_disconnected")
+    before = sim.counts()
+    for _ in range(200):
+        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    after = sim.counts()
+    assert after["userinfo"] - before["userinfo"] == 1
+    assert sum(after.values()) - sum(before.values()) == 1
 
 
 def test_replayed_notification_is_harmless(client, sim, channelled):

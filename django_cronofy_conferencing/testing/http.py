@@ -466,9 +466,10 @@ def post_notification(
 ) -> tuple[int, bytes]:
     """POST a push notification to a channel's callback URL, as Cronofy does.
 
-    By default the account's channel, signed with the simulator's client
-    secret. ``secrets`` signs with each of them (comma-separated, as during a
-    rotation); ``signature`` sends that header value as is (``""`` sends none);
+    By default the account's channel, signed with the client secret of the
+    simulator's application in the account's data center. ``secrets`` signs
+    with each of them (comma-separated, as during a rotation); ``signature``
+    sends that header value as is (``""`` sends none);
     ``channel_id``/``callback_url``/``body`` override the notification.
     Returns the receiver's status and body.
     """
@@ -491,7 +492,12 @@ def post_notification(
         ).encode()
     headers = {"Content-Type": "application/json"}
     if signature is None:
-        signature = ",".join(sim.sign(body, secret) for secret in (secrets or [sim.client_secret]))
+        if not secrets:
+            # Signed by the application of the channel's account's data center.
+            owner = sim.accounts.get((sim.channels.get(channel_id or "") or {}).get("sub", ""))
+            dc = owner.data_center if owner is not None else None
+            secrets = [sim.credentials_for(dc)[1]]
+        signature = ",".join(sim.sign(body, secret) for secret in secrets)
     if signature:
         headers["Cronofy-HMAC-SHA256"] = signature
     if urlsplit(callback_url).scheme not in ("http", "https"):

@@ -12,6 +12,7 @@ import json
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
 from django.test import override_settings
 
 from django_cronofy_conferencing import linking
@@ -88,8 +89,10 @@ def test_signed_profile_disconnected_shows_the_relink_url(cronofy):
     assert ConferencingProfile.objects.count() == 1
     assert zoom_profile().profile_connected is False
 
-    # Reconnected at Cronofy; a change notification brings it back.
+    # Reconnected at Cronofy; once the debounce window is over (the cache forgets
+    # it), a change notification brings it back.
     set_zoom(server, sim_account, True)
+    cache.clear()
     assert server.push(sim_account.sub, "change")[0] == 200
     assert zoom_profile().profile_connected is True
     assert zoom_profile().profile_relink_url == ""
@@ -109,23 +112,28 @@ def test_unsigned_or_wrongly_signed_is_refused(cronofy, signature):
 def test_rotated_secret(cronofy):
     server, sim_account, _ = cronofy
     set_zoom(server, sim_account, False)
-    rotated = {
-        **settings.CRONOFY_CONFERENCING,
-        "CLIENT_SECRET": NEW_SECRET,
-        "PREVIOUS_CLIENT_SECRETS": [server.sim.client_secret],
-    }
-    with override_settings(CRONOFY_CONFERENCING=rotated):
+    old_secret = server.sim.credentials_for("sim")[1]
+    current = settings.CRONOFY_CONFERENCING
+    sim_application = current["APPLICATIONS"]["sim"]
+
+    def with_sim_application(**values):
+        applications = {**current["APPLICATIONS"], "sim": {**sim_application, **values}}
+        return override_settings(CRONOFY_CONFERENCING={**current, "APPLICATIONS": applications})
+
+    with with_sim_application(CLIENT_SECRET=NEW_SECRET, PREVIOUS_CLIENT_SECRETS=[old_secret]):
         # Cronofy still signs with the previous secret: accepted.
         assert server.push(sim_account.sub, "profile_disconnected")[0] == 200
         assert zoom_profile().profile_connected is False
         # During the switch it sends both values.
-        both = [NEW_SECRET, server.sim.client_secret]
+        both = [NEW_SECRET, old_secret]
         assert server.push(sim_account.sub, "verification", secrets=both)[0] == 200
         # A secret that is neither: refused.
         other = ["some_other_secret_1357"]
         assert server.push(sim_account.sub, "verification", secrets=other)[0] == 401
-    no_longer = {**rotated, "PREVIOUS_CLIENT_SECRETS": []}
-    with override_settings(CRONOFY_CONFERENCING=no_longer):
+        # The default data center's secret is another application's: refused.
+        default_secret = [current["CLIENT_SECRET"]]
+        assert server.push(sim_account.sub, "verification", secrets=default_secret)[0] == 401
+    with with_sim_application(CLIENT_SECRET=NEW_SECRET, PREVIOUS_CLIENT_SECRETS=[]):
         assert server.push(sim_account.sub, "verification")[0] == 401
         assert server.push(sim_account.sub, "verification", secrets=[NEW_SECRET])[0] == 200
 
