@@ -24,12 +24,15 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .conf import SETTINGS_NAME, app_settings, on_reload
 from .datacenters import DataCenter, get_data_centers
+from .exceptions import CronofyError
 
 APPLICATION_KEYS = ("CLIENT_ID", "CLIENT_SECRET", "PREVIOUS_CLIENT_SECRETS")
 
 
-class NoApplication(ImproperlyConfigured):
-    """No Cronofy application is configured for a data center."""
+class NoApplication(ImproperlyConfigured, CronofyError):
+    """No Cronofy application is configured for a data center (or its credentials are
+    missing). Also a ``CronofyError``: an account whose data center lost its
+    application fails its sync with this recorded, not with a 500 (check W004)."""
 
 
 @dataclass(frozen=True)

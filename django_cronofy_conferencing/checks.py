@@ -6,6 +6,7 @@ E005 DATA_CENTERS malformed       E006 RATE_LIMITS malformed
 E007 a number setting is not a non-negative number
 W001 token keys derived from SECRET_KEY
 W002 unknown key in CRONOFY_CONFERENCING (a typo?)
+E010-E013, W004: APPLICATIONS (see check_applications below)
 """
 
 from __future__ import annotations
@@ -109,3 +110,129 @@ def check_settings(app_configs=None, **kwargs) -> list:
             )
         )
     return messages
+
+
+# -- one Cronofy application per data center (applications.py) ---------------
+#
+# E010 APPLICATIONS malformed (not a dict, a key that is no data center, unknown keys)
+# E011 an application's CLIENT_ID or CLIENT_SECRET missing
+# E012 an application value of the wrong type
+# E013 an APPLICATIONS entry for DEFAULT_DATA_CENTER (CLIENT_ID/CLIENT_SECRET are that one)
+# W004 linked accounts in a data center without an application (database check)
+
+
+@register("cronofy_conferencing")
+def check_applications(app_configs=None, **kwargs) -> list:
+    from .applications import APPLICATION_KEYS
+    from .datacenters import get_data_centers
+
+    try:
+        registry = get_data_centers()
+    except ImproperlyConfigured:
+        return []  # E005 reports it
+    entries = app_settings.APPLICATIONS
+    if entries is None:
+        return []
+    if not isinstance(entries, dict):
+        return [Error(f"{_key('APPLICATIONS')} must be a dict.", id=ID.format("E010"))]
+    messages: list = []
+    for dc_id, entry in entries.items():
+        where = f"{_key('APPLICATIONS')}[{dc_id!r}]"
+        if dc_id not in registry:
+            messages.append(
+                Error(
+                    f"{where}: {dc_id!r} is not a known data center.",
+                    hint="Use one of: " + ", ".join(sorted(registry)) + ", or add it to "
+                    f"{_key('DATA_CENTERS')} first.",
+                    id=ID.format("E010"),
+                )
+            )
+            continue
+        if dc_id == app_settings.DEFAULT_DATA_CENTER:
+            messages.append(
+                Error(
+                    f"{where} is the application of DEFAULT_DATA_CENTER, which is "
+                    f"{_key('CLIENT_ID')} / {_key('CLIENT_SECRET')}.",
+                    hint=f"Move its credentials to {_key('CLIENT_ID')} and "
+                    f"{_key('CLIENT_SECRET')} and remove {where}.",
+                    id=ID.format("E013"),
+                )
+            )
+            continue
+        if not isinstance(entry, dict):
+            messages.append(
+                Error(
+                    f"{where} must be a dict with 'CLIENT_ID' and 'CLIENT_SECRET'.",
+                    id=ID.format("E010"),
+                )
+            )
+            continue
+        for key in sorted((k for k in entry if k not in APPLICATION_KEYS), key=str):
+            messages.append(
+                Error(
+                    f"{where}[{key!r}] is not an application setting.",
+                    hint="Use " + ", ".join(APPLICATION_KEYS) + ".",
+                    id=ID.format("E010"),
+                )
+            )
+        for key in ("CLIENT_ID", "CLIENT_SECRET"):
+            value = entry.get(key)
+            if value is not None and not isinstance(value, str):
+                messages.append(Error(f"{where}['{key}'] must be a string.", id=ID.format("E012")))
+            elif not value:
+                messages.append(
+                    Error(
+                        f"{where}['{key}'] is not set.",
+                        hint=f"Copy it from the dashboard of your Cronofy application in "
+                        f"data center {dc_id!r}.",
+                        id=ID.format("E011"),
+                    )
+                )
+        previous = entry.get("PREVIOUS_CLIENT_SECRETS", [])
+        if previous is not None and (
+            isinstance(previous, str)
+            or not isinstance(previous, list | tuple)
+            or not all(isinstance(item, str) for item in previous)
+        ):
+            messages.append(
+                Error(
+                    f"{where}['PREVIOUS_CLIENT_SECRETS'] must be a list of strings.",
+                    id=ID.format("E012"),
+                )
+            )
+    return messages
+
+
+@register(Tags.database, "cronofy_conferencing")
+def check_accounts_have_applications(app_configs=None, databases=None, **kwargs) -> list:
+    """Runs with ``migrate`` and ``check --database``: accounts nobody can refresh."""
+    from django.db import DatabaseError, router
+
+    from .applications import configured_applications
+    from .models import LinkedAccount
+
+    using = router.db_for_read(LinkedAccount)
+    if not databases or using not in databases:
+        return []
+    try:
+        applications = configured_applications()
+        stranded = (
+            LinkedAccount.objects.using(using)
+            .exclude(data_center__in=list(applications))
+            .values_list("data_center", flat=True)
+            .distinct()
+            .order_by("data_center")
+        )
+        orphans = list(stranded)
+    except (DatabaseError, ImproperlyConfigured):
+        return []  # not migrated yet, or reported by the settings checks
+    return [
+        Warning(
+            f"Linked Cronofy accounts exist in data center {dc_id!r}, which has no Cronofy "
+            "application configured: their tokens can no longer be refreshed or revoked.",
+            hint=f"Add {_key('APPLICATIONS')}[{dc_id!r}] = "
+            "{'CLIENT_ID': '...', 'CLIENT_SECRET': '...'}.",
+            id=ID.format("W004"),
+        )
+        for dc_id in orphans
+    ]

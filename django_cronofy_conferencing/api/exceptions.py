@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
+from ..applications import NoApplication
 from ..exceptions import (
     CronofyAPIError,
     CronofyError,
@@ -99,7 +100,8 @@ def to_api_exception(exc: CronofyError, *, request=None, account=None) -> APIExc
         return CronofyReauthorizationRequired(reconnect_url(request, account))
     if isinstance(exc, RateLimited):
         return CronofyRateLimited(exc.retry_after)
-    if isinstance(exc, CronofyUnavailable):
+    if isinstance(exc, CronofyUnavailable | NoApplication):
+        # NoApplication: this data center's application is gone from the settings (W004).
         return CronofyServiceUnavailable()
     if isinstance(exc, CronofyAPIError):
         return CronofyBadGateway()

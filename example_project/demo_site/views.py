@@ -27,8 +27,9 @@ from django.utils.timesince import timesince
 from django.views.decorators.http import require_http_methods, require_POST
 
 from django_cronofy_conferencing import linking
+from django_cronofy_conferencing.applications import linkable_data_centers
 from django_cronofy_conferencing.conf import app_settings
-from django_cronofy_conferencing.datacenters import BUILTIN_DATA_CENTERS, get_data_centers
+from django_cronofy_conferencing.datacenters import get_data_centers
 from django_cronofy_conferencing.exceptions import (
     CronofyError,
     CronofyUnavailable,
@@ -57,18 +58,16 @@ def site_context(request: HttpRequest) -> dict:
 
 
 def data_center_options() -> list[dict]:
-    """The "Connect Cronofy" choices; on the simulator the real data centers are shown disabled."""
-    real = getattr(settings, "CRONOFY_REAL", False)
+    """The "Connect Cronofy" choices: the data centers with a Cronofy application here."""
     default = app_settings.DEFAULT_DATA_CENTER
     options = []
-    for dc in get_data_centers().values():
-        usable = real or dc.id not in BUILTIN_DATA_CENTERS
+    for dc in linkable_data_centers().values():
         options.append(
             {
                 "id": dc.id,
                 "label": dc.label or dc.id,
                 "selected": dc.id == default,
-                "disabled": not usable,
+                "disabled": False,
             }
         )
     options.sort(key=lambda o: (o["disabled"], not o["selected"]))
