@@ -136,6 +136,8 @@ def _fields(body: bytes) -> tuple[str | None, str | None, bool]:
     channel_id = channel.get("channel_id") if isinstance(channel, dict) else None
     if not isinstance(kind, str) or not _TOKEN.match(kind):
         return None, None, False
+    if channel_id == "":
+        channel_id = None  # "" is what accounts without a channel store: it names none
     if channel_id is not None and (not isinstance(channel_id, str) or not _TOKEN.match(channel_id)):
         return kind, None, False
     return kind, channel_id, True

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from unittest import mock
 
@@ -19,6 +22,7 @@ from django_cronofy_conferencing.notifications import (
     signature_valid,
 )
 from django_cronofy_conferencing.payloads import TokenSet
+from django_cronofy_conferencing.signals import account_gdpr_requested
 from django_cronofy_conferencing.testing import DEFAULT_CLIENT_SECRET
 
 pytestmark = pytest.mark.django_db
@@ -375,3 +379,125 @@ def test_the_receiver_never_echoes_secrets(client, sim, channelled):
     response = post(client, body, headers["Cronofy-HMAC-SHA256"])
     assert DEFAULT_CLIENT_SECRET.encode() not in response.content
     assert sim_account.access_token.encode() not in response.content
+
+
+# -- Cronofy's published test vector, and one application per data center ------------
+
+
+@pytest.fixture
+def vector(payload):
+    """cronofy-csharp HmacVerification.cs and cronofy-ruby client_spec.rb (tests/payloads/sdk)."""
+    return payload("sdk/hmac_vector")
+
+
+def test_cronofys_published_hmac_vector_verifies(vector):
+    body, secrets = vector["body"].encode(), [vector["secret"]]
+    assert len(body) == vector["body_length"]
+    assert signature_valid(body, vector["signature"], secrets)
+    for example in vector["multi_value_examples"] + vector["single_value_rejections"]:
+        assert signature_valid(body, example["header"], secrets) is example["valid"], example
+    # The vector's secret is no configured application's: refused by default.
+    assert not signature_valid(body, vector["signature"])
+
+
+@pytest.fixture
+def two_applications(sim, link_account):
+    """A channelled account in "us" and one in "de" (each data center's own application)."""
+    made = {}
+    for dc in ("us", "de"):
+        account, sim_account = link_account(
+            data_center=dc, conferencing_profiles=[sim.profile("zoom")]
+        )
+        linking.ensure_push_channel(account)
+        made[dc] = (account, sim_account)
+    return made
+
+
+def test_a_notification_must_be_signed_by_its_channels_application(client, sim, two_applications):
+    _, de = two_applications["de"]
+    body, headers = sim.notification(de.sub, "conferencing_profile_disconnected")
+    us_secret, de_secret = sim.credentials_for("us")[1], sim.credentials_for("de")[1]
+    assert headers["Cronofy-HMAC-SHA256"] == sim.sign(body, de_secret)
+    before = sim.count("userinfo")
+    # Another data center's application cannot sign for this channel.
+    assert post(client, body, sim.sign(body, us_secret)).status_code == 401
+    assert sim.count("userinfo") == before
+    assert post(client, body, sim.sign(body, de_secret)).status_code == 200
+    userinfo = [r for r in sim.requests if r.endpoint == "userinfo"][-1]
+    assert (userinfo.data_center, userinfo.sub) == ("de", de.sub)
+
+
+def test_a_previous_secret_of_the_channels_application_is_accepted(client, sim, two_applications):
+    _, de = two_applications["de"]
+    body, headers = sim.notification(de.sub, "profile_disconnected")
+    old = sim.credentials_for("de")[1]
+    applications = {
+        **app_settings.APPLICATIONS,
+        "de": {**app_settings.APPLICATIONS["de"], "CLIENT_SECRET": "de-new-secret-000"},
+    }
+    with settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK, APPLICATIONS=applications):
+        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 401
+    applications["de"]["PREVIOUS_CLIENT_SECRETS"] = ["", old]
+    with settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK, APPLICATIONS=applications):
+        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+        # An empty previous secret is never an HMAC key.
+        forged = base64.b64encode(hmac.new(b"", body, hashlib.sha256).digest()).decode()
+        assert post(client, body, forged).status_code == 401
+
+
+def test_gdpr_requested_sends_the_signal_and_calls_nothing(client, sim, channelled):
+    account, sim_account = channelled
+    received = []
+    handler = mock.Mock(side_effect=lambda **kwargs: received.append(kwargs["account"].pk))
+    account_gdpr_requested.connect(handler, dispatch_uid="test-gdpr")
+    try:
+        body, headers = sim.notification(sim_account.sub, "gdpr_requested")
+        before = len(sim.requests)
+        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).json() == {"status": "ok"}
+    finally:
+        account_gdpr_requested.disconnect(dispatch_uid="test-gdpr")
+    assert received == [account.pk]
+    assert len(sim.requests) == before
+
+
+@pytest.mark.parametrize(
+    "channel_id",
+    ["chn_\x00abc", "chn_\udcff", "chn_" + "x" * 300, "chn with space", 42, ["chn_1"]],
+    ids=["nul", "lone-surrogate", "too-long", "space", "number", "list"],
+)
+def test_an_odd_channel_id_is_a_400_when_signed_and_reaches_no_query(
+    client, sim, channelled, channel_id, django_assert_num_queries
+):
+    text = json.dumps(
+        {"notification": {"type": "change"}, "channel": {"channel_id": channel_id}},
+        ensure_ascii=True,
+    )
+    body = text.encode()
+    before = len(sim.requests)
+    with django_assert_num_queries(0):
+        assert post(client, body, sim.sign(body)).status_code == 400
+        assert post(client, body, sim.sign(body, "not-a-secret")).status_code == 401
+    assert len(sim.requests) == before
+
+
+def test_an_empty_channel_id_matches_no_account(client, sim, link_account):
+    """Accounts without a channel store "": a notification naming "" is not theirs."""
+    account, _ = link_account()
+    assert account.channel_id == ""
+    body = json.dumps({"notification": {"type": "change"}, "channel": {"channel_id": ""}}).encode()
+    response = post(client, body, sim.sign(body))
+    assert response.json() == {"status": "ok", "ignored": True}
+    assert sim.count("userinfo") == 0
+
+
+def test_without_a_queue_the_receiver_makes_one_bounded_attempt(client, sim, channelled):
+    """No retry loop inside Cronofy's request: one 503 is one call, recorded, answered 200."""
+    account, sim_account = channelled
+    sim.fail("userinfo", status=503, times=None)
+    body, headers = sim.notification(sim_account.sub, "conferencing_profile_disconnected")
+    before = sim.count("userinfo")
+    assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert sim.count("userinfo") == before + 1
+    account.refresh_from_db()
+    assert account.consecutive_failures == 1
+    assert "503" in account.last_sync_error

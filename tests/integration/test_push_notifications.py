@@ -163,3 +163,17 @@ def test_notification_for_an_account_that_must_reconnect_calls_nothing(cronofy):
     before = userinfo_calls(server)
     assert server.push(sim_account.sub, "profile_disconnected")[0] == 200
     assert userinfo_calls(server) == before
+
+
+def test_conferencing_profile_disconnected_shows_the_relink_url(cronofy):
+    """Cronofy's recommended signal for conferencing, end to end over HTTP."""
+    server, sim_account, account = cronofy
+    set_zoom(server, sim_account, False)
+    status, body = server.push(sim_account.sub, "conferencing_profile_disconnected")
+    assert (status, json.loads(body)) == (200, {"status": "ok"})
+    profile = zoom_profile()
+    assert profile.profile_connected is False
+    assert profile.profile_relink_url.startswith("https://app.cronofy.com/v2/relink/zoom")
+    assert profile.connection_changed_at is not None
+    account.refresh_from_db()
+    assert account.last_sync_error == ""
