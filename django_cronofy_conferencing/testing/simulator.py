@@ -167,11 +167,15 @@ class SimulatedCronofy:
         refresh_returns_refresh_token: bool = True,
         applications: dict[str, dict[str, str]] | None = None,
         default_data_center: str | None = None,
+        code_response_omits: frozenset[str] | set[str] = frozenset(),
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
         self.applications = dict(applications or {})
         self.default_data_center = default_data_center
+        #: Keys left out of the authorization-code token response, as in shapes seen in
+        #: Cronofy's SDK test suites (e.g. {"sub", "account_id", "linking_profile"}).
+        self.code_response_omits = frozenset(code_response_omits)
         self.clock = clock
         self.refresh_returns_refresh_token = refresh_returns_refresh_token
         self.accounts: dict[str, SimAccount] = {}
@@ -551,23 +555,23 @@ class SimulatedCronofy:
             if code["scope"]:
                 account.scope = code["scope"]
             self._issue_tokens(account)
-            return SimResponse.json(
-                200,
-                {
-                    "token_type": "bearer",
-                    "access_token": account.access_token,
-                    "expires_in": account.expires_in,
-                    "refresh_token": account.refresh_token,
-                    "scope": account.scope,
-                    "account_id": account.sub,
-                    "sub": account.sub,
-                    "linking_profile": {
-                        "provider_name": "google",
-                        "profile_id": _new_id("pro_", 10),
-                        "profile_name": account.email,
-                    },
+            body = {
+                "token_type": "bearer",
+                "access_token": account.access_token,
+                "expires_in": account.expires_in,
+                "refresh_token": account.refresh_token,
+                "scope": account.scope,
+                "account_id": account.sub,
+                "sub": account.sub,
+                "linking_profile": {
+                    "provider_name": "google",
+                    "profile_id": _new_id("pro_", 10),
+                    "profile_name": account.email,
                 },
-            )
+            }
+            for key in self.code_response_omits:
+                body.pop(key, None)
+            return SimResponse.json(200, body)
         if grant == "refresh_token":
             sub = self.refresh_tokens.get(form.get("refresh_token", ""))
             account = self.accounts.get(sub) if sub else None

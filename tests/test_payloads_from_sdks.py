@@ -1,0 +1,145 @@
+"""Bodies from Cronofy's own SDK test suites (tests/payloads/sdk, each file's source in
+tests/payloads/sdk/SOURCES.md), which differ from the docs' examples: what the app
+does with each."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from django_cronofy_conferencing import linking
+from django_cronofy_conferencing.exceptions import InvalidResponse
+from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
+from django_cronofy_conferencing.payloads import parse_token_response, parse_userinfo
+from django_cronofy_conferencing.sync import sync_account
+from django_cronofy_conferencing.testing import SimulatedCronofy, simulated_cronofy
+from tests.conftest import PAYLOADS
+
+REDIRECT = "https://example.com/cronofy/callback/"
+
+# UserInfo without cronofy.data: account details only, profiles left alone.
+NO_DATA = {
+    # cronofy/pycronofy pycronofy/tests/test_client.py test_userinfo
+    "userinfo_pycronofy_minimal": "userinfo",
+    # cronofy/cronofy-ruby spec/lib/cronofy/client_spec.rb "#userinfo"
+    "userinfo_ruby_service_account_flat_domain": "service_account",
+}
+# UserInfo with cronofy.data but no conferencing_profiles key: "none".
+NO_CONFERENCING = {
+    # cronofy/cronofy-csharp test/Cronofy.Test/CronofyAccountClientTests/GetUserInfo.cs (older)
+    "userinfo_csharp_account_no_conferencing": "account",
+    # same file, CanGetUserInfoForApplicationCalendar
+    "userinfo_csharp_application_calendar": "application_calendar",
+    # cronofy-csharp CronofyEnterpriseConnectAccountClientTests/GetUserInfo.cs
+    "userinfo_csharp_service_account": "service_account",
+}
+TOKEN_RESPONSES = [
+    # cronofy-csharp CronofyOAuthClientTests/GetTokenFromCode.cs CanRedeemToken: no sub
+    "token_csharp_no_sub",
+    # cronofy/pycronofy test_client.py test_get_authorization_from_code: 3 keys only
+    "token_pycronofy_code_minimal",
+    # cronofy-ruby spec/lib/cronofy/auth_spec.rb "#get_token_from_code": nulls
+    "token_ruby_code_null_account_id_linking_profile",
+    "token_ruby_code_account_id_only",
+    "token_ruby_code_linking_profile_no_account_id",
+    # cronofy/cronofy-php tests/CronofyTest.php testRequestToken: apc_ sub
+    "token_php_code_application_calendar_shape",
+    # cronofy/cronofy-node test/application_calendar_spec.js: expires_in 1800, no sub
+    "token_node_application_calendar",
+]
+
+
+def sdk(name: str):
+    return json.loads((PAYLOADS / "sdk" / f"{name}.json").read_text())
+
+
+@pytest.mark.parametrize("name, account_type", sorted(NO_DATA.items()))
+def test_userinfo_without_cronofy_data_is_accepted_and_says_nothing_of_profiles(name, account_type):
+    info = parse_userinfo(sdk(name))
+    assert info.account_type == account_type
+    assert info.conferencing_profiles is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", sorted(NO_DATA))
+def test_a_sync_from_a_body_without_cronofy_data_keeps_the_stored_profiles(sim, link_account, name):
+    body = sdk(name)
+    account, sim_account = link_account(
+        sub=body["sub"], conferencing_profiles=[sim.profile("zoom"), sim.profile("go_to")]
+    )
+    sync_account(account)
+    sim_account.userinfo_body = body
+    result = sync_account(account)
+    assert (result.created, result.updated, result.removed, result.unchanged) == (0, 0, 0, 2)
+    assert ConferencingProfile.objects.present().count() == 2
+    account.refresh_from_db()
+    assert account.account_type == NO_DATA[name]
+    assert account.userinfo == body
+
+
+@pytest.mark.parametrize("name, account_type", sorted(NO_CONFERENCING.items()))
+def test_userinfo_without_conferencing_profiles_means_none(name, account_type):
+    info = parse_userinfo(sdk(name))
+    assert info.account_type == account_type
+    assert info.conferencing_profiles == ()
+
+
+def test_the_sdk_account_body_with_conferencing_matches_the_documented_one(payload):
+    """cronofy-csharp GetUserInfo.cs CanGetUserInfoForAccount: the documented body, but
+    with a trailing comma C#'s parser accepts. Strict JSON (RFC 8259) refuses it; the
+    app does too, and the data parses the same once the comma is gone."""
+    raw = (
+        PAYLOADS / "sdk" / "userinfo_csharp_account_conferencing_trailing_comma.json"
+    ).read_text()
+    with pytest.raises(ValueError):
+        json.loads(raw)
+    fixed = json.loads(raw.replace("],\n      }", "]\n      }"))
+    assert fixed == payload("userinfo_with_calendar_profiles")
+    assert len(parse_userinfo(fixed).conferencing_profiles) == 2
+
+
+def test_the_legacy_email_as_type_body_is_invalid_json():
+    """cronofy-csharp EC GetUserInfo.cs (older): trailing comma, so the client's strict
+    decoder answers InvalidResponse and nothing is stored (tests/test_client.py)."""
+    raw = (PAYLOADS / "sdk" / "userinfo_csharp_legacy_email_as_type.json").read_text()
+    with pytest.raises(ValueError):
+        json.loads(raw)
+    info = parse_userinfo(json.loads(raw.replace('",\n}', '"\n}')))
+    assert (info.account_type, info.conferencing_profiles) == ("janed@company.com", None)
+
+
+@pytest.mark.parametrize("name", TOKEN_RESPONSES)
+def test_code_grant_responses_from_the_sdks_parse(name):
+    body = sdk(name)
+    tokens = parse_token_response(body, expect_sub=True)
+    assert tokens.access_token == body["access_token"]
+    assert tokens.refresh_token == body["refresh_token"]
+    assert tokens.sub == (body.get("sub") or "")
+    assert tokens.expires_in == body["expires_in"]
+
+
+def test_a_refresh_without_refresh_token_parses():
+    """pycronofy tests/test_auth.py test_refresh: the old refresh token is kept by the caller."""
+    tokens = parse_token_response(sdk("token_pycronofy_refresh_no_refresh_token"), expect_sub=False)
+    assert (tokens.access_token, tokens.refresh_token) == ("tail", "")
+    with pytest.raises(InvalidResponse, match="refresh_token is missing"):
+        parse_token_response(sdk("token_pycronofy_refresh_no_refresh_token"), expect_sub=True)
+
+
+@pytest.mark.django_db
+def test_a_code_exchange_without_sub_asks_userinfo_whose_account_it_is(user):
+    omitted = {"sub", "account_id", "linking_profile"}  # the cronofy-csharp shape
+    with simulated_cronofy(SimulatedCronofy(code_response_omits=omitted)) as sim:
+        sim_account = sim.add_account(data_center="de", conferencing_profiles=[sim.profile()])
+        url = linking.authorization_url("de", redirect_uri=REDIRECT, state="s")
+        back = sim.authorize(url, account=sim_account)
+        code = parse_qs(urlsplit(back).query)["code"][0]
+        tokens = linking.exchange_code("de", code, REDIRECT)
+        assert tokens.sub == sim_account.sub
+        assert [r.endpoint for r in sim.requests] == ["token", "userinfo"]
+        linking.link_account(user, "de", tokens)
+    account = LinkedAccount.objects.get()
+    assert (account.sub, account.data_center) == (sim_account.sub, "de")
+    assert account.conferencing_profiles.count() == 1
