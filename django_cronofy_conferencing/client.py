@@ -300,6 +300,10 @@ class CronofyClient:
         )
         return self._json(response, "channel")
 
+    def list_channels(self, access_token: str) -> dict[str, Any]:
+        response = self.request("GET", "/v1/channels", access_token=access_token)
+        return self._json(response, "channels")
+
 
 def _oauth_error(response: requests.Response) -> str:
     try:

@@ -13,6 +13,7 @@ from urllib.parse import urlencode, urlsplit
 
 from django.db import IntegrityError, router, transaction
 
+from .channels import ensure_push_channel
 from .client import CronofyClient, client_credentials, get_client
 from .conf import app_settings
 from .datacenters import DataCenter, get_data_center
@@ -131,29 +132,6 @@ def create_conferencing_authorization(
             "authorization_request.url is missing or not a URL."
         )
     return url
-
-
-def ensure_push_channel(account: LinkedAccount, *, client: CronofyClient | None = None) -> str:
-    """Create the account's push notification channel when a callback URL is configured.
-
-    Returns the channel id ('' when push notifications are not configured).
-    """
-    callback_url = app_settings.PUSH_NOTIFICATIONS_CALLBACK_URL
-    if not callback_url:
-        return ""
-    if account.channel_id:
-        return account.channel_id
-    client = client or get_client(account.data_center)
-    token = ensure_access_token(account, client=client)
-    body = client.create_channel(token, callback_url)
-    channel_id = (body.get("channel") or {}).get("channel_id") if isinstance(body, dict) else None
-    if not isinstance(channel_id, str) or not channel_id or len(channel_id) > 255:
-        raise InvalidResponse("Invalid channel response: channel.channel_id is missing.")
-    using = router.db_for_write(LinkedAccount)
-    with write_lock(using):
-        LinkedAccount.objects.using(using).filter(pk=account.pk).update(channel_id=channel_id)
-    account.channel_id = channel_id
-    return channel_id
 
 
 class AccountLinkConflict(CronofyError):

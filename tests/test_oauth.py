@@ -15,7 +15,7 @@ from django.db import connection, connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from django_cronofy_conferencing import db, linking, tokens
+from django_cronofy_conferencing import channels, db, linking, tokens
 from django_cronofy_conferencing.client import CronofyClient
 from django_cronofy_conferencing.datacenters import BUILTIN_DATA_CENTERS
 from django_cronofy_conferencing.exceptions import (
@@ -678,7 +678,7 @@ def test_the_push_channel_id_is_written_under_the_write_lock(
             held["during_write"].append(held["now"])
         return real_update(self, **kwargs)
 
-    monkeypatch.setattr(linking, "write_lock", recording_write_lock)
+    monkeypatch.setattr(channels, "write_lock", recording_write_lock)
     monkeypatch.setattr(QuerySet, "update", update)
     channel_id = linking.ensure_push_channel(account)
     assert channel_id and LinkedAccount.objects.get().channel_id == channel_id

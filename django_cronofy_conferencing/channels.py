@@ -1,0 +1,146 @@
+"""Push notification channels: one per account, created on link, checked and repaired.
+
+Cronofy creates a channel with ``POST /v1/channels`` (the account's token,
+``PUSH_NOTIFICATIONS_CALLBACK_URL``), lists the account's channels with
+``GET /v1/channels``, and may drop one (closed, or the grant revoked and
+given again). ``channel_health`` tells which of these an account is in;
+``repair_channel`` forgets a stale id and adopts or creates a channel.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import router
+
+from .client import CronofyClient, get_client
+from .conf import app_settings
+from .db import write_lock
+from .exceptions import CronofyError, InvalidResponse
+from .models import LinkedAccount
+from .tokens import ensure_access_token
+
+MAX_CHANNEL_ID = 255
+_CHANNEL_ID = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+class ChannelState:
+    HEALTHY = "healthy"  # stored, and Cronofy still has it
+    MISSING = "missing"  # none stored (and none with our callback URL at Cronofy)
+    UNRECORDED = "unrecorded"  # none stored, but Cronofy has one with our callback URL
+    STALE = "stale"  # stored, but Cronofy no longer has it (or it calls another URL)
+    ERROR = "error"  # could not ask Cronofy
+    NOT_CONFIGURED = "not_configured"  # PUSH_NOTIFICATIONS_CALLBACK_URL is empty
+
+
+@dataclass(frozen=True)
+class ChannelHealth:
+    account: LinkedAccount
+    state: str
+    #: The stored id (healthy, stale) or Cronofy's (unrecorded).
+    channel_id: str = ""
+    error: CronofyError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.state in (ChannelState.HEALTHY, ChannelState.NOT_CONFIGURED)
+
+
+def _channel_id(value: Any) -> str | None:
+    return value if isinstance(value, str) and _CHANNEL_ID.match(value) else None
+
+
+def _store(account: LinkedAccount, channel_id: str) -> None:
+    using = router.db_for_write(LinkedAccount)
+    with write_lock(using):
+        LinkedAccount.objects.using(using).filter(pk=account.pk).update(channel_id=channel_id)
+    account.channel_id = channel_id
+
+
+def list_channels(account: LinkedAccount, *, client: CronofyClient | None = None) -> list[dict]:
+    """The account's channels at Cronofy: ``[{"channel_id", "callback_url"}, ...]``."""
+    client = client or get_client(account.data_center)
+    body = client.list_channels(ensure_access_token(account, client=client))
+    items = body.get("channels") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        raise InvalidResponse("Invalid channels response: channels must be an array.")
+    channels = []
+    for item in items[:1000]:
+        channel_id = _channel_id(item.get("channel_id")) if isinstance(item, dict) else None
+        if channel_id is None:
+            raise InvalidResponse("Invalid channels response: a channel_id is missing.")
+        callback = item.get("callback_url")
+        channels.append(
+            {
+                "channel_id": channel_id,
+                "callback_url": callback if isinstance(callback, str) else "",
+            }
+        )
+    return channels
+
+
+def ensure_push_channel(account: LinkedAccount, *, client: CronofyClient | None = None) -> str:
+    """Create the account's push notification channel when a callback URL is configured.
+
+    Returns the channel id ('' when push notifications are not configured); an
+    account that has one keeps it (a relink makes no second channel).
+    """
+    callback_url = app_settings.PUSH_NOTIFICATIONS_CALLBACK_URL
+    if not callback_url:
+        return ""
+    if account.channel_id:
+        return account.channel_id
+    client = client or get_client(account.data_center)
+    token = ensure_access_token(account, client=client)
+    body = client.create_channel(token, callback_url)
+    channel = body.get("channel") if isinstance(body, dict) else None
+    channel_id = _channel_id(channel.get("channel_id")) if isinstance(channel, dict) else None
+    if channel_id is None:
+        raise InvalidResponse("Invalid channel response: channel.channel_id is missing.")
+    _store(account, channel_id)
+    return channel_id
+
+
+def channel_health(account: LinkedAccount, *, client: CronofyClient | None = None) -> ChannelHealth:
+    """Whether Cronofy still has the account's channel (one ``GET /v1/channels``)."""
+    callback_url = app_settings.PUSH_NOTIFICATIONS_CALLBACK_URL
+    if not callback_url:
+        return ChannelHealth(account, ChannelState.NOT_CONFIGURED, account.channel_id)
+    try:
+        channels = list_channels(account, client=client)
+    except CronofyError as exc:
+        return ChannelHealth(account, ChannelState.ERROR, account.channel_id, error=exc)
+    ours = [c["channel_id"] for c in channels if c["callback_url"] == callback_url]
+    if account.channel_id:
+        state = ChannelState.HEALTHY if account.channel_id in ours else ChannelState.STALE
+        return ChannelHealth(account, state, account.channel_id)
+    if ours:
+        return ChannelHealth(account, ChannelState.UNRECORDED, ours[0])
+    return ChannelHealth(account, ChannelState.MISSING)
+
+
+def repair_channel(
+    account: LinkedAccount,
+    health: ChannelHealth | None = None,
+    *,
+    client: CronofyClient | None = None,
+) -> ChannelHealth:
+    """Forget a stale id and adopt Cronofy's channel with our callback URL, or create one.
+
+    Returns the health after the repair (``ERROR`` when Cronofy could not be asked).
+    """
+    health = health or channel_health(account, client=client)
+    if health.state == ChannelState.UNRECORDED:
+        _store(account, health.channel_id)
+        return ChannelHealth(account, ChannelState.HEALTHY, health.channel_id)
+    if health.state not in (ChannelState.STALE, ChannelState.MISSING):
+        return health
+    if health.state == ChannelState.STALE:
+        _store(account, "")
+    try:
+        channel_id = ensure_push_channel(account, client=client)
+    except CronofyError as exc:
+        return ChannelHealth(account, ChannelState.ERROR, account.channel_id, error=exc)
+    return ChannelHealth(account, ChannelState.HEALTHY, channel_id)
