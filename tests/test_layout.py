@@ -1,0 +1,94 @@
+"""The package's layout: data flows one way, so no module imports a module that
+imports it back (directly or through others), counting imports inside functions."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import django_cronofy_conferencing
+
+PACKAGE = Path(django_cronofy_conferencing.__file__).parent
+NAME = "django_cronofy_conferencing"
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Package modules ``path`` imports, resolved to the deepest existing module."""
+    here = module_name(path)
+    package = here if path.name == "__init__.py" else here.rsplit(".", 1)[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            names = [f"{target}.{alias.name}" for alias in node.names] + [target]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        for name in names:
+            if name.startswith(NAME):
+                found.add(name)
+    return found
+
+
+def graph() -> dict[str, set[str]]:
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts}
+    edges: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for imported in imports_of(path):
+            while imported and imported not in modules:
+                imported = imported.rsplit(".", 1)[0] if "." in imported else ""
+            # A package's __init__ is not a dependency of its own submodules.
+            if imported and imported != name and not name.startswith(imported + "."):
+                targets.add(imported)
+        edges[name] = targets
+    return edges
+
+
+def find_cycles(edges: dict[str, set[str]]) -> list[str]:
+    cycles: list[str] = []
+    done: set[str] = set()
+
+    def visit(node: str, stack: list[str]) -> None:
+        if node in stack:
+            cycles.append(" -> ".join([*stack[stack.index(node) :], node]))
+            return
+        if node in done:
+            return
+        for target in sorted(edges.get(node, ())):
+            visit(target, [*stack, node])
+        done.add(node)
+
+    for start in sorted(edges):
+        visit(start, [])
+    return cycles
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a -> b -> c -> a"]
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_no_module_imports_a_module_that_imports_it_back():
+    assert find_cycles(graph()) == []
+
+
+def test_sync_sits_below_linking():
+    edges = graph()
+    assert f"{NAME}.sync" in edges[f"{NAME}.linking"]
+    assert f"{NAME}.tokens" in edges[f"{NAME}.sync"]
+    assert f"{NAME}.linking" not in edges[f"{NAME}.sync"]
+    assert f"{NAME}.sync" not in edges[f"{NAME}.tokens"]
