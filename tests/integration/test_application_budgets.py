@@ -40,12 +40,13 @@ def test_two_applications_each_reach_their_own_budget_without_a_429():
                     refresh_token=sim_account.refresh_token,
                     token_expires_at=timezone.now() + timedelta(hours=1),
                 )
-        report = sync_accounts(LinkedAccount.objects.all(), concurrency=8)
+        report = sync_accounts(LinkedAccount.objects.all(), concurrency=16)
     assert (report.synced, report.failed) == (2 * PER_DATA_CENTER, 0)
     for server in (first, second):
         assert server.rate_limited == 0
         assert server.served == PER_DATA_CENTER
-        # Each application's requests fill their own budget (paced, never over it).
-        assert 8 <= server.max_in_window(1.0) <= 10
-    # Together they went faster than one budget allows: neither waited for the other.
-    assert max_in_window(first.arrivals + second.arrivals, 1.0) >= 15
+        # Paced within each application's own budget, never over it.
+        assert server.max_in_window(1.0) <= 10
+    # Together they went faster than one budget allows: neither waited for the other
+    # (a shared budget would cap this at 10; a quiet machine reaches about 20).
+    assert max_in_window(first.arrivals + second.arrivals, 1.0) >= 12
