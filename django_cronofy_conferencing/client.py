@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from json import loads as json_loads
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import requests
 from django.core.exceptions import ImproperlyConfigured
@@ -28,6 +29,7 @@ from .exceptions import (
     AccessTokenRejected,
     CronofyAPIError,
     CronofyUnavailable,
+    CronofyValidationError,
     InvalidGrant,
     InvalidResponse,
     RateLimited,
@@ -214,6 +216,15 @@ class CronofyClient:
                 status_code=status,
                 body=body,
             )
+        if status == 422:
+            errors = _validation_errors(response, secrets)
+            fields = ", ".join(sorted(errors)) or "no field named"
+            return CronofyValidationError(
+                f"Cronofy refused the request on {where} (HTTP 422: {fields}).",
+                status_code=status,
+                body=body,
+                errors=errors,
+            )
         error_code = _oauth_error(response) if status == 400 else ""
         if error_code == "invalid_grant" and path.startswith("/oauth/"):
             # Only a dead grant means "connect again"; invalid_client is our config.
@@ -303,6 +314,57 @@ class CronofyClient:
     def list_channels(self, access_token: str) -> dict[str, Any]:
         response = self.request("GET", "/v1/channels", access_token=access_token)
         return self._json(response, "channels")
+
+    def upsert_event(self, access_token: str, calendar_id: str, event: dict[str, Any]) -> None:
+        """``POST /v1/calendars/{calendar_id}/events``: create or update (by ``event_id``).
+
+        Cronofy answers 202 with no body; a 422 (validation) raises ``CronofyAPIError``
+        whose ``errors`` holds Cronofy's ``{field: [{"key", "description"}]}``. An
+        upsert is idempotent by ``event_id``, so it is retried like a read.
+        """
+        self.request(
+            "POST",
+            f"/v1/calendars/{quote(calendar_id, safe='@')}/events",
+            access_token=access_token,
+            json=event,
+        )
+
+    def read_events(
+        self, access_token: str, *, tzid: str = "Etc/UTC", **params: Any
+    ) -> dict[str, Any]:
+        """``GET /v1/events`` (one page): ``{"pages": ..., "events": [...]}``."""
+        query = urlencode({"tzid": tzid, **params}, doseq=True)
+        response = self.request("GET", f"/v1/events?{query}", access_token=access_token)
+        body = self._json(response, "read events")
+        if not isinstance(body, dict) or not isinstance(body.get("events"), list):
+            raise InvalidResponse("Invalid read events response: no events array.")
+        return body
+
+
+def _validation_errors(
+    response: requests.Response, secrets: tuple
+) -> dict[str, list[dict[str, str]]]:
+    """Cronofy's 422 body ``{"errors": {field: [{"key", "description"}]}}``, bounded."""
+    try:
+        body = response.json()
+    except (ValueError, RecursionError):
+        return {}
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, dict):
+        return {}
+    result: dict[str, list[dict[str, str]]] = {}
+    for name, problems in list(errors.items())[:50]:
+        if not isinstance(name, str) or not isinstance(problems, list):
+            continue
+        result[redact(name[:100], secrets)] = [
+            {
+                "key": redact(str(p.get("key", ""))[:100], secrets),
+                "description": redact(str(p.get("description", ""))[:500], secrets),
+            }
+            for p in problems[:10]
+            if isinstance(p, dict)
+        ]
+    return result
 
 
 def _oauth_error(response: requests.Response) -> str:

@@ -62,3 +62,15 @@ class InvalidResponse(CronofyError):
 
 class TokenDecryptionError(CronofyError):
     """A stored token that none of the configured keys can decrypt."""
+
+
+class CronofyValidationError(CronofyAPIError):
+    """A 422: Cronofy refused the request's content.
+
+    ``errors`` is Cronofy's ``{field: [{"key": ..., "description": ...}]}``
+    (bounded and redacted), for a form to show next to its fields.
+    """
+
+    def __init__(self, message: str, *, errors: dict[str, list[dict[str, str]]], **kwargs):
+        self.errors = errors
+        super().__init__(message, **kwargs)

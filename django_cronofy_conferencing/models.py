@@ -176,3 +176,75 @@ class ConferencingProfile(models.Model):
         if self.removed_at is not None:
             return None
         return self.account.last_synced_at
+
+
+class CalendarProfileQuerySet(ConferencingProfileQuerySet):
+    """The same helpers as conferencing profiles: ``present``, ``connected``, ``disconnected``..."""
+
+    def needing_relink(self) -> CalendarProfileQuerySet:
+        """Present profiles Cronofy lost the connection to (a Relink link where it sent one)."""
+        return self.disconnected()
+
+
+class CalendarProfile(models.Model):
+    """One entry of UserInfo's ``cronofy.data.profiles``: a calendar service (Google, ...).
+
+    Its calendars are kept as JSON on the row (``calendars``, a list of objects with
+    ``calendar_id``, ``calendar_name``, ``calendar_primary``, ``calendar_readonly``,
+    ``calendar_deleted``, ``calendar_integrated_conferencing_available``), so the
+    conferencing choice reads them with the profile, never with a query per calendar.
+    """
+
+    account = models.ForeignKey(
+        LinkedAccount, on_delete=models.CASCADE, related_name="calendar_profiles"
+    )
+    profile_id = models.CharField(max_length=255)
+    provider_name = models.CharField(max_length=100, db_index=True)
+    provider_service = models.CharField(max_length=100, blank=True)
+    profile_name = models.CharField(max_length=500, blank=True)
+    profile_connected = models.BooleanField()
+    profile_relink_url = models.CharField(
+        max_length=2048, blank=True, validators=[validate_https_url]
+    )
+    calendars = models.JSONField(default=list, blank=True)
+
+    first_seen_at = models.DateTimeField(default=timezone.now)
+    connection_changed_at = models.DateTimeField(null=True, blank=True)
+    removed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = CalendarProfileQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("calendar profile")
+        ordering = ["account_id", "provider_name", "profile_name", "profile_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "profile_id"], name="cronofy_conferencing_unique_cal_profile"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider_name}: {self.profile_name or self.profile_id}"
+
+    @property
+    def last_seen_at(self) -> datetime | None:
+        """When Cronofy last listed it: its account's last successful sync while present."""
+        if self.removed_at is not None:
+            return None
+        return self.account.last_synced_at
+
+    def writable_calendars(self) -> list[dict]:
+        """Calendars an event can be written to: neither read-only nor deleted."""
+        return [
+            c
+            for c in self.calendars or []
+            if not c.get("calendar_readonly") and not c.get("calendar_deleted")
+        ]
+
+    def integrated_conferencing_calendars(self) -> list[dict]:
+        """Writable calendars with conferencing built in (Google Meet, Teams)."""
+        return [
+            c
+            for c in self.writable_calendars()
+            if c.get("calendar_integrated_conferencing_available")
+        ]

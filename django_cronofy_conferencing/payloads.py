@@ -1,8 +1,10 @@
 """UserInfo JSON -> validated dataclasses, or ``InvalidResponse`` naming the field.
 
 Lenient where Cronofy documents change (unknown keys, unknown providers, no
-``conferencing_profiles`` key), strict about shape: only a body that passes here
-may change stored profiles.
+``conferencing_profiles`` or ``profiles`` key), strict about shape: only a body
+that passes here may change stored profiles. A missing ``conferencing_profiles``
+or ``profiles`` key (service accounts, application calendars) means "none
+listed", exactly like an empty array: a sync then marks stored ones removed.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ MAX_PROFILE_ID = 255
 MAX_PROFILE_NAME = 500
 MAX_RELINK_URL = 2048
 MAX_PROFILES = 1000
+MAX_PROVIDER_SERVICE = 100
+MAX_CALENDAR_ID = 255
+MAX_CALENDAR_NAME = 500
+MAX_CALENDARS_PER_PROFILE = 1000
+MAX_CALENDARS = 10_000  # all calendar profiles together
 # Real UserInfo nests about five levels; deeper bodies are refused before they
 # reach json.dumps (recursive) when the JSON column is written.
 MAX_DEPTH = 32
@@ -47,6 +54,47 @@ class ConferencingProfileData:
 
 
 @dataclass(frozen=True)
+class CalendarData:
+    """One of a calendar profile's ``profile_calendars``: what a picker needs of it."""
+
+    calendar_id: str
+    calendar_name: str
+    calendar_primary: bool = False
+    calendar_readonly: bool = False
+    calendar_deleted: bool = False
+    calendar_integrated_conferencing_available: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """The form stored in ``CalendarProfile.calendars``."""
+        return {
+            "calendar_id": self.calendar_id,
+            "calendar_name": self.calendar_name,
+            "calendar_primary": self.calendar_primary,
+            "calendar_readonly": self.calendar_readonly,
+            "calendar_deleted": self.calendar_deleted,
+            "calendar_integrated_conferencing_available": (
+                self.calendar_integrated_conferencing_available
+            ),
+        }
+
+
+@dataclass(frozen=True)
+class CalendarProfileData:
+    """One entry of ``cronofy.data.profiles``: a calendar service and its calendars."""
+
+    provider_name: str
+    profile_id: str
+    profile_name: str
+    profile_connected: bool
+    provider_service: str = ""
+    profile_relink_url: str = ""
+    calendars: tuple[CalendarData, ...] = ()
+
+    def calendars_json(self) -> list[dict[str, Any]]:
+        return [calendar.as_dict() for calendar in self.calendars]
+
+
+@dataclass(frozen=True)
 class UserInfo:
     sub: str
     account_type: str
@@ -58,6 +106,9 @@ class UserInfo:
     #: test suites): nothing was said about the profiles, so stored ones stay as
     #: they are. An empty tuple means "none".
     conferencing_profiles: tuple[ConferencingProfileData, ...] | None
+    #: The same for ``cronofy.data.profiles`` (a missing ``profiles`` key inside
+    #: ``cronofy.data`` means "none", like a missing ``conferencing_profiles``).
+    calendar_profiles: tuple[CalendarProfileData, ...] | None = ()
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
 
@@ -141,6 +192,73 @@ def _relink_url(value: Any, path: str) -> str:
 
 def _profile(item: Any, index: int, seen: set[str]) -> ConferencingProfileData:
     where = f"cronofy.data.conferencing_profiles[{index}]"
+    common = _profile_fields(item, where, seen)
+    return ConferencingProfileData(**common)
+
+
+def _boolean(obj: dict, key: str, where: str) -> bool:
+    """An optional flag: absent or null reads as false, anything but a boolean is refused."""
+    value = obj.get(key)
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _fail(f"{where}.{key}", f"must be a boolean, got {_type_name(value)}")
+    return value
+
+
+def _calendar(item: Any, where: str, seen: set[str]) -> CalendarData:
+    if not isinstance(item, dict):
+        raise _fail(where, f"must be an object, got {_type_name(item)}")
+    calendar_id = _string(
+        item,
+        "calendar_id",
+        where,
+        max_length=MAX_CALENDAR_ID,
+        required=True,
+        non_empty=True,
+        ascii_token=True,
+    )
+    if calendar_id in seen:
+        raise _fail(f"{where}.calendar_id", f"duplicates an earlier calendar ({calendar_id!r})")
+    seen.add(calendar_id)
+    return CalendarData(
+        calendar_id=calendar_id,
+        calendar_name=_string(item, "calendar_name", where, max_length=MAX_CALENDAR_NAME),
+        calendar_primary=_boolean(item, "calendar_primary", where),
+        calendar_readonly=_boolean(item, "calendar_readonly", where),
+        calendar_deleted=_boolean(item, "calendar_deleted", where),
+        calendar_integrated_conferencing_available=_boolean(
+            item, "calendar_integrated_conferencing_available", where
+        ),
+    )
+
+
+def _calendar_profile(
+    item: Any, index: int, seen: set[str], budget: list[int]
+) -> CalendarProfileData:
+    where = f"cronofy.data.profiles[{index}]"
+    common = _profile_fields(item, where, seen)
+    service = _string(item, "provider_service", where, max_length=MAX_PROVIDER_SERVICE)
+    calendars: tuple[CalendarData, ...] = ()
+    items = item.get("profile_calendars")
+    if items is not None:
+        path = f"{where}.profile_calendars"
+        if not isinstance(items, list):
+            raise _fail(path, f"must be an array, got {_type_name(items)}")
+        if len(items) > MAX_CALENDARS_PER_PROFILE:
+            raise _fail(path, f"has more than {MAX_CALENDARS_PER_PROFILE} entries")
+        budget[0] -= len(items)
+        if budget[0] < 0:
+            raise _fail("cronofy.data.profiles", f"list more than {MAX_CALENDARS} calendars")
+        seen_calendars: set[str] = set()
+        calendars = tuple(
+            _calendar(entry, f"{path}[{i}]", seen_calendars) for i, entry in enumerate(items)
+        )
+    return CalendarProfileData(**common, provider_service=service, calendars=calendars)
+
+
+def _profile_fields(item: Any, where: str, seen: set[str]) -> dict[str, Any]:
+    """The fields both kinds of profile share, validated the same way."""
     if not isinstance(item, dict):
         raise _fail(where, f"must be an object, got {_type_name(item)}")
     profile_id = _string(
@@ -173,14 +291,14 @@ def _profile(item: Any, index: int, seen: set[str]) -> ConferencingProfileData:
     relink = item.get("profile_relink_url")
     if relink is not None:
         relink = _relink_url(relink, f"{where}.profile_relink_url")
-    return ConferencingProfileData(
-        provider_name=provider_name,
-        profile_id=profile_id,
-        profile_name=profile_name,
-        profile_connected=connected,
+    return {
+        "provider_name": provider_name,
+        "profile_id": profile_id,
+        "profile_name": profile_name,
+        "profile_connected": connected,
         # The relink URL only means something while the profile is disconnected.
-        profile_relink_url="" if connected else (relink or ""),
-    )
+        "profile_relink_url": "" if connected else (relink or ""),
+    }
 
 
 def _depth(data: Any) -> int:
@@ -248,6 +366,7 @@ def parse_userinfo(data: Any, *, expected_sub: str | None = None) -> UserInfo:
             zoneinfo=zoneinfo,
             scope="",
             conferencing_profiles=None,
+            calendar_profiles=None,
             raw=data,
         )
     cronofy_data = data["cronofy.data"]
@@ -277,6 +396,19 @@ def parse_userinfo(data: Any, *, expected_sub: str | None = None) -> UserInfo:
         seen: set[str] = set()
         profiles = tuple(_profile(item, index, seen) for index, item in enumerate(items))
 
+    calendar_profiles: tuple[CalendarProfileData, ...] = ()
+    if "profiles" in cronofy_data:
+        items = cronofy_data["profiles"]
+        if not isinstance(items, list):
+            raise _fail("cronofy.data.profiles", f"must be an array, got {_type_name(items)}")
+        if len(items) > MAX_PROFILES:
+            raise _fail("cronofy.data.profiles", f"has more than {MAX_PROFILES} entries")
+        seen = set()
+        budget = [MAX_CALENDARS]
+        calendar_profiles = tuple(
+            _calendar_profile(item, index, seen, budget) for index, item in enumerate(items)
+        )
+
     _storable(data)
     return UserInfo(
         sub=sub,
@@ -286,6 +418,7 @@ def parse_userinfo(data: Any, *, expected_sub: str | None = None) -> UserInfo:
         zoneinfo=zoneinfo,
         scope=scope,
         conferencing_profiles=profiles,
+        calendar_profiles=calendar_profiles,
         raw=data,
     )
 

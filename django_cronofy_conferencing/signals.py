@@ -2,6 +2,8 @@
 
 - ``conferencing_profile_added`` / ``_removed`` / ``_disconnected`` / ``_reconnected``:
   ``sender=ConferencingProfile``, ``profile=``; only for real changes.
+- ``calendar_profile_added`` / ``_removed`` / ``_disconnected`` / ``_reconnected``:
+  the same for calendar profiles, ``sender=CalendarProfile``, ``profile=``.
 - ``account_synced``: ``sender=LinkedAccount``, ``account=``, ``result=`` (a
   ``SyncResult``), after every successful sync.
 - ``account_reauthorization_required``: ``sender=LinkedAccount``, ``account=``,
@@ -19,6 +21,10 @@ conferencing_profile_added = Signal()
 conferencing_profile_removed = Signal()
 conferencing_profile_disconnected = Signal()
 conferencing_profile_reconnected = Signal()
+calendar_profile_added = Signal()
+calendar_profile_removed = Signal()
+calendar_profile_disconnected = Signal()
+calendar_profile_reconnected = Signal()
 account_synced = Signal()
 account_reauthorization_required = Signal()
 account_gdpr_requested = Signal()

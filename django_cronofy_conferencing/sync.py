@@ -14,44 +14,31 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from django.db import IntegrityError, close_old_connections, connections, router, transaction
 from django.db.models import F, QuerySet
-from django.dispatch import Signal
 from django.utils import timezone
 
-from . import signals, tokens
+from . import tokens
 from .client import CronofyClient, get_client
 from .conf import app_settings
 from .db import keyset_chunks, write_lock
 from .exceptions import AccessTokenRejected, CronofyError
-from .models import ConferencingProfile, LinkedAccount
+from .models import CalendarProfile, ConferencingProfile, LinkedAccount
 from .payloads import UserInfo, parse_userinfo
 from .redaction import redact
+from .sync_plan import (
+    CALENDAR_PROFILE_UPDATE_FIELDS,
+    PROFILE_UPDATE_FIELDS,
+    SyncResult,
+)
+from .sync_plan import (
+    plan as _plan,
+)
+
+__all__ = ["SyncReport", "SyncResult", "apply_userinfo", "sync_account", "sync_accounts"]
 
 logger = logging.getLogger(__name__)
-
-PROFILE_UPDATE_FIELDS = [
-    "provider_name",
-    "profile_name",
-    "profile_connected",
-    "profile_relink_url",
-    "connection_changed_at",
-    "removed_at",
-]
-
-
-@dataclass(frozen=True)
-class SyncResult:
-    created: int = 0
-    updated: int = 0
-    removed: int = 0
-    unchanged: int = 0
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.created or self.updated or self.removed)
 
 
 @dataclass
@@ -159,111 +146,6 @@ def record_failure(account: LinkedAccount, exc: Exception) -> None:
 ACCOUNT_DETAIL_FIELDS = ("email", "name", "zoneinfo", "account_type", "scope", "userinfo")
 
 
-@dataclass
-class _Plan:
-    """What applying one payload to one account writes, and the signals it sends."""
-
-    account: LinkedAccount
-    result: SyncResult
-    to_create: list[ConferencingProfile]
-    to_update: list[ConferencingProfile]
-    events: list[tuple[Signal, ConferencingProfile]]
-    account_fields: dict[str, object]
-
-    def adopt(self) -> None:
-        for name, value in self.account_fields.items():
-            setattr(self.account, name, value)
-
-    def send(self) -> None:
-        for signal, profile in self.events:
-            signal.send(sender=ConferencingProfile, profile=profile)
-        signals.account_synced.send(sender=LinkedAccount, account=self.account, result=self.result)
-
-
-def _plan(
-    account: LinkedAccount,
-    info: UserInfo,
-    existing: dict[str, ConferencingProfile],
-    now: datetime,
-) -> _Plan:
-    """Compare the payload with the stored profiles (``existing``, consumed)."""
-    events: list[tuple[Signal, ConferencingProfile]] = []
-    to_create: list[ConferencingProfile] = []
-    to_update: list[ConferencingProfile] = []
-    unchanged = 0
-    if info.conferencing_profiles is None:
-        # The body said nothing about profiles: keep every stored one as it is.
-        unchanged = sum(1 for p in existing.values() if p.removed_at is None)
-        existing = {}
-    for data in info.conferencing_profiles or ():
-        profile = existing.pop(data.profile_id, None)
-        if profile is None:
-            profile = ConferencingProfile(
-                account=account,
-                profile_id=data.profile_id,
-                provider_name=data.provider_name,
-                profile_name=data.profile_name,
-                profile_connected=data.profile_connected,
-                profile_relink_url=data.profile_relink_url,
-                first_seen_at=now,
-            )
-            to_create.append(profile)
-            events.append((signals.conferencing_profile_added, profile))
-            continue
-        profile.account = account
-        changed = False
-        if profile.removed_at is not None:
-            profile.removed_at = None
-            changed = True
-            events.append((signals.conferencing_profile_added, profile))
-        elif profile.profile_connected != data.profile_connected:
-            signal = (
-                signals.conferencing_profile_reconnected
-                if data.profile_connected
-                else signals.conferencing_profile_disconnected
-            )
-            events.append((signal, profile))
-        if profile.profile_connected != data.profile_connected:
-            profile.profile_connected = data.profile_connected
-            profile.connection_changed_at = now
-            changed = True
-        for name in ("provider_name", "profile_name", "profile_relink_url"):
-            if getattr(profile, name) != getattr(data, name):
-                setattr(profile, name, getattr(data, name))
-                changed = True
-        if changed:
-            to_update.append(profile)
-        else:
-            unchanged += 1
-    removed = 0
-    for profile in existing.values():
-        if profile.removed_at is None:
-            profile.account = account
-            profile.removed_at = now
-            to_update.append(profile)
-            removed += 1
-            events.append((signals.conferencing_profile_removed, profile))
-    account_fields = {
-        "email": info.email,
-        "name": info.name,
-        "zoneinfo": info.zoneinfo,
-        "account_type": info.account_type,
-        "scope": info.scope or account.scope,
-        "userinfo": info.raw,
-        "last_synced_at": now,
-        "last_sync_error": "",
-        "consecutive_failures": 0,
-        "updated_at": now,
-    }
-    result = SyncResult(
-        created=len(to_create),
-        updated=len(to_update) - removed,
-        removed=removed,
-        unchanged=unchanged,
-    )
-    return _Plan(account, result, to_create, to_update, events, account_fields)
-
-
 def apply_userinfo(account: LinkedAccount, info: UserInfo) -> SyncResult:
     """Write a validated payload in one transaction with a fixed number of queries."""
     using = router.db_for_write(ConferencingProfile)
@@ -285,13 +167,18 @@ def apply_userinfo(account: LinkedAccount, info: UserInfo) -> SyncResult:
             .filter(account_id=account.pk)
             .order_by()
         }
-        plan = _plan(account, info, existing, now)
+        calendars = {
+            p.profile_id: p
+            for p in CalendarProfile.objects.using(using).filter(account_id=account.pk).order_by()
+        }
+        plan = _plan(account, info, existing, now, calendars)
         if plan.to_create:
             ConferencingProfile.objects.using(using).bulk_create(plan.to_create)
         if plan.to_update:
             ConferencingProfile.objects.using(using).bulk_update(
                 plan.to_update, PROFILE_UPDATE_FIELDS
             )
+        _write_calendar_profiles(using, plan.calendars_to_create, plan.calendars_to_update)
         LinkedAccount.objects.using(using).filter(pk=account.pk).update(**plan.account_fields)
         plan.adopt()
         transaction.on_commit(plan.send, using=using)
@@ -325,8 +212,13 @@ def apply_userinfo_many(items: Sequence[tuple[LinkedAccount, UserInfo]]) -> list
             ConferencingProfile.objects.using(using).filter(account_id__in=locked).order_by()
         ):
             existing[profile.account_id][profile.profile_id] = profile
+        calendars: dict[int, dict[str, CalendarProfile]] = {pk: {} for pk in locked}
+        for profile in (
+            CalendarProfile.objects.using(using).filter(account_id__in=locked).order_by()
+        ):
+            calendars[profile.account_id][profile.profile_id] = profile
         plans = [
-            _plan(account, info, existing[account.pk], now)
+            _plan(account, info, existing[account.pk], now, calendars[account.pk])
             for account, info in items
             if account.pk in locked
         ]
@@ -336,6 +228,11 @@ def apply_userinfo_many(items: Sequence[tuple[LinkedAccount, UserInfo]]) -> list
             ConferencingProfile.objects.using(using).bulk_create(to_create)
         if to_update:
             ConferencingProfile.objects.using(using).bulk_update(to_update, PROFILE_UPDATE_FIELDS)
+        _write_calendar_profiles(
+            using,
+            [p for plan in plans for p in plan.calendars_to_create],
+            [p for plan in plans for p in plan.calendars_to_update],
+        )
         # Not bulk_update (its CASE expressions cost more than the rest of the
         # batch): accounts whose details changed are updated one by one, the
         # others (the usual case) share one UPDATE of the sync stamps.
@@ -364,6 +261,23 @@ def apply_userinfo_many(items: Sequence[tuple[LinkedAccount, UserInfo]]) -> list
     results = {plan.account.pk: plan.result for plan in plans}
     return [results.get(account.pk, SyncResult()) for account, _ in items]
 
+
+def _write_calendar_profiles(
+    using: str, to_create: list[CalendarProfile], to_update: list[CalendarProfile]
+) -> None:
+    """Bulk writes beside the conferencing ones (Django batches them under SQLite's
+    999-parameter limit; the batch size bounds the rows, the calendars ride in JSON)."""
+    if to_create:
+        CalendarProfile.objects.using(using).bulk_create(to_create, batch_size=CALENDAR_BATCH)
+    if to_update:
+        CalendarProfile.objects.using(using).bulk_update(
+            to_update, CALENDAR_PROFILE_UPDATE_FIELDS, batch_size=CALENDAR_BATCH
+        )
+
+
+# Calendar profile rows per bulk statement: 12 columns x 80 rows stays under 999
+# parameters, and 80 rows of calendars JSON keep each statement a reasonable size.
+CALENDAR_BATCH = 80
 
 ProgressCallback = Callable[[LinkedAccount, SyncResult | None, Exception | None], None]
 

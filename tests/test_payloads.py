@@ -274,7 +274,7 @@ def _deep(body):
     nested: object = "bottom"
     for _ in range(MAX_DEPTH + 5):
         nested = [nested]
-    body["cronofy.data"]["profiles"] = nested
+    body["cronofy.data"]["unmodelled"] = nested  # a key the app does not model
     return body
 
 
@@ -312,7 +312,11 @@ MALFORMED = [
     ("type-too-long", _set("cronofy.type", value="t" * 65), "cronofy.type is longer than 64"),
     ("email-infinity", _replace('"janed@company.com"', "Infinity"), "email must be a string"),
     ("nan-in-unknown-key", _replace('"zoneinfo"', '"x": NaN, "zoneinfo"'), "NaN or Infinity"),
-    ("nul-in-unknown-key", _set("cronofy.data", "profiles", value=["a\x00b"]), "the body contains"),
+    (
+        "nul-in-unknown-key",
+        _set("cronofy.data", "unmodelled", value=["a\x00b"]),
+        "the body contains",
+    ),
     ("surrogate-in-unknown-key", _replace('"profiles": []', '"p": "\\udfff"'), "not valid Unicode"),
     ("data-array", _set("cronofy.data", value=[]), "cronofy.data must be an object, got array"),
     ("data-null", _set("cronofy.data", value=None), "cronofy.data must be an object, got null"),

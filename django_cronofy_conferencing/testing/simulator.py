@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from . import events as sim_events
+
 DEFAULT_CLIENT_ID = "sim_client_id"
 DEFAULT_CLIENT_SECRET = "sim_client_secret_0123456789"
 
@@ -124,6 +126,7 @@ class SimAccount:
     account_type: str = "account"
     scope: str = "read_account"
     conferencing_profiles: list[dict[str, Any]] = field(default_factory=list)
+    calendar_profiles: list[dict[str, Any]] = field(default_factory=list)  # see events.py
     userinfo_body: Any = None  # an exact body to serve instead of the built one
     access_token: str = field(default="", repr=False)
     refresh_token: str = field(default="", repr=False)
@@ -186,6 +189,7 @@ class SimulatedCronofy:
         self.conferencing_authorizations: dict[str, dict[str, Any]] = {}
         self.faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
+        self.events = sim_events.EventStore()
         self.lock = threading.RLock()
 
     # -- applications -------------------------------------------------------
@@ -235,6 +239,22 @@ class SimulatedCronofy:
         if not connected:
             entry["profile_relink_url"] = relink_url or _relink_url(provider_name, profile_name)
         return entry
+
+    #: Calendar profiles and events (``testing.events``).
+    calendar_profile = staticmethod(sim_events.calendar_profile)
+    calendar = staticmethod(sim_events.calendar)
+
+    def set_calendar_profile_connected(
+        self, sub: str, profile_id: str, connected: bool
+    ) -> dict[str, Any]:
+        with self.lock:
+            return sim_events.set_calendar_profile_connected(
+                self.accounts[sub], profile_id, connected
+            )
+
+    def generate_conferencing(self, sub: str | None = None) -> None:
+        """Run the pending conferencing generation now (see ``EventStore.pending_reads``)."""
+        sim_events.generate(self, sub)
 
     def add_account(
         self,
@@ -433,6 +453,8 @@ class SimulatedCronofy:
 
     def handle(self, request: SimRequest, data_center: str | None = None) -> SimResponse:
         endpoint = _endpoint(request.method.upper(), request.path.rstrip("/") or "/")
+        if endpoint == "unknown":
+            endpoint = sim_events.match_endpoint(request.method, request.path) or endpoint
         token_sub = self._sub_for_token(request.bearer())
         form = request.form() if request.method.upper() == "POST" else {}
         json_body = request.json() if "json" in request.headers.get("content-type", "") else None
@@ -518,6 +540,8 @@ class SimulatedCronofy:
                 return SimResponse.json(404, {"error": "not_found"})
             del self.channels[channel_id]
             return SimResponse(202, "")
+        if endpoint in ("upsert_event", "read_events"):
+            return sim_events.handle(self, endpoint, account, request, json_body)
         return SimResponse.json(404, {"error": "not_found"})
 
     def _userinfo(self, account: SimAccount) -> Any:
@@ -531,7 +555,7 @@ class SimulatedCronofy:
             "cronofy.type": account.account_type,
             "cronofy.data": {
                 "authorization": {"scope": account.scope, "status": "active"},
-                "profiles": [],
+                "profiles": [dict(p) for p in account.calendar_profiles],
                 "conferencing_profiles": [dict(p) for p in account.conferencing_profiles],
             },
         }

@@ -176,11 +176,11 @@ def test_a_fixed_number_of_queries_whatever_the_batch_size(sim, link_account):
         with CaptureQueriesContext(connection) as queries:
             apply_userinfo_many(items)
         counts.append(len(queries))
-    # Unchanged: lock the accounts, read their profiles, stamp them (+ BEGIN/COMMIT
-    # where the backend logs them).
+    # Unchanged: lock the accounts, read their conferencing and calendar profiles,
+    # stamp them (+ BEGIN/COMMIT where the backend logs them).
     assert counts[0] == counts[1]
     statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
-    assert statements.count("SELECT") == 2
+    assert statements.count("SELECT") == 3
     assert statements.count("UPDATE") == 1
     assert "INSERT" not in statements
 

@@ -79,9 +79,12 @@ def test_documented_account_payloads_sync_to_rows(link_account, payload, name):
 
     result = sync_account(account)
 
-    assert result == SyncResult(created=2, updated=0, removed=0, unchanged=0)
+    calendar_profiles = len(
+        body["cronofy.data"]["profiles"]
+    )  # see tests/sync/test_calendar_profiles.py
+    assert result == SyncResult(created=2, calendar_created=calendar_profiles)
     rows = profiles(account)
-    assert set(rows) == {"pro_jknsdfk234", "pro_gfmdsg51qa"}  # calendar profiles are not stored
+    assert set(rows) == {"pro_jknsdfk234", "pro_gfmdsg51qa"}
     zoom, go_to = rows["pro_jknsdfk234"], rows["pro_gfmdsg51qa"]
     assert (zoom.provider_name, zoom.profile_name, zoom.profile_connected) == (
         "zoom",
@@ -497,12 +500,13 @@ def test_refresh_failure_5xx_leaves_the_account_active(link_account, sim):
 
 # Both backends issue the same statements. Inside the test's transaction
 # atomic() is a SAVEPOINT/RELEASE pair: SAVEPOINT, SELECT the account (FOR
-# UPDATE on PostgreSQL), SELECT its profiles, [INSERT new], [UPDATE changed],
-# UPDATE the account, RELEASE.
+# UPDATE on PostgreSQL), SELECT its conferencing profiles, SELECT its calendar
+# profiles, [INSERT new], [UPDATE changed], UPDATE the account, RELEASE.
+# (Calendar profiles: tests/sync/test_calendar_profiles.py.)
 QUERIES = {
-    "first": {"sqlite": 6, "postgresql": 6},
-    "changed": {"sqlite": 7, "postgresql": 7},
-    "unchanged": {"sqlite": 5, "postgresql": 5},
+    "first": {"sqlite": 7, "postgresql": 7},
+    "changed": {"sqlite": 8, "postgresql": 8},
+    "unchanged": {"sqlite": 6, "postgresql": 6},
 }
 
 

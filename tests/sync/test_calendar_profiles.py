@@ -1,0 +1,356 @@
+"""Calendar profiles (``cronofy.data.profiles``): synced with the conferencing profiles,
+in the same transaction, under the same rules, in a fixed number of queries.
+
+Fixtures from Cronofy's SDK test suite (cronofy/cronofy-csharp):
+
+- ``csharp_userinfo_account.json``: test/Cronofy.Test/CronofyAccountClientTests/GetUserInfo.cs,
+  ``CanGetUserInfoForAccount`` (the body is the documented example's, bar one trailing comma
+  that C#'s lenient parser accepts and JSON does not).
+- ``csharp_userinfo_application_calendar.json``: the same file,
+  ``CanGetUserInfoForApplicationCalendar``.
+- ``csharp_userinfo_service_account.json``:
+  test/Cronofy.Test/CronofyEnterpriseConnectAccountClientTests/GetUserInfo.cs (no ``profiles`` key).
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from django_cronofy_conferencing import signals
+from django_cronofy_conferencing.models import CalendarProfile, ConferencingProfile
+from django_cronofy_conferencing.sync import SyncResult, apply_userinfo_many, sync_account
+from tests.sync.test_batch import info_for
+
+pytestmark = pytest.mark.django_db
+
+DOCUMENTED_CALENDARS = {
+    "pro_n23kjnwrw2": (
+        ("google", "gsuite", "example1@cronofy.com", True, ""),
+        [
+            {
+                "calendar_id": "cal_n23kjnwrw2_jsdfjksn234",
+                "calendar_name": "Home",
+                "calendar_primary": True,
+                "calendar_readonly": False,
+                "calendar_deleted": False,
+                "calendar_integrated_conferencing_available": True,
+            },
+            {
+                "calendar_id": "cal_n23kjnwrw2_n1k323nkj23",
+                "calendar_name": "Work",
+                "calendar_primary": False,
+                "calendar_readonly": True,
+                "calendar_deleted": True,
+                "calendar_integrated_conferencing_available": True,
+            },
+        ],
+    ),
+    "pro_fe145c37de": (
+        (
+            "apple",
+            "icloud",
+            "example2@cronofy.com",
+            False,
+            "https://app.cronofy.com/relink/apple?email=example@cronofy.com",
+        ),
+        [
+            {
+                "calendar_id": "cal_fe145c37de_3nkj23wejk1",
+                "calendar_name": "Bank Holidays",
+                "calendar_primary": False,
+                "calendar_readonly": True,
+                "calendar_deleted": False,
+                "calendar_integrated_conferencing_available": False,
+            }
+        ],
+    ),
+}
+APPLICATION_CALENDAR = {
+    "pro_YYptyBKGewCkrTTz": (
+        ("cronofy", "cronofy", "app01", True, ""),
+        [
+            {
+                "calendar_id": "cal_YYptyBKGewCkrTTz_0000000000",
+                "calendar_name": "app01",
+                "calendar_primary": True,
+                "calendar_readonly": False,
+                "calendar_deleted": False,
+                "calendar_integrated_conferencing_available": False,
+            }
+        ],
+    )
+}
+
+
+def stored(account) -> dict:
+    return {
+        p.profile_id: (
+            (
+                p.provider_name,
+                p.provider_service,
+                p.profile_name,
+                p.profile_connected,
+                p.profile_relink_url,
+            ),
+            p.calendars,
+        )
+        for p in CalendarProfile.objects.filter(account=account)
+    }
+
+
+@pytest.mark.parametrize(
+    ("name", "expected", "conferencing"),
+    [
+        ("userinfo_with_calendar_profiles", DOCUMENTED_CALENDARS, 2),  # Cronofy's docs
+        ("csharp_userinfo_account", DOCUMENTED_CALENDARS, 2),  # cronofy-csharp
+        ("csharp_userinfo_application_calendar", APPLICATION_CALENDAR, 0),  # cronofy-csharp
+    ],
+)
+def test_documented_and_sdk_bodies_sync_calendar_profiles_exactly(
+    link_account, payload, name, expected, conferencing
+):
+    account, _ = link_account(userinfo_body=payload(name))
+    before = timezone.now()
+
+    result = sync_account(account)
+
+    assert result == SyncResult(created=conferencing, calendar_created=len(expected))
+    assert stored(account) == expected
+    for profile in CalendarProfile.objects.filter(account=account):
+        assert profile.first_seen_at >= before
+        assert profile.connection_changed_at is None and profile.removed_at is None
+    assert ConferencingProfile.objects.filter(account=account).count() == conferencing
+    # Unchanged a second time.
+    assert sync_account(account) == SyncResult(
+        unchanged=conferencing, calendar_unchanged=len(expected)
+    )
+
+
+@pytest.mark.parametrize("name", ["userinfo_service_account", "csharp_userinfo_service_account"])
+def test_no_profiles_key_means_none_listed(link_account, sim, payload, name):
+    """As for ``conferencing_profiles``: a missing key is an empty list, so stored
+    calendar profiles are marked removed (kept as history)."""
+    account, sim_account = link_account(calendar_profiles=[sim.calendar_profile()])
+    assert sync_account(account).calendar_created == 1
+    body = payload(name)
+    body["sub"] = sim_account.sub
+    sim_account.userinfo_body = body
+
+    assert sync_account(account) == SyncResult(calendar_removed=1)
+    profile = CalendarProfile.objects.get(account=account)
+    assert profile.removed_at is not None
+    assert not CalendarProfile.objects.present().exists()
+
+
+@pytest.fixture
+def google(link_account, sim):
+    account, sim_account = link_account(
+        calendar_profiles=[
+            sim.calendar_profile("google", profile_id="pro_g", profile_name="g@example.com"),
+            sim.calendar_profile("apple", profile_id="pro_a", connected=False),
+        ]
+    )
+    assert sync_account(account) == SyncResult(calendar_created=2)
+    return account, sim_account
+
+
+def test_flip_sets_connection_changed_at_and_relink_url(google, sim):
+    account, sim_account = google
+    sim.set_calendar_profile_connected(sim_account.sub, "pro_g", False)
+    sim.set_calendar_profile_connected(sim_account.sub, "pro_a", True)
+
+    assert sync_account(account) == SyncResult(calendar_updated=2)
+
+    g, a = (
+        CalendarProfile.objects.get(profile_id="pro_g"),
+        CalendarProfile.objects.get(profile_id="pro_a"),
+    )
+    assert not g.profile_connected and g.profile_relink_url.startswith("https://")
+    assert g.connection_changed_at == account.last_synced_at
+    assert a.profile_connected and a.profile_relink_url == ""
+    assert list(CalendarProfile.objects.needing_relink()) == [g]
+
+
+def test_relink_url_is_dropped_while_connected(link_account, sim):
+    entry = sim.calendar_profile()
+    entry["profile_relink_url"] = "https://app.cronofy.com/relink/google"
+    account, _ = link_account(calendar_profiles=[entry])
+    sync_account(account)
+    assert CalendarProfile.objects.get().profile_relink_url == ""
+
+
+def test_calendar_change_updates_the_profile(google, sim):
+    account, sim_account = google
+    sim_account.calendar_profiles[0]["profile_calendars"].append(sim.calendar("Team"))
+    sim_account.calendar_profiles[0]["profile_calendars"][0]["calendar_name"] = "Renamed"
+
+    assert sync_account(account) == SyncResult(calendar_updated=1, calendar_unchanged=1)
+
+    names = [c["calendar_name"] for c in CalendarProfile.objects.get(profile_id="pro_g").calendars]
+    assert names == ["Renamed", "Team"]
+
+
+def test_vanished_profile_is_removed_then_restored(google, sim):
+    account, sim_account = google
+    kept = sim_account.calendar_profiles.pop(1)
+    assert sync_account(account) == SyncResult(calendar_removed=1, calendar_unchanged=1)
+    assert CalendarProfile.objects.get(profile_id="pro_a").removed_at is not None
+
+    sim_account.calendar_profiles.append(kept)
+    assert sync_account(account) == SyncResult(calendar_updated=1, calendar_unchanged=1)
+    assert CalendarProfile.objects.get(profile_id="pro_a").removed_at is None
+
+
+def test_signals_after_commit_for_real_changes_only(
+    google, sim, django_capture_on_commit_callbacks
+):
+    account, sim_account = google
+    log = []
+    names = ("added", "removed", "disconnected", "reconnected")
+
+    def handler(sender, profile, signal, **kwargs):
+        assert sender is CalendarProfile
+        log.append(
+            (
+                next(n for n in names if getattr(signals, f"calendar_profile_{n}") is signal),
+                profile.profile_id,
+            )
+        )
+
+    for name in names:
+        getattr(signals, f"calendar_profile_{name}").connect(handler)
+    try:
+        sim.set_calendar_profile_connected(sim_account.sub, "pro_g", False)
+        sim.set_calendar_profile_connected(sim_account.sub, "pro_a", True)
+        sim_account.calendar_profiles.append(sim.calendar_profile("office365", profile_id="pro_o"))
+        with django_capture_on_commit_callbacks(execute=False) as callbacks:
+            sync_account(account)
+        assert log == []  # nothing before the commit
+        for callback in callbacks:
+            callback()
+        assert sorted(log) == [
+            ("added", "pro_o"),
+            ("disconnected", "pro_g"),
+            ("reconnected", "pro_a"),
+        ]
+        log.clear()
+        sim_account.calendar_profiles.pop()
+        with django_capture_on_commit_callbacks(execute=True):
+            sync_account(account)
+        with django_capture_on_commit_callbacks(execute=True):
+            sync_account(account)  # unchanged: nothing more
+        assert log == [("removed", "pro_o")]
+    finally:
+        for name in names:
+            getattr(signals, f"calendar_profile_{name}").disconnect(handler)
+
+
+def test_invalid_calendar_profile_changes_nothing(google, sim):
+    account, sim_account = google
+    sim_account.calendar_profiles[0]["profile_relink_url"] = "http://insecure.example/relink"
+    sim_account.calendar_profiles[0]["profile_connected"] = False
+    sim_account.calendar_profiles[1]["profile_calendars"] = "not a list"
+    before = stored(account)
+    with pytest.raises(Exception, match="Invalid UserInfo response"):
+        sync_account(account)
+    assert stored(account) == before
+
+
+# -- queries ----------------------------------------------------------------------------------
+
+
+def fleet_of_profiles(sim, count: int, calendars: int = 20) -> list[dict]:
+    return [
+        sim.calendar_profile(
+            "google",
+            profile_id=f"pro_{i:04}",
+            calendars=[
+                sim.calendar(f"Calendar {j}", calendar_id=f"cal_{i:04}_{j:02}")
+                for j in range(calendars)
+            ],
+        )
+        for i in range(count)
+    ]
+
+
+def count_queries(fn) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        fn()
+    return len(queries)
+
+
+def measure(link_account, sim, count: int) -> dict[str, int]:
+    account, sim_account = link_account(
+        conferencing_profiles=[sim.profile("zoom"), sim.profile("ms_teams")],
+        calendar_profiles=fleet_of_profiles(sim, count),
+    )
+    counts = {"first": count_queries(lambda: sync_account(account))}
+    # Change: a flip, a calendar renamed, a profile gone, one new (of each kind).
+    sim.set_calendar_profile_connected(sim_account.sub, "pro_0000", False)
+    sim_account.calendar_profiles[-1]["profile_calendars"][3]["calendar_name"] = "Renamed"
+    if count > 1:
+        sim_account.calendar_profiles.pop(1)
+    sim_account.calendar_profiles.append(sim.calendar_profile(profile_id="pro_new"))
+    sim_account.conferencing_profiles.append(sim.profile("go_to"))
+    sim.set_connected(sim_account.sub, sim_account.conferencing_profiles[0]["profile_id"], False)
+    counts["changed"] = count_queries(lambda: sync_account(account))
+    counts["unchanged"] = count_queries(lambda: sync_account(account))
+    return counts
+
+
+#: SAVEPOINT, SELECT (lock) the account, SELECT conferencing profiles, SELECT calendar
+#: profiles, [INSERT/UPDATE conferencing], [INSERT/UPDATE calendar], UPDATE account, RELEASE.
+EXPECTED_QUERIES = {"first": 8, "changed": 10, "unchanged": 6}
+
+
+def test_query_count_is_the_same_for_1_and_50_profiles_of_20_calendars(link_account, sim):
+    one = measure(link_account, sim, 1)
+    fifty = measure(link_account, sim, 50)
+    assert one == fifty == EXPECTED_QUERIES
+
+
+def test_unchanged_payload_writes_no_profile_rows(link_account, sim):
+    account, _ = link_account(calendar_profiles=fleet_of_profiles(sim, 50))
+    sync_account(account)
+    tables = (CalendarProfile._meta.db_table, ConferencingProfile._meta.db_table)
+    with CaptureQueriesContext(connection) as queries:
+        assert sync_account(account) == SyncResult(calendar_unchanged=50)
+    writes = [
+        q["sql"]
+        for q in queries.captured_queries
+        if q["sql"].lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE"))
+        and any(table in q["sql"] for table in tables)
+    ]
+    assert writes == []
+
+
+def test_more_calendar_profiles_than_one_statement_holds(link_account, sim):
+    """200 profiles need several batches under SQLite's 999-parameter limit."""
+    account, sim_account = link_account(calendar_profiles=fleet_of_profiles(sim, 200, calendars=2))
+    assert sync_account(account) == SyncResult(calendar_created=200)
+    for entry in sim_account.calendar_profiles:
+        entry["profile_connected"] = False
+        entry["profile_relink_url"] = f"https://app.cronofy.com/relink/{entry['profile_id']}"
+    assert sync_account(account) == SyncResult(calendar_updated=200)
+    assert CalendarProfile.objects.disconnected().count() == 200
+
+
+@pytest.mark.django_db(transaction=True)
+def test_batched_write_syncs_calendar_profiles_like_one_by_one(link_account, sim):
+    fleet = [
+        link_account(calendar_profiles=fleet_of_profiles(sim, 3, calendars=2))[0] for _ in range(4)
+    ]
+    for i, account in enumerate(fleet):  # distinct ids per account
+        for entry in sim.accounts[account.sub].calendar_profiles:
+            entry["profile_id"] += f"_{i}"
+    results = apply_userinfo_many([(a, info_for(sim, a)) for a in fleet])
+    assert results == [SyncResult(calendar_created=3)] * 4
+    sim.set_calendar_profile_connected(fleet[0].sub, "pro_0000_0", False)
+    results = apply_userinfo_many([(a, info_for(sim, a)) for a in fleet])
+    assert results[0] == SyncResult(calendar_updated=1, calendar_unchanged=2)
+    assert results[1:] == [SyncResult(calendar_unchanged=3)] * 3
+    assert CalendarProfile.objects.count() == 12
+    assert not CalendarProfile.objects.get(profile_id="pro_0000_0").profile_connected
