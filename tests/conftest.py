@@ -18,6 +18,7 @@ from django.utils import timezone
 from django_cronofy_conferencing import client as client_module
 from django_cronofy_conferencing.client import reset_clients
 from django_cronofy_conferencing.models import LinkedAccount
+from django_cronofy_conferencing.sync import sync_account
 from django_cronofy_conferencing.testing import SimulatedCronofy, simulated_cronofy
 from tests.secret_scan import ScanningAPIClient, ScanningClient, SecretScanner
 
@@ -143,3 +144,52 @@ def link_account(sim: SimulatedCronofy):
         return account, sim_account
 
     return make
+
+
+@pytest.fixture
+def booking_host(user, link_account, sim):
+    """``user``'s account as a sync stored it, with every kind of profile and calendar:
+    pro_zoom connected, pro_goto disconnected, pro_gone removed; calendar profile pro_google
+    (cal_work integrated, cal_plain without, cal_ro read-only, cal_del deleted) and
+    pro_o365 disconnected (cal_teams)."""
+    account, sim_account = link_account(
+        user=user,
+        email="alice@example.com",
+        conferencing_profiles=[
+            sim.profile("zoom", profile_id="pro_zoom", profile_name="alice@zoom"),
+            sim.profile("go_to", profile_id="pro_goto", connected=False),
+            sim.profile("ms_teams", profile_id="pro_gone"),
+        ],
+        calendar_profiles=[
+            sim.calendar_profile(
+                "google",
+                profile_id="pro_google",
+                calendars=[
+                    sim.calendar("Work", calendar_id="cal_work", primary=True, integrated=True),
+                    sim.calendar("Plain", calendar_id="cal_plain", integrated=False),
+                    sim.calendar("Shared", calendar_id="cal_ro", readonly=True, integrated=True),
+                    sim.calendar("Old", calendar_id="cal_del", deleted=True, integrated=True),
+                ],
+            ),
+            sim.calendar_profile(
+                "office365",
+                profile_id="pro_o365",
+                connected=False,
+                calendars=[sim.calendar("Teams", calendar_id="cal_teams", integrated=True)],
+            ),
+        ],
+    )
+    sync_account(account)
+    sim.remove_profile(sim_account.sub, "pro_gone")
+    sync_account(account)  # pro_gone is kept as history, removed
+    account.refresh_from_db()
+    return account, sim_account
+
+
+@pytest.fixture
+def foreign_account(other_user, link_account, sim):
+    account, _ = link_account(
+        user=other_user, conferencing_profiles=[sim.profile("zoom", profile_id="pro_bobs")]
+    )
+    sync_account(account)
+    return account
