@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from ..models import ConferencingProfile, LinkedAccount
+from ..models import CalendarProfile, ConferencingProfile, LinkedAccount
 
 PROVIDER_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
@@ -84,6 +84,97 @@ class ConferencingProfileSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class CalendarSerializer(serializers.Serializer):
+    """One calendar of a calendar profile (stored as JSON on the profile)."""
+
+    calendar_id = serializers.CharField(read_only=True)
+    calendar_name = serializers.CharField(read_only=True)
+    calendar_primary = serializers.BooleanField(read_only=True)
+    calendar_readonly = serializers.BooleanField(read_only=True)
+    calendar_deleted = serializers.BooleanField(read_only=True)
+    calendar_integrated_conferencing_available = serializers.BooleanField(read_only=True)
+
+
+class CalendarProfileSerializer(serializers.ModelSerializer):
+    last_seen_at = LastSeenAtField(
+        help_text=_("When Cronofy last listed this profile (its account's last sync).")
+    )
+    calendars = CalendarSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = CalendarProfile
+        fields = (
+            "profile_id",
+            "provider_name",
+            "provider_service",
+            "profile_name",
+            "profile_connected",
+            "profile_relink_url",
+            "account",
+            "calendars",
+            "first_seen_at",
+            "connection_changed_at",
+            "last_seen_at",
+        )
+        read_only_fields = fields
+
+
+class ChoiceCalendarSerializer(serializers.Serializer):
+    calendar_id = serializers.CharField(read_only=True)
+    calendar_name = serializers.CharField(read_only=True)
+    calendar_primary = serializers.BooleanField(read_only=True)
+    profile_id = serializers.CharField(read_only=True, help_text=_("Its calendar profile."))
+    provider_name = serializers.CharField(read_only=True)
+
+
+class ConferencingChoiceSerializer(serializers.Serializer):
+    value = serializers.CharField(
+        read_only=True,
+        help_text=_("A conferencing profile id, 'integrated' or 'default'."),
+    )
+    label = serializers.CharField(read_only=True)
+    provider_name = serializers.CharField(
+        source="profile.provider_name", read_only=True, allow_null=True, default=None
+    )
+    profile_name = serializers.CharField(
+        source="profile.profile_name", read_only=True, allow_null=True, default=None
+    )
+    calendars = ChoiceCalendarSerializer(
+        many=True,
+        read_only=True,
+        help_text=_("For 'integrated': the calendars whose own conferencing it uses."),
+    )
+
+
+class UnavailableProfileSerializer(serializers.Serializer):
+    profile_id = serializers.CharField(read_only=True)
+    provider_name = serializers.CharField(read_only=True)
+    profile_name = serializers.CharField(read_only=True)
+    profile_relink_url = serializers.CharField(
+        read_only=True, help_text=_("Where the user relinks it (https), or blank.")
+    )
+
+
+class ConferencingChoicesSerializer(serializers.Serializer):
+    account = serializers.IntegerField(source="account.pk", read_only=True)
+    available = ConferencingChoiceSerializer(many=True, read_only=True)
+    unavailable = UnavailableProfileSerializer(
+        many=True,
+        read_only=True,
+        help_text=_("Disconnected conferencing profiles: relink them to use them."),
+    )
+    calendar_profiles_unavailable = UnavailableProfileSerializer(
+        many=True,
+        read_only=True,
+        help_text=_("Disconnected calendar profiles: events on their calendars fail too."),
+    )
+    stale = serializers.BooleanField(
+        read_only=True, help_text=_("The last sync is older than SYNC_STALE_AFTER.")
+    )
+    resync_queued = serializers.BooleanField(read_only=True)
+    reauthorization_required = serializers.BooleanField(read_only=True)
+
+
 class ConferencingProfileFilterSerializer(serializers.Serializer):
     """Validates the list filters; errors answer 400 in DRF's usual shape."""
 
@@ -97,6 +188,10 @@ class SyncResultSerializer(serializers.Serializer):
     updated = serializers.IntegerField(read_only=True)
     removed = serializers.IntegerField(read_only=True)
     unchanged = serializers.IntegerField(read_only=True)
+    calendar_created = serializers.IntegerField(read_only=True)
+    calendar_updated = serializers.IntegerField(read_only=True)
+    calendar_removed = serializers.IntegerField(read_only=True)
+    calendar_unchanged = serializers.IntegerField(read_only=True)
     changed = serializers.BooleanField(read_only=True)
 
 

@@ -23,6 +23,7 @@ Customising in a host project
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from django.db.models import F
@@ -32,25 +33,27 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.filters import BaseFilterBackend
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
 from .. import linking
+from ..choices import conferencing_choices
 from ..conf import app_settings
 from ..db import non_atomic_requests
 from ..exceptions import CronofyError, ReauthorizationRequired
-from ..models import ConferencingProfile, LinkedAccount
+from ..models import CalendarProfile, ConferencingProfile, LinkedAccount
 from ..queueing import queue_sync
 from ..redaction import redact
 from ..sync import sync_account
 from .exceptions import CronofyRateLimited, to_api_exception
+from .filters import ConferencingProfileFilter, ProfileFilter
 from .permissions import api_permission_classes
 from .schema import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
 from .serializers import (
+    CalendarProfileSerializer,
     ConferencingAuthorizationRequestSerializer,
     ConferencingAuthorizationSerializer,
-    ConferencingProfileFilterSerializer,
+    ConferencingChoicesSerializer,
     ConferencingProfileSerializer,
     CronofyErrorSerializer,
     CronofyReauthorizationErrorSerializer,
@@ -133,59 +136,6 @@ class CronofyViewSetMixin:
         return response
 
 
-class ConferencingProfileFilter(BaseFilterBackend):
-    """``?provider_name=``, ``?profile_connected=true|false``, ``?account=<id>``.
-
-    Empty values are ignored; invalid ones answer 400.
-    """
-
-    serializer_class = ConferencingProfileFilterSerializer
-
-    def filter_queryset(self, request, queryset, view):
-        data = {
-            name: request.query_params[name]
-            for name in self.serializer_class._declared_fields
-            if request.query_params.get(name, "") != ""
-        }
-        if not data:
-            return queryset
-        serializer = self.serializer_class(data=data)
-        serializer.is_valid(raise_exception=True)
-        filters = serializer.validated_data
-        if "provider_name" in filters:
-            queryset = queryset.filter(provider_name=filters["provider_name"])
-        if "profile_connected" in filters:
-            queryset = queryset.filter(profile_connected=filters["profile_connected"])
-        if "account" in filters:
-            queryset = queryset.filter(account_id=filters["account"])
-        return queryset
-
-    def get_schema_operation_parameters(self, view):
-        return [
-            {
-                "name": "provider_name",
-                "required": False,
-                "in": "query",
-                "description": "Only this provider (zoom, ms_teams, go_to, ...).",
-                "schema": {"type": "string"},
-            },
-            {
-                "name": "profile_connected",
-                "required": False,
-                "in": "query",
-                "description": "Only connected (true) or disconnected (false) profiles.",
-                "schema": {"type": "boolean"},
-            },
-            {
-                "name": "account",
-                "required": False,
-                "in": "query",
-                "description": "Only the profiles of this linked account (its id).",
-                "schema": {"type": "integer"},
-            },
-        ]
-
-
 @extend_schema(tags=["cronofy"])
 class ConferencingProfileViewSet(CronofyViewSetMixin, viewsets.ReadOnlyModelViewSet):
     """The requesting user's present conferencing profiles, across their linked accounts.
@@ -198,9 +148,10 @@ class ConferencingProfileViewSet(CronofyViewSetMixin, viewsets.ReadOnlyModelView
     filter_backends = [ConferencingProfileFilter]
     lookup_field = "profile_id"
     lookup_value_regex = "[^/]+"
+    model = ConferencingProfile
 
     def get_queryset(self):
-        queryset = ConferencingProfile.objects.present().annotate(
+        queryset = self.model.objects.present().annotate(
             account_last_synced_at=F("account__last_synced_at")
         )
         return self.scope_queryset(self.request, queryset)
@@ -210,7 +161,7 @@ class ConferencingProfileViewSet(CronofyViewSetMixin, viewsets.ReadOnlyModelView
         # Unique per account; should one user have it on two accounts, take one steadily.
         obj = queryset.filter(profile_id=self.kwargs[self.lookup_field]).first()
         if obj is None:
-            raise Http404("No conferencing profile matches the given query.")
+            raise Http404(f"No {self.model._meta.verbose_name} matches the given query.")
         self.check_object_permissions(self.request, obj)
         return obj
 
@@ -220,6 +171,34 @@ class ConferencingProfileViewSet(CronofyViewSetMixin, viewsets.ReadOnlyModelView
 
     @extend_schema(
         summary="Retrieve one of the user's conferencing profiles",
+        parameters=[
+            OpenApiParameter(
+                "profile_id",
+                OpenApiTypes.STR,
+                location="path",
+                description="Cronofy's profile id (pro_...).",
+            )
+        ],
+    )
+    def retrieve(self, request, *args, **kwargs):
+        return super().retrieve(request, *args, **kwargs)
+
+
+@extend_schema(tags=["cronofy"])
+class CalendarProfileViewSet(ConferencingProfileViewSet):
+    """The requesting user's present calendar profiles (Google, Microsoft 365, Apple, ...)
+    with their calendars; the same lookup and filters as conferencing profiles."""
+
+    serializer_class = CalendarProfileSerializer
+    filter_backends = [ProfileFilter]
+    model = CalendarProfile
+
+    @extend_schema(summary="List the user's calendar profiles")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(
+        summary="Retrieve one of the user's calendar profiles",
         parameters=[
             OpenApiParameter(
                 "profile_id",
@@ -259,6 +238,8 @@ class LinkedAccountViewSet(
             return SyncResultSerializer
         if self.action == "conferencing_authorization":
             return ConferencingAuthorizationRequestSerializer
+        if self.action == "conferencing_choices":
+            return ConferencingChoicesSerializer
         return super().get_serializer_class()
 
     def get_throttles(self):
@@ -329,15 +310,7 @@ class LinkedAccountViewSet(
             )
         result = sync_account(account)
         return Response(
-            SyncResultSerializer(
-                {
-                    "created": result.created,
-                    "updated": result.updated,
-                    "removed": result.removed,
-                    "unchanged": result.unchanged,
-                    "changed": result.changed,
-                }
-            ).data
+            SyncResultSerializer({**dataclasses.asdict(result), "changed": result.changed}).data
         )
 
     @extend_schema(
@@ -368,6 +341,26 @@ class LinkedAccountViewSet(
             provider_name=serializer.validated_data.get("provider_name") or None,
         )
         return Response(ConferencingAuthorizationSerializer({"url": url}).data)
+
+    @extend_schema(
+        summary="What conferencing the account can put on an event now",
+        description=(
+            "Read from the stored profiles (never a Cronofy call): connected conferencing "
+            "profiles, 'integrated' where a calendar has conferencing built in, 'default'; "
+            "disconnected profiles apart, with their relink URL. A stale account "
+            "(SYNC_STALE_AFTER) says so, and gets a resync queued when a task queue is set."
+        ),
+        responses={200: ConferencingChoicesSerializer},
+    )
+    @action(
+        detail=True,
+        methods=["get"],
+        url_path="conferencing-choices",
+        url_name="conferencing-choices",
+    )
+    def conferencing_choices(self, request, pk=None):
+        choices = conferencing_choices(self.get_object())
+        return Response(ConferencingChoicesSerializer(choices).data)
 
     def default_redirect_uri(self, request, account: LinkedAccount) -> str:
         try:

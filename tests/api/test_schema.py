@@ -43,7 +43,10 @@ def test_schema_is_valid_and_warning_free(capsys):
         "/api/cronofy/accounts/": ["get"],
         "/api/cronofy/accounts/{id}/": ["delete", "get"],
         "/api/cronofy/accounts/{id}/conferencing-authorization/": ["post"],
+        "/api/cronofy/accounts/{id}/conferencing-choices/": ["get"],
         "/api/cronofy/accounts/{id}/sync/": ["post"],
+        "/api/cronofy/calendar-profiles/": ["get"],
+        "/api/cronofy/calendar-profiles/{profile_id}/": ["get"],
         "/api/cronofy/conferencing-profiles/": ["get"],
         "/api/cronofy/conferencing-profiles/{profile_id}/": ["get"],
     }
@@ -71,15 +74,30 @@ def test_schema_documents_the_custom_actions(capsys):
     assert set(delete["responses"]) == {"204", "429", "502", "503"}
 
 
-def test_schema_documents_the_filters(capsys):
+@pytest.mark.parametrize("kind", ["conferencing-profiles", "calendar-profiles"])
+def test_schema_documents_the_filters(capsys, kind):
     schema = generate(capsys)
-    listing = ours(schema)["/api/cronofy/conferencing-profiles/"]["get"]
+    listing = ours(schema)[f"/api/cronofy/{kind}/"]["get"]
     params = {p["name"]: p for p in listing["parameters"]}
     assert params["provider_name"]["schema"] == {"type": "string"}
     assert params["profile_connected"]["schema"] == {"type": "boolean"}
     assert params["account"]["schema"] == {"type": "integer"}
-    detail = ours(schema)["/api/cronofy/conferencing-profiles/{profile_id}/"]["get"]
+    detail = ours(schema)[f"/api/cronofy/{kind}/{{profile_id}}/"]["get"]
     assert [p["name"] for p in detail["parameters"] if p["in"] == "path"] == ["profile_id"]
+
+
+def test_schema_documents_the_choices_and_calendars(capsys):
+    schema = generate(capsys)
+    choices = ours(schema)["/api/cronofy/accounts/{id}/conferencing-choices/"]["get"]
+    assert choices["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ConferencingChoices"
+    }
+    components = schema["components"]["schemas"]
+    assert {"available", "unavailable", "stale", "resync_queued"} <= set(
+        components["ConferencingChoices"]["properties"]
+    )
+    assert "calendars" in components["CalendarProfile"]["properties"]
+    assert "calendar_created" in components["SyncResult"]["properties"]
 
 
 def test_no_token_in_any_documented_schema(capsys):

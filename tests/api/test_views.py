@@ -460,8 +460,16 @@ def test_delete_refused_by_cronofy_keeps_everything(alice_client, synced, sim):
 
 def test_sync_returns_the_result(alice_client, link_account, sim, user):
     account, sim_account = link_account(
-        user=user, conferencing_profiles=[sim.profile("zoom"), sim.profile("go_to")]
+        user=user,
+        conferencing_profiles=[sim.profile("zoom"), sim.profile("go_to")],
+        calendar_profiles=[sim.calendar_profile("google")],
     )
+    no_calendar_change = {
+        "calendar_created": 0,
+        "calendar_updated": 0,
+        "calendar_removed": 0,
+        "calendar_unchanged": 1,
+    }
     response = alice_client.post(sync_url(account.pk))
     assert response.status_code == 200
     assert response.json() == {
@@ -469,6 +477,9 @@ def test_sync_returns_the_result(alice_client, link_account, sim, user):
         "updated": 0,
         "removed": 0,
         "unchanged": 0,
+        **no_calendar_change,
+        "calendar_created": 1,
+        "calendar_unchanged": 0,
         "changed": True,
     }
     assert len(alice_client.get(profiles_url()).json()) == 2
@@ -480,6 +491,7 @@ def test_sync_returns_the_result(alice_client, link_account, sim, user):
         "updated": 1,
         "removed": 0,
         "unchanged": 1,
+        **no_calendar_change,
         "changed": True,
     }
     disconnected = alice_client.get(profiles_url(), {"profile_connected": "false"}).json()

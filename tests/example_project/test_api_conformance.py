@@ -36,8 +36,11 @@ OPERATIONS = [
     ("GET", "/api/cronofy/accounts/{id}/"),
     ("POST", "/api/cronofy/accounts/{id}/sync/"),
     ("POST", "/api/cronofy/accounts/{id}/conferencing-authorization/"),
+    ("GET", "/api/cronofy/accounts/{id}/conferencing-choices/"),
     ("GET", "/api/cronofy/conferencing-profiles/"),
     ("GET", "/api/cronofy/conferencing-profiles/{profile_id}/"),
+    ("GET", "/api/cronofy/calendar-profiles/"),
+    ("GET", "/api/cronofy/calendar-profiles/{profile_id}/"),
     ("DELETE", "/api/cronofy/accounts/{id}/"),
 ]
 
@@ -57,12 +60,19 @@ def api(demo, demo_auth):
 
 @pytest.fixture(scope="module")
 def demo_objects(demo, api):
-    """The demo account's id and one of its profile ids, read before any fuzzing."""
+    """The demo account's id and one profile id of each kind, read before any fuzzing."""
     account = api.get(f"{demo.url}/api/cronofy/accounts/", timeout=10).json()["results"][0]
     profile = api.get(f"{demo.url}/api/cronofy/conferencing-profiles/", timeout=10).json()[
         "results"
     ][0]
-    return {"id": account["id"], "profile_id": profile["profile_id"]}
+    calendar = api.get(f"{demo.url}/api/cronofy/calendar-profiles/", timeout=10).json()["results"][
+        0
+    ]
+    return {
+        "id": account["id"],
+        "profile_id": profile["profile_id"],
+        "calendar_profile_id": calendar["profile_id"],
+    }
 
 
 def test_demo_users_data_through_the_api(demo, api):
@@ -92,6 +102,8 @@ def test_operation_conforms_to_the_schema(api_schema, demo, demo_auth, demo_obje
 
     # The demo's own objects first: the generated ids below rarely exist.
     parameters = {name: demo_objects[name] for name in ("id", "profile_id") if "{" + name in path}
+    if path.startswith("/api/cronofy/calendar-profiles/{"):
+        parameters["profile_id"] = demo_objects["calendar_profile_id"]
     if parameters and method != "DELETE":
         kwargs = {"path_parameters": parameters}
         if path.endswith("conferencing-authorization/"):
