@@ -10,13 +10,15 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.validators import URLValidator
 from django.db import models
-from django.db.models import Count, Q
+from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .conf import app_settings
 from .datacenters import DataCenter, get_data_center, validate_data_center
 from .fields import EncryptedTextField, stored_ciphertext
+from .providers import provider_label
 
 validate_https_url = URLValidator(schemes=["https"])
 
@@ -47,6 +49,23 @@ class LinkedAccountQuerySet(models.QuerySet):
                 "conferencing_profiles",
                 filter=present & Q(conferencing_profiles__profile_connected=True),
             ),
+        )
+
+    def with_calendar_profile_counts(self) -> LinkedAccountQuerySet:
+        """Annotate ``calendar_profiles_total`` and ``calendar_profiles_connected``
+        (present ones), as subqueries: combinable with ``with_profile_counts``."""
+        present = (
+            CalendarProfile.objects.filter(account=OuterRef("pk"), removed_at__isnull=True)
+            .order_by()
+            .values("account")
+        )
+
+        def count(queryset):
+            return Coalesce(Subquery(queryset.annotate(n=Count("pk")).values("n")[:1]), 0)
+
+        return self.annotate(
+            calendar_profiles_total=count(present),
+            calendar_profiles_connected=count(present.filter(profile_connected=True)),
         )
 
 
@@ -168,7 +187,7 @@ class ConferencingProfile(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.provider_name}: {self.profile_name or self.profile_id}"
+        return f"{provider_label(self.provider_name)}: {self.profile_name or self.profile_id}"
 
     @property
     def last_seen_at(self) -> datetime | None:
@@ -224,7 +243,7 @@ class CalendarProfile(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.provider_name}: {self.profile_name or self.profile_id}"
+        return f"{provider_label(self.provider_name)}: {self.profile_name or self.profile_id}"
 
     @property
     def last_seen_at(self) -> datetime | None:

@@ -144,8 +144,8 @@ def test_str_and_repr_show_no_token():
     for text in (str(a), repr(a)):
         assert "tok-access-123" not in text and "tok-r-456" not in text
     p = profile(a, "pro_1", profile_name="Jane's Zoom")
-    assert str(p) == "zoom: Jane's Zoom"
-    assert str(profile(a, "pro_2")) == "zoom: pro_2"
+    assert str(p) == "Zoom: Jane's Zoom"  # the provider's name for people
+    assert str(profile(a, "pro_2")) == "Zoom: pro_2"
 
 
 def test_relink_url_validator_accepts_https_only():
