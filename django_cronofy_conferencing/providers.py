@@ -17,6 +17,19 @@ PROVIDER_LABELS = MappingProxyType(
         "ms_teams": "Microsoft Teams",
         "go_to": "GoTo",
         "google_meet_api": "Google Meet",
+        "google_meet": "Google Meet",  # an event's integrated conferencing
+    }
+)
+
+#: Calendar providers (``CalendarProfile.provider_name``), by name for people.
+CALENDAR_PROVIDER_LABELS = MappingProxyType(
+    {
+        "google": "Google",
+        "apple": "Apple",
+        "office365": "Microsoft 365",
+        "exchange": "Exchange",
+        "live_connect": "Outlook.com",
+        "cronofy": "Cronofy",
     }
 )
 
@@ -34,7 +47,10 @@ LINKABLE_PROVIDER_CHOICES = (
 
 
 def provider_label(provider_name: str | None) -> str:
-    """A readable name: a known provider's label, any other name as Cronofy sends it."""
+    """A readable name: a known (conferencing or calendar) provider's label, any other
+    name as Cronofy sends it."""
     if not provider_name:
         return gettext("Unknown provider")
-    return PROVIDER_LABELS.get(provider_name, provider_name)
+    return PROVIDER_LABELS.get(
+        provider_name, CALENDAR_PROVIDER_LABELS.get(provider_name, provider_name)
+    )

@@ -31,6 +31,30 @@ DEMO_PROFILES = [
 ]
 
 
+#: The demo account's calendar profiles: a Google one with Google Meet on its primary
+#: calendar, and an Apple one Cronofy lost the connection to (its Relink link shows).
+def demo_calendar_profiles(sim: SimulatedCronofy, email: str) -> list[dict]:
+    return [
+        sim.calendar_profile(
+            "google",
+            provider_service="gsuite",
+            profile_name=email,
+            calendars=[
+                sim.calendar("Work", primary=True, integrated=True),
+                sim.calendar("Team rota", integrated=False),
+                sim.calendar("Holidays", readonly=True, integrated=False),
+            ],
+        ),
+        sim.calendar_profile(
+            "apple",
+            provider_service="icloud",
+            profile_name=email,
+            connected=False,
+            calendars=[sim.calendar("Home", primary=True, integrated=False)],
+        ),
+    ]
+
+
 @dataclass
 class RunningSimulator:
     sim: SimulatedCronofy
@@ -112,4 +136,5 @@ def add_demo_account(running: RunningSimulator, email: str, name: str):
             sim.profile(provider, profile_name=email, connected=connected)
             for provider, connected in DEMO_PROFILES
         ],
+        calendar_profiles=demo_calendar_profiles(sim, email),
     )

@@ -8,12 +8,19 @@ from drf_spectacular.views import (
     SpectacularSwaggerView,
 )
 
-from . import views
+from . import schedule, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("linked-accounts/<int:pk>/sync/", views.sync_now, name="sync_now"),
     path("linked-accounts/<int:pk>/unlink/", views.unlink, name="unlink"),
+    # A host's booking form with the app's conferencing picker (demo_site/schedule.py).
+    path("schedule/", schedule.schedule, name="schedule"),
+    path(
+        "schedule/<int:account_id>/events/<str:event_id>/",
+        schedule.event_detail,
+        name="event_detail",
+    ),
     # The demo's simulated Cronofy controls (404 unless `manage.py demo` runs).
     path("simulator/", views.simulator_page, name="simulator"),
     path("simulator/profile/", views.simulator_profile, name="simulator_profile"),

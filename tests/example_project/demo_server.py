@@ -86,8 +86,8 @@ def start_demo(tmp_dir: Path, *, timeout: float = 120) -> DemoServer:
             "0",
             "--sim-port",
             "0",
-            "--password",
-            password,
+            # One argument: a token_urlsafe password may start with "-".
+            f"--password={password}",
         ],
         cwd=tmp_dir,
         env=env,
