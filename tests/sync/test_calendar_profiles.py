@@ -1,18 +1,23 @@
 """Calendar profiles (``cronofy.data.profiles``): synced with the conferencing profiles,
 in the same transaction, under the same rules, in a fixed number of queries.
 
-Fixtures from Cronofy's SDK test suite (cronofy/cronofy-csharp):
+Bodies from Cronofy's SDK test suites (``tests/payloads/sdk/``, indexed in its SOURCES.md):
 
-- ``csharp_userinfo_account.json``: test/Cronofy.Test/CronofyAccountClientTests/GetUserInfo.cs,
-  ``CanGetUserInfoForAccount`` (the body is the documented example's, bar one trailing comma
-  that C#'s lenient parser accepts and JSON does not).
-- ``csharp_userinfo_application_calendar.json``: the same file,
+- ``userinfo_csharp_account_conferencing_trailing_comma.json``: cronofy/cronofy-csharp
+  test/Cronofy.Test/CronofyAccountClientTests/GetUserInfo.cs, ``CanGetUserInfoForAccount``
+  (its trailing comma removed: strict JSON refuses it, as Cronofy never sends it).
+- ``userinfo_csharp_account_no_conferencing.json``: the same file, an older version.
+- ``userinfo_csharp_application_calendar.json``: the same file,
   ``CanGetUserInfoForApplicationCalendar``.
-- ``csharp_userinfo_service_account.json``:
-  test/Cronofy.Test/CronofyEnterpriseConnectAccountClientTests/GetUserInfo.cs (no ``profiles`` key).
+- ``userinfo_csharp_service_account.json``:
+  test/Cronofy.Test/CronofyEnterpriseConnectAccountClientTests/GetUserInfo.cs (no ``profiles``).
+- ``userinfo_pycronofy_minimal.json``: cronofy/pycronofy pycronofy/tests/test_client.py
+  ``test_userinfo`` (no ``cronofy.data`` at all: nothing said, stored rows kept).
 """
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from django.db import connection
@@ -22,6 +27,7 @@ from django.utils import timezone
 from django_cronofy_conferencing import signals
 from django_cronofy_conferencing.models import CalendarProfile, ConferencingProfile
 from django_cronofy_conferencing.sync import SyncResult, apply_userinfo_many, sync_account
+from tests.conftest import PAYLOADS
 from tests.sync.test_batch import info_for
 
 pytestmark = pytest.mark.django_db
@@ -101,18 +107,26 @@ def stored(account) -> dict:
     }
 
 
+def body(name: str) -> dict:
+    if name == "userinfo_with_calendar_profiles":  # Cronofy's documented example
+        return json.loads((PAYLOADS / f"{name}.json").read_text())
+    raw = (PAYLOADS / "sdk" / f"{name}.json").read_text()
+    return json.loads(raw.replace("],\n      }", "]\n      }"))  # C#'s trailing comma
+
+
 @pytest.mark.parametrize(
     ("name", "expected", "conferencing"),
     [
-        ("userinfo_with_calendar_profiles", DOCUMENTED_CALENDARS, 2),  # Cronofy's docs
-        ("csharp_userinfo_account", DOCUMENTED_CALENDARS, 2),  # cronofy-csharp
-        ("csharp_userinfo_application_calendar", APPLICATION_CALENDAR, 0),  # cronofy-csharp
+        ("userinfo_with_calendar_profiles", DOCUMENTED_CALENDARS, 2),
+        ("userinfo_csharp_account_conferencing_trailing_comma", DOCUMENTED_CALENDARS, 2),
+        ("userinfo_csharp_account_no_conferencing", DOCUMENTED_CALENDARS, 0),
+        ("userinfo_csharp_application_calendar", APPLICATION_CALENDAR, 0),
     ],
 )
 def test_documented_and_sdk_bodies_sync_calendar_profiles_exactly(
-    link_account, payload, name, expected, conferencing
+    link_account, name, expected, conferencing
 ):
-    account, _ = link_account(userinfo_body=payload(name))
+    account, _ = link_account(userinfo_body=body(name))
     before = timezone.now()
 
     result = sync_account(account)
@@ -129,20 +143,31 @@ def test_documented_and_sdk_bodies_sync_calendar_profiles_exactly(
     )
 
 
-@pytest.mark.parametrize("name", ["userinfo_service_account", "csharp_userinfo_service_account"])
+@pytest.mark.parametrize("name", ["userinfo_service_account", "userinfo_csharp_service_account"])
 def test_no_profiles_key_means_none_listed(link_account, sim, payload, name):
     """As for ``conferencing_profiles``: a missing key is an empty list, so stored
     calendar profiles are marked removed (kept as history)."""
     account, sim_account = link_account(calendar_profiles=[sim.calendar_profile()])
     assert sync_account(account).calendar_created == 1
-    body = payload(name)
-    body["sub"] = sim_account.sub
-    sim_account.userinfo_body = body
+    data = payload(name) if name == "userinfo_service_account" else body(name)
+    data["sub"] = sim_account.sub
+    sim_account.userinfo_body = data
 
     assert sync_account(account) == SyncResult(calendar_removed=1)
     profile = CalendarProfile.objects.get(account=account)
     assert profile.removed_at is not None
     assert not CalendarProfile.objects.present().exists()
+
+
+def test_no_cronofy_data_keeps_the_stored_calendar_profiles(link_account, sim):
+    """An older UserInfo shape says nothing about profiles: nothing is removed."""
+    account, sim_account = link_account(calendar_profiles=[sim.calendar_profile()])
+    sync_account(account)
+    data = body("userinfo_pycronofy_minimal")
+    data["sub"] = sim_account.sub
+    sim_account.userinfo_body = data
+    assert sync_account(account) == SyncResult(calendar_unchanged=1)
+    assert CalendarProfile.objects.present().count() == 1
 
 
 @pytest.fixture
