@@ -26,11 +26,13 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-if TYPE_CHECKING:
-    from .simulator import SimAccount, SimRequest, SimResponse, SimulatedCronofy
+# The simulator imports this module, so nothing here imports it back: handlers take
+# its objects duck-typed (``sim``, ``account``, ``request``) and answer an
+# ``Answer``, ``(status, JSON data or None for an empty body)``, that it wraps.
+Answer = tuple[int, Any]
 
 UPSERT_PATH = re.compile(r"^/v1/calendars/(?P<calendar_id>[^/]+)/events/?$")
 READ_PATH = "/v1/events"
@@ -112,7 +114,7 @@ def calendar_profile(
 
 
 def set_calendar_profile_connected(
-    account: SimAccount, profile_id: str, connected: bool
+    account: Any, profile_id: str, connected: bool
 ) -> dict[str, Any]:
     for profile in account.calendar_profiles:
         if profile["profile_id"] == profile_id:
@@ -133,7 +135,7 @@ def _relink_url(provider_name: str, profile_name: str) -> str:
     )
 
 
-def _find_calendar(account: SimAccount, calendar_id: str):
+def _find_calendar(account: Any, calendar_id: str):
     for profile in account.calendar_profiles:
         for entry in profile.get("profile_calendars") or []:
             if entry["calendar_id"] == calendar_id:
@@ -220,11 +222,7 @@ def match_endpoint(method: str, path: str) -> str | None:
     return None
 
 
-def handle(
-    sim: SimulatedCronofy, endpoint: str, account: SimAccount, request: SimRequest, body: Any
-) -> SimResponse:
-    from .simulator import SimResponse
-
+def handle(sim: Any, endpoint: str, account: Any, request: Any, body: Any) -> Answer:
     if endpoint == "upsert_event":
         calendar_id = unquote(UPSERT_PATH.match(request.path).group("calendar_id"))
         return _upsert(sim, account, calendar_id, body)
@@ -236,10 +234,10 @@ def handle(
         if event.status in (PENDING, FAILING) and event.reads > sim.events.pending_reads:
             _attempt(sim, account, event)
     events = [e.as_read() for e in sim.events.for_account(account.sub)]
-    return SimResponse.json(200, {"pages": {"current": 1, "total": 1}, "events": events})
+    return 200, {"pages": {"current": 1, "total": 1}, "events": events}
 
 
-def generate(sim: SimulatedCronofy, sub: str | None = None) -> None:
+def generate(sim: Any, sub: str | None = None) -> None:
     """Attempt every pending or failing conference now (of one account, or all)."""
     with sim.lock:
         for event in list(sim.events.events.values()):
@@ -247,18 +245,13 @@ def generate(sim: SimulatedCronofy, sub: str | None = None) -> None:
                 _attempt(sim, sim.accounts[event.sub], event)
 
 
-def _invalid(errors: dict[str, list[tuple[str, str]]]) -> SimResponse:
-    from .simulator import SimResponse
-
-    return SimResponse.json(
-        422,
-        {
-            "errors": {
-                name: [{"key": key, "description": text} for key, text in problems]
-                for name, problems in errors.items()
-            }
-        },
-    )
+def _invalid(errors: dict[str, list[tuple[str, str]]]) -> Answer:
+    return 422, {
+        "errors": {
+            name: [{"key": key, "description": text} for key, text in problems]
+            for name, problems in errors.items()
+        }
+    }
 
 
 def _parse_time(value: Any) -> datetime | date | None:
@@ -274,7 +267,7 @@ def _parse_time(value: Any) -> datetime | date | None:
         return None
 
 
-def _validate(account: SimAccount, body: Any) -> dict[str, list[tuple[str, str]]]:
+def _validate(account: Any, body: Any) -> dict[str, list[tuple[str, str]]]:
     errors: dict[str, list[tuple[str, str]]] = {}
     if not isinstance(body, dict):
         body = {}
@@ -313,7 +306,7 @@ def _validate(account: SimAccount, body: Any) -> dict[str, list[tuple[str, str]]
     return errors
 
 
-def _validate_conferencing(account: SimAccount, value: Any) -> dict[str, list[tuple[str, str]]]:
+def _validate_conferencing(account: Any, value: Any) -> dict[str, list[tuple[str, str]]]:
     if not isinstance(value, dict):
         return {"conferencing": [("errors.invalid", "must be an object")]}
     profile_id = value.get("profile_id")
@@ -338,12 +331,10 @@ def _validate_conferencing(account: SimAccount, value: Any) -> dict[str, list[tu
     return {}
 
 
-def _upsert(sim: SimulatedCronofy, account: SimAccount, calendar_id: str, body: Any) -> SimResponse:
-    from .simulator import SimResponse
-
+def _upsert(sim: Any, account: Any, calendar_id: str, body: Any) -> Answer:
     _profile, entry = _find_calendar(account, calendar_id)
     if entry is None:
-        return SimResponse.json(404, {"error": "not_found"})
+        return 404, {"error": "not_found"}
     if entry.get("calendar_readonly") or entry.get("calendar_deleted"):
         state = "deleted" if entry.get("calendar_deleted") else "read-only"
         return _invalid({"calendar_id": [("errors.calendar_readonly", f"the calendar is {state}")]})
@@ -378,10 +369,10 @@ def _upsert(sim: SimulatedCronofy, account: SimAccount, calendar_id: str, body: 
             event.status = PENDING
             if sim.events.pending_reads == 0:
                 _attempt(sim, account, event)
-    return SimResponse(202, "")
+    return 202, None
 
 
-def _attempt(sim: SimulatedCronofy, account: SimAccount, event: SimEvent) -> None:
+def _attempt(sim: Any, account: Any, event: SimEvent) -> None:
     """Try to generate the event's conference: assigned, or failing (retried later)."""
     event.attempts += 1
     provider = _provider_for(account, event)
@@ -400,7 +391,7 @@ def _attempt(sim: SimulatedCronofy, account: SimAccount, event: SimEvent) -> Non
     _notify(sim, event, "conferencing_assigned")
 
 
-def _provider_for(account: SimAccount, event: SimEvent) -> str | None:
+def _provider_for(account: Any, event: SimEvent) -> str | None:
     """The provider that generates the conference now, or None when it cannot."""
     profile_id = (event.conferencing or {}).get("profile_id")
     calendar_profile, entry = _find_calendar(account, event.calendar_id)
@@ -424,7 +415,7 @@ def _provider_for(account: SimAccount, event: SimEvent) -> str | None:
     return None  # the profile was removed since the upsert
 
 
-def _notify(sim: SimulatedCronofy, event: SimEvent, interaction: str) -> None:
+def _notify(sim: Any, event: SimEvent, interaction: str) -> None:
     for subscription in event.body.get("subscriptions") or []:
         if not isinstance(subscription, dict):
             continue

@@ -541,7 +541,8 @@ class SimulatedCronofy:
             del self.channels[channel_id]
             return SimResponse(202, "")
         if endpoint in ("upsert_event", "read_events"):
-            return sim_events.handle(self, endpoint, account, request, json_body)
+            status, data = sim_events.handle(self, endpoint, account, request, json_body)
+            return SimResponse(status, "") if data is None else SimResponse.json(status, data)
         return SimResponse.json(404, {"error": "not_found"})
 
     def _userinfo(self, account: SimAccount) -> Any:
