@@ -22,6 +22,7 @@ from django.views.decorators.http import require_POST
 
 from django_cronofy_conferencing.models import LinkedAccount
 from django_cronofy_conferencing.providers import provider_label
+from django_cronofy_conferencing.testing import NoPushChannel
 
 from . import simulator
 
@@ -80,7 +81,7 @@ def simulator_page(request: HttpRequest) -> HttpResponse:
 def _push(request: HttpRequest, running, sub: str, kind: str) -> None:
     try:
         status, _body = running.server.push(sub, kind)
-    except StopIteration:
+    except NoPushChannel:
         messages.warning(
             request, "That account has no push channel (it is not linked to this site)."
         )

@@ -97,10 +97,7 @@ class Command(BaseCommand):
             )
 
     def handle(self, *args, **options) -> None:
-        if (
-            args
-            or any(options.get(key) is not None for key in options if key.startswith("argv_"))
-        ):
+        if args or any(options.get(key) is not None for key in options if key.startswith("argv_")):
             raise CommandError(ARGV_REFUSED)
         user = resolve_user(options["user"])
         dc = self._data_center(options["data_center"])

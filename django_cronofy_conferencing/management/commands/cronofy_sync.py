@@ -179,7 +179,9 @@ class Command(BaseCommand):
         if getattr(self, "default_selection", True):
             return f"0 due of {linked} linked; --all syncs them all."
         active = LinkedAccount.objects.active().count()
-        return f"None of the selected accounts could be synced ({active} active of {linked} linked)."
+        return (
+            f"None of the selected accounts could be synced ({active} active of {linked} linked)."
+        )
 
     def dry_run(self, accounts: Iterable[LinkedAccount]) -> None:
         count = 0
