@@ -230,7 +230,7 @@ def test_one_line_per_failure_without_logging_configured(sim, fleet, capsys):
     try:
         sim.revoke_grant(fleet["stale"].sub)
         sim.expire_access_token(fleet["stale"].sub)
-        error, out, err = run_failing("-v", "2")
+        error, _out, err = run_failing("-v", "2")
     finally:
         library.propagate = True
     printed = err + capsys.readouterr().err
