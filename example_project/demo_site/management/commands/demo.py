@@ -127,9 +127,7 @@ class Command(BaseCommand):
 
     def say_fallback(self, what: str, wanted: int, got: int) -> None:
         if wanted and got != wanted:
-            self.say(
-                f"Port {wanted} is busy: {what} uses port {got} instead.", self.style.WARNING
-            )
+            self.say(f"Port {wanted} is busy: {what} uses port {got} instead.", self.style.WARNING)
 
     def say(self, message: str, style=None) -> None:
         self.stdout.write(style(message) if style else message)
