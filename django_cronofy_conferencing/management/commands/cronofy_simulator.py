@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+from cryptography.fernet import Fernet
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from ...conf import app_settings
@@ -47,13 +48,14 @@ def start_simulator(
     return server.start()
 
 
-def settings_for(server: HTTPServerAdapter) -> dict:
+def settings_for(server: HTTPServerAdapter, encryption_key: str | None = None) -> dict:
     """``CRONOFY_CONFERENCING`` for a project that develops against ``server``.
 
     The simulator's data center is ``DEFAULT_DATA_CENTER``, so ``CLIENT_ID`` and
     ``CLIENT_SECRET`` are its application's (no ``APPLICATIONS`` entry needed).
+    A fresh ``ENCRYPTION_KEYS`` key keeps ``manage.py check`` quiet (W001).
     """
-    return {
+    value = {
         "CLIENT_ID": server.sim.client_id,
         "CLIENT_SECRET": server.sim.client_secret,
         "DEFAULT_DATA_CENTER": server.data_center_id,
@@ -68,11 +70,14 @@ def settings_for(server: HTTPServerAdapter) -> dict:
         "RATE_LIMITS": [],
         "RETRY_BACKOFF": 0,
     }
+    if encryption_key:
+        value["ENCRYPTION_KEYS"] = [encryption_key]
+    return value
 
 
-def settings_text(server: HTTPServerAdapter) -> str:
+def settings_text(server: HTTPServerAdapter, encryption_key: str | None = None) -> str:
     """The settings block to paste, as Python source (JSON of strings, lists and numbers)."""
-    return "CRONOFY_CONFERENCING = " + json.dumps(settings_for(server), indent=4)
+    return "CRONOFY_CONFERENCING = " + json.dumps(settings_for(server, encryption_key), indent=4)
 
 
 class Command(BaseCommand):
@@ -135,7 +140,7 @@ class Command(BaseCommand):
             "",
             "Paste into your settings.py (development only):",
             "",
-            settings_text(server),
+            settings_text(server, Fernet.generate_key().decode()),
             "",
         ]
         if configured.get("api_url") == server.url:
