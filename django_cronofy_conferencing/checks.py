@@ -53,7 +53,9 @@ def check_settings(app_configs=None, **kwargs) -> list:
             messages.append(
                 Error(
                     f"{_key(name)} is not set.",
-                    hint=f"Copy it from your Cronofy application's dashboard into {_key(name)}.",
+                    hint=f"Copy it from your Cronofy application's dashboard into {_key(name)}; "
+                    "to develop without Cronofy credentials, run `manage.py cronofy_simulator` "
+                    "and paste the settings it prints.",
                     id=ID.format(f"E00{number}"),
                 )
             )
