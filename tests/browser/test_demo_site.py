@@ -284,3 +284,12 @@ def test_api_docs_render_offline(logged_in, screenshot):
     page.locator(".swagger-ui .opblock").first.wait_for()
     assert page.get_by_text("/api/cronofy/conferencing-profiles/").first.is_visible()
     screenshot(page, "api-docs")
+
+
+def test_the_simulator_url_the_demo_prints_answers(demo):
+    import requests
+
+    page = requests.get(f"{demo.sim_url}/", timeout=10)
+    assert page.status_code == 200
+    assert "Simulated Cronofy" in page.text
+    assert "demo@example.com" in page.text
