@@ -2,9 +2,10 @@
 
 The app-wide ``RATE_LIMITS`` protect the application's budget at Cronofy;
 this one keeps a single user (a double click, a reload loop, a script with a
-session cookie) from spending it. Every user-reachable Cronofy call of the
-packaged pages (Sync now, Unlink, Add provider) asks ``allow(user, action)``
-first; all actions of one user share one budget of
+session cookie) from spending it. The packaged page's Cronofy calls (Sync
+now, Unlink) ask ``allow(user, action)`` first; other user-reachable paths
+(adding a provider, the API) can share it the same way. All actions of one
+user share one budget of
 ``API_SYNC_THROTTLE_RATE`` (``"12/m"`` by default; ``None`` disables it),
 counted in fixed windows in the ``RATE_LIMIT_CACHE`` cache, so every process
 sharing that cache shares the budget.

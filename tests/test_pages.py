@@ -190,6 +190,27 @@ def test_only_the_users_own_accounts(browser, link_account, other_user, sim):
     assert LinkedAccount.objects.filter(pk=account.pk).exists()
 
 
+def test_calendar_profile_problems_light_up_once_the_relation_exists(
+    browser, linked, sim, monkeypatch
+):
+    """Stand-in for the calendar merge: a ``calendar_profiles`` relation on the account
+    (here the conferencing one under that name) fills the calendar block."""
+    if hasattr(LinkedAccount, "calendar_profiles"):
+        pytest.skip("the real CalendarProfile model exists")
+    monkeypatch.setattr(
+        LinkedAccount,
+        "calendar_profiles",
+        LinkedAccount.__dict__["conferencing_profiles"],
+        raising=False,
+    )
+    linked(sim.profile("zoom"), sim.profile("go_to", connected=False, profile_name="cal@x.test"))
+    response = browser.get(PROFILES)
+    assert response.context["calendar_profiles_enabled"] is True
+    text = page_text(response)
+    assert "Calendars that need relinking" in text
+    assert "GoTo cal@x.test Needs relinking" in text.split("Calendars that need relinking")[1]
+
+
 def test_calendar_profile_problems_render_nothing_before_the_model_exists(browser, linked, sim):
     linked(sim.profile("zoom"))
     response = browser.get(PROFILES)

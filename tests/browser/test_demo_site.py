@@ -126,6 +126,16 @@ def test_pages_have_labels_and_names(logged_in, path):
     assert page.evaluate(ACCESSIBILITY_PROBLEMS) == []
 
 
+@pytest.mark.parametrize("path", ["/", "/simulator/", "/cronofy/accounts/1/unlink/"])
+def test_axe_finds_nothing_in_the_sites_layout(logged_in, axe_script, path):
+    """The packaged page inside a host's layout (and the demo's own page) pass axe-core too."""
+    from tests.browser.conftest import run_axe
+
+    page = logged_in
+    page.goto(path)
+    run_axe(page, axe_script, f"demo{path}")
+
+
 def test_keyboard_users_can_skip_to_the_content(logged_in):
     page = logged_in
     page.keyboard.press("Tab")

@@ -9,11 +9,9 @@ state and viewport and must find nothing; its results are written to
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -23,14 +21,11 @@ from django.utils import timezone
 from django_cronofy_conferencing.models import LinkedAccount
 from django_cronofy_conferencing.sync import sync_account
 from django_cronofy_conferencing.testing import SimulatedCronofy, serve_simulator
-from tests.conftest import require_service
-from tests.example_project.demo_server import ARTIFACTS
+from tests.browser.conftest import run_axe
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "phone": {"width": 390, "height": 844}}
-AXE_RESULTS = ARTIFACTS / "axe-results.json"
-_results: dict[str, dict] = {}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -45,39 +40,6 @@ def _orm_beside_playwright():
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     else:
         os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
-
-
-def _axe_script() -> str:
-    try:
-        from axe_playwright_python.base import AXE_FILE_PATH
-    except ImportError:
-        require_service(False, "axe-playwright-python is not installed (the test extra)")
-    return Path(AXE_FILE_PATH).read_text(encoding="utf-8")
-
-
-@pytest.fixture(scope="module")
-def axe_script() -> str:
-    yield _axe_script()
-    if _results:
-        AXE_RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        AXE_RESULTS.write_text(json.dumps(_results, indent=2, sort_keys=True))
-
-
-def run_axe(page, axe_script: str, name: str) -> None:
-    """axe-core on the page as it is: every rule it runs by default, zero violations."""
-    page.evaluate(axe_script)
-    results = page.evaluate(
-        "axe.run(document, {resultTypes: ['violations']}).then(r => ({"
-        "version: r.testEngine.version,"
-        "violations: r.violations.map(v => ({id: v.id, impact: v.impact,"
-        " nodes: v.nodes.map(n => n.target.join(' '))})),"
-        "passes: r.passes.length, incomplete: r.incomplete.map(i => ({id: i.id,"
-        " nodes: i.nodes.map(n => n.target.join(' ') + ': ' + n.any.map(a => a.message)"
-        ".join('; '))})),"
-        "inapplicable: r.inapplicable.length}))"
-    )
-    _results[name] = results
-    assert results["violations"] == [], f"{name}: {results['violations']}"
 
 
 @pytest.fixture
@@ -324,3 +286,13 @@ def test_keyboard_focus_ring_has_3_to_1_contrast(page_for, person, cronofy, view
             assert _contrast(_rgb(style["color"]), background) >= 3, style
             checked += 1
     assert checked >= 3
+
+
+def test_add_provider_page(page_for, person, cronofy, axe_script, viewport, screenshot):
+    link(cronofy, person, "pat@example.com", cronofy.sim.profile("zoom"))
+    page = page_for(person)
+    page.goto("/cronofy/")
+    section(page, "pat@example.com").get_by_role("link", name="Another provider").click()
+    assert page.get_by_role("heading", name="Add a conferencing provider").is_visible()
+    assert page.get_by_label("Provider").is_visible()
+    check_page(page, axe_script, "add-provider", viewport, screenshot)
