@@ -31,6 +31,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from . import linking, userlimits
+from .applications import linkable_data_centers
 from .conf import app_settings
 from .datacenters import get_data_centers
 from .db import non_atomic_requests
@@ -88,20 +89,15 @@ def _ago(moment) -> str:
 
 
 def connect_data_centers() -> list[dict[str, Any]]:
-    """The picker's choices: the data centers this site has a Cronofy application in.
-
-    ``DEFAULT_DATA_CENTER`` (``CLIENT_ID``'s application) first, then those of
-    ``APPLICATIONS``; an id the registry does not know is left out.
-    """
-    registry = get_data_centers()
+    """The picker's choices: the data centers this site has a Cronofy application in
+    (``applications.linkable_data_centers``), ``DEFAULT_DATA_CENTER`` first."""
     default = app_settings.DEFAULT_DATA_CENTER
-    applications = app_settings.user_settings.get("APPLICATIONS") or {}
-    ids = [default, *(dc for dc in applications if dc != default)]
-    return [
-        {"id": dc_id, "label": registry[dc_id].label or dc_id, "selected": dc_id == default}
-        for dc_id in ids
-        if dc_id in registry
+    choices = [
+        {"id": dc.id, "label": dc.label or dc.id, "selected": dc.id == default}
+        for dc in linkable_data_centers().values()
     ]
+    choices.sort(key=lambda choice: not choice["selected"])
+    return choices
 
 
 def _calendar_relation():

@@ -74,7 +74,8 @@ def test_the_page_needs_a_login(client):
 
 
 def test_no_account_yet_offers_to_connect(browser):
-    response = browser.get(PROFILES)
+    with cronofy_settings(APPLICATIONS={}):
+        response = browser.get(PROFILES)
     assert response.status_code == 200
     text = page_text(response)
     assert "You have not linked a Cronofy account yet." in text
@@ -85,10 +86,16 @@ def test_no_account_yet_offers_to_connect(browser):
 
 
 def test_the_picker_offers_the_data_centers_with_an_application(browser):
-    with cronofy_settings(DEFAULT_DATA_CENTER="uk", APPLICATIONS={"de": {"CLIENT_ID": "x"}}):
+    de = {"CLIENT_ID": "x", "CLIENT_SECRET": "y"}
+    with cronofy_settings(DEFAULT_DATA_CENTER="uk", APPLICATIONS={"de": de}):
         source = browser.get(PROFILES).content.decode()
     options = re.findall(r'<option value="(\w+)"( selected)?>', source)
     assert options == [("uk", " selected"), ("de", "")]
+    # The suite's settings: an application in every data center, the default first.
+    source = browser.get(PROFILES).content.decode()
+    options = re.findall(r'<option value="(\w+)"( selected)?>', source)
+    assert options[0] == ("us", " selected")
+    assert {dc for dc, _ in options} == {"us", "uk", "de", "au", "ca", "sg"}
 
 
 def test_healthy_account(browser, linked, sim):

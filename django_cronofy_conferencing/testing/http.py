@@ -233,6 +233,13 @@ class HTTPServerAdapter:
             return self.app_url if data_center == self.data_center_id else base_app_url(data_center)
 
         sim._app_url = app_url  # type: ignore[method-assign]
+        base_dc_for = sim._dc_for
+
+        def dc_for(url: str) -> str:
+            origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+            return self.data_center_id if origin == self.url else base_dc_for(url)
+
+        sim._dc_for = dc_for  # type: ignore[method-assign]
 
     # -- lifecycle --------------------------------------------------------
 
@@ -412,7 +419,7 @@ class HTTPServerAdapter:
             f"<title>Simulated Cronofy ({dc})</title></head><body>"
             f"<h1>Simulated Cronofy: data center <code>{dc}</code></h1>"
             f"<p>API and app URL: <code>{html.escape(self.url)}</code>. Client id "
-            f"<code>{html.escape(self.sim.client_id)}</code>.</p>"
+            f"<code>{html.escape(self.sim.credentials_for(self.data_center_id)[0])}</code>.</p>"
             f"<h2>API</h2><ul>{endpoints}</ul>"
             "<h2>Pages</h2><ul><li><code>GET /oauth/authorize</code>: the consent page "
             "(Approve or Deny)</li><li><code>GET /conferencing_services/&lt;id&gt;</code>: "

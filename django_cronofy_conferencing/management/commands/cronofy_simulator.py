@@ -32,7 +32,13 @@ def start_simulator(
     *, port: int, data_center: str = "sim", demo_accounts: bool = True
 ) -> HTTPServerAdapter:
     """A started HTTP simulator on 127.0.0.1:``port`` (0: any free port)."""
-    sim = SimulatedCronofy(client_id=DEFAULT_CLIENT_ID, client_secret=DEFAULT_CLIENT_SECRET)
+    # Its application is the one in ``data_center``, the DEFAULT_DATA_CENTER of the
+    # settings it prints, whatever the settings of this process say now.
+    sim = SimulatedCronofy(
+        client_id=DEFAULT_CLIENT_ID,
+        client_secret=DEFAULT_CLIENT_SECRET,
+        default_data_center=data_center,
+    )
     server = HTTPServerAdapter(sim, data_center, host="127.0.0.1", port=port)
     if demo_accounts:
         for email, name, profiles in DEMO_ACCOUNTS:
@@ -55,9 +61,10 @@ def settings_for(server: HTTPServerAdapter, encryption_key: str | None = None) -
     ``CLIENT_SECRET`` are its application's (no ``APPLICATIONS`` entry needed).
     A fresh ``ENCRYPTION_KEYS`` key keeps ``manage.py check`` quiet (W001).
     """
+    client_id, client_secret = server.sim.credentials_for(server.data_center_id)
     value = {
-        "CLIENT_ID": server.sim.client_id,
-        "CLIENT_SECRET": server.sim.client_secret,
+        "CLIENT_ID": client_id,
+        "CLIENT_SECRET": client_secret,
         "DEFAULT_DATA_CENTER": server.data_center_id,
         "DATA_CENTERS": {
             server.data_center_id: {
