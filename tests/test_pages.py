@@ -172,6 +172,7 @@ def test_a_failing_sync_is_shown(browser, linked, sim):
     text = page_text(browser.get(PROFILES))
     assert "Cronofy could not be reached just now" in text
     assert "The last sync with Cronofy failed. What you see was last confirmed" in text
+    assert "All conferencing profiles connected" not in text  # not a green all-clear
 
 
 def test_the_query_count_does_not_grow_with_accounts(browser, linked, sim):
