@@ -4,6 +4,9 @@ E001 CLIENT_ID missing            E002 CLIENT_SECRET missing
 E003 DEFAULT_DATA_CENTER unknown  E004 ENCRYPTION_KEYS malformed
 E005 DATA_CENTERS malformed       E006 RATE_LIMITS malformed
 E007 a number setting is not a non-negative number
+E008 RATE_LIMIT_CACHE names no cache in CACHES
+E009 an API_PERMISSION_CLASSES entry does not import
+E014 the task queue (USE_CELERY) is on but its package is not installed
 W001 token keys derived from SECRET_KEY
 W002 unknown key in CRONOFY_CONFERENCING (a typo?)
 E010-E013, W004: APPLICATIONS (see check_applications below)
@@ -50,7 +53,9 @@ def check_settings(app_configs=None, **kwargs) -> list:
             messages.append(
                 Error(
                     f"{_key(name)} is not set.",
-                    hint=f"Copy it from your Cronofy application's dashboard into {_key(name)}.",
+                    hint=f"Copy it from your Cronofy application's dashboard into {_key(name)}; "
+                    "to develop without Cronofy credentials, run `manage.py cronofy_simulator` "
+                    "and paste the settings it prints.",
                     id=ID.format(f"E00{number}"),
                 )
             )
@@ -236,4 +241,89 @@ def check_accounts_have_applications(app_configs=None, databases=None, **kwargs)
             id=ID.format("W004"),
         )
         for dc_id in orphans
+    ]
+
+
+# -- settings that otherwise fail as 500s at run time ---------------------------------
+# Each a check of its own (ids E008, E009, E014: E010-E013 are the APPLICATIONS checks).
+
+
+@register("cronofy_conferencing")
+def check_rate_limit_cache(app_configs=None, **kwargs) -> list:
+    """E008: ``RATE_LIMIT_CACHE`` must name a cache in ``CACHES``."""
+    from django.conf import settings
+
+    alias = app_settings.RATE_LIMIT_CACHE
+    configured = getattr(settings, "CACHES", None) or {"default": {}}
+    if isinstance(alias, str) and alias in configured:
+        return []
+    return [
+        Error(
+            f"{_key('RATE_LIMIT_CACHE')} is {alias!r}, which is not a cache in CACHES.",
+            hint="Use one of: " + ", ".join(sorted(configured)) + ", or add that cache to CACHES.",
+            id=ID.format("E008"),
+        )
+    ]
+
+
+@register("cronofy_conferencing")
+def check_api_permission_classes(app_configs=None, **kwargs) -> list:
+    """E009: every ``API_PERMISSION_CLASSES`` entry must be a dotted path that imports."""
+    from django.utils.module_loading import import_string
+
+    value = app_settings.API_PERMISSION_CLASSES
+    if not isinstance(value, list | tuple):
+        return [
+            Error(
+                f"{_key('API_PERMISSION_CLASSES')} must be a list of dotted paths.",
+                hint="For instance ['rest_framework.permissions.IsAuthenticated'].",
+                id=ID.format("E009"),
+            )
+        ]
+    messages: list = []
+    for entry in value:
+        try:
+            if not isinstance(entry, str):
+                raise ImportError("not a dotted path")
+            import_string(entry)
+        except ImportError as exc:
+            messages.append(
+                Error(
+                    f"{_key('API_PERMISSION_CLASSES')} entry {entry!r} cannot be imported: {exc}",
+                    hint="Give the dotted path of a DRF permission class, such as "
+                    "'rest_framework.permissions.IsAuthenticated'.",
+                    id=ID.format("E009"),
+                )
+            )
+    return messages
+
+
+#: The queue setting, and the package each of its values needs. When ``TASK_QUEUE``
+#: replaces ``USE_CELERY``, this becomes ``("TASK_QUEUE", {"celery": "celery", ...})``
+#: and ``_configured_queue`` returns ``app_settings.TASK_QUEUE``.
+QUEUE_SETTING = "USE_CELERY"
+QUEUE_PACKAGES = {"celery": "celery"}
+
+
+def _configured_queue() -> str | None:
+    return "celery" if getattr(app_settings, QUEUE_SETTING) else None
+
+
+@register("cronofy_conferencing")
+def check_queue_installed(app_configs=None, **kwargs) -> list:
+    """E014: the configured task queue's package must be installed."""
+    from importlib.util import find_spec
+
+    queue = _configured_queue()
+    package = QUEUE_PACKAGES.get(queue or "")
+    if package is None or find_spec(package) is not None:
+        return []
+    return [
+        Error(
+            f"{_key(QUEUE_SETTING)} asks for {queue}, but the {package!r} package is not "
+            "installed.",
+            hint='Install it (pip install "django-cronofy-conferencing[celery]") or turn '
+            f"{_key(QUEUE_SETTING)} off.",
+            id=ID.format("E014"),
+        )
     ]

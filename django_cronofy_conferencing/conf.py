@@ -46,7 +46,8 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMITS": ["50/s", "500/m"],
     "RATE_LIMIT_CACHE": "default",
     # Browser flow.
-    "LINK_REDIRECT_URL": "/",
+    # The packaged "My conferencing" page (a URL name, a path or a URL).
+    "LINK_REDIRECT_URL": "cronofy_conferencing:profiles",
     "LINK_CONFLICT_MESSAGE": (
         "This Cronofy account is already linked to another user of this site."
     ),

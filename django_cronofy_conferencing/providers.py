@@ -1,7 +1,7 @@
 """Cronofy's conferencing provider names and how to show them.
 
 ``ConferencingProfile.provider_name`` is free text: Cronofy adds providers
-without notice, so a name not listed here is shown as Cronofy sends it.
+without notice, so a name not listed here is shown title-cased.
 """
 
 from __future__ import annotations
@@ -47,10 +47,16 @@ LINKABLE_PROVIDER_CHOICES = (
 
 
 def provider_label(provider_name: str | None) -> str:
-    """A readable name: a known (conferencing or calendar) provider's label, any other
-    name as Cronofy sends it."""
+    """A name for people: a known (conferencing or calendar) provider's label, any
+    other name title-cased.
+
+    ``"webex"`` reads "Webex", ``"some_new_thing"`` "Some New Thing": people never
+    see Cronofy's raw codes.
+    """
     if not provider_name:
         return gettext("Unknown provider")
-    return PROVIDER_LABELS.get(
-        provider_name, CALENDAR_PROVIDER_LABELS.get(provider_name, provider_name)
-    )
+    known = PROVIDER_LABELS.get(provider_name, CALENDAR_PROVIDER_LABELS.get(provider_name))
+    if known is not None:
+        return known
+    words = provider_name.replace("_", " ").replace("-", " ").split()
+    return " ".join(word[:1].upper() + word[1:] for word in words) or provider_name

@@ -2,11 +2,15 @@
 
 from django.urls import path
 
-from . import notifications, views
+from . import notifications, pages, views
 
 app_name = "cronofy_conferencing"
 
 urlpatterns = [
+    # The end-user page "My conferencing" (pages.py) and its actions.
+    path("", pages.profiles, name="profiles"),
+    path("accounts/<int:account_id>/sync/", pages.sync_now, name="sync_now"),
+    path("accounts/<int:account_id>/unlink/", pages.unlink, name="unlink"),
     path("connect/", views.connect, name="connect"),
     path("callback/", views.callback, name="callback"),
     path(

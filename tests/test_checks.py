@@ -98,3 +98,93 @@ def test_messages_never_echo_the_secret(config):
     messages = config(CLIENT_ID="", ENCRYPTION_KEYS=["not-a-key-but-secret-looking"])
     text = " ".join(f"{m.msg} {m.hint}" for m in messages)
     assert "not-a-key-but-secret-looking" not in text
+
+
+# -- E008, E009, E014: settings that would otherwise fail as 500s ------------------------
+
+
+def run_all_checks() -> list:
+    return [
+        m
+        for m in checks.run_checks(include_deployment_checks=False)
+        if m.id.startswith("cronofy_conferencing.")
+    ]
+
+
+def with_settings(**values):
+    from django.conf import settings as django_settings
+
+    return override_settings(
+        CRONOFY_CONFERENCING={**django_settings.CRONOFY_CONFERENCING, **values}
+    )
+
+
+def test_the_run_time_checks_pass_on_the_test_settings():
+    assert run_all_checks() == []
+
+
+def test_e008_rate_limit_cache_names_no_cache():
+    with with_settings(RATE_LIMIT_CACHE="redis"):
+        found = run_all_checks()
+    assert ids(found) == ["cronofy_conferencing.E008"]
+    assert "CRONOFY_CONFERENCING['RATE_LIMIT_CACHE'] is 'redis'" in found[0].msg
+    assert "default" in found[0].hint
+
+
+def test_e008_accepts_any_configured_cache():
+    caches = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "shared": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    }
+    with override_settings(CACHES=caches), with_settings(RATE_LIMIT_CACHE="shared"):
+        assert run_all_checks() == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        ["rest_framework.permissions.IsAuthenticatd"],
+        ["no_such_module.Permission"],
+        ["IsAuthenticated"],
+        [42],
+    ],
+)
+def test_e009_permission_class_that_does_not_import(value):
+    with with_settings(API_PERMISSION_CLASSES=value):
+        found = run_all_checks()
+    assert ids(found) == ["cronofy_conferencing.E009"]
+    assert "CRONOFY_CONFERENCING['API_PERMISSION_CLASSES']" in found[0].msg
+    assert repr(value[0]) in found[0].msg
+
+
+def test_e009_not_a_list():
+    with with_settings(API_PERMISSION_CLASSES="rest_framework.permissions.IsAuthenticated"):
+        assert ids(run_all_checks()) == ["cronofy_conferencing.E009"]
+
+
+def test_e009_reports_each_bad_entry():
+    good = "rest_framework.permissions.IsAuthenticated"
+    with with_settings(API_PERMISSION_CLASSES=[good, "a.B", "c.D"]):
+        assert ids(run_all_checks()) == ["cronofy_conferencing.E009"] * 2
+
+
+def test_e014_queue_on_without_its_package(monkeypatch):
+    from django_cronofy_conferencing import checks as app_checks
+
+    real_find_spec = __import__("importlib.util").util.find_spec
+    monkeypatch.setattr(
+        "importlib.util.find_spec", lambda name: None if name == "celery" else real_find_spec(name)
+    )
+    with with_settings(USE_CELERY=True):
+        found = run_all_checks()
+    assert ids(found) == ["cronofy_conferencing.E014"]
+    assert f"CRONOFY_CONFERENCING['{app_checks.QUEUE_SETTING}']" in found[0].msg
+    assert "celery" in found[0].msg and "pip install" in found[0].hint
+    with with_settings(USE_CELERY=False):
+        assert run_all_checks() == []
+
+
+def test_e014_is_quiet_when_the_package_is_there():
+    pytest.importorskip("celery")
+    with with_settings(USE_CELERY=True):
+        assert run_all_checks() == []

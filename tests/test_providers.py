@@ -19,7 +19,11 @@ from django_cronofy_conferencing.providers import (
         ("ms_teams", "Microsoft Teams"),
         ("go_to", "GoTo"),
         ("google_meet_api", "Google Meet"),
-        ("a_new_provider", "a_new_provider"),  # Cronofy adds providers: shown as sent
+        # Cronofy adds providers: shown title-cased, never as a raw code.
+        ("a_new_provider", "A New Provider"),
+        ("webex", "Webex"),
+        ("some-thing", "Some Thing"),
+        ("iOS_meet", "IOS Meet"),
         ("", "Unknown provider"),
         (None, "Unknown provider"),
     ],

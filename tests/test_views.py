@@ -147,7 +147,7 @@ def test_link_in_each_data_center(browser, sim, user, dc_id):
     response = link_through_browser(browser, sim, sim_account, data_center=dc_id)
 
     assert response.status_code == 302
-    assert response["Location"] == "/"
+    assert response["Location"] == "/cronofy/"  # LINK_REDIRECT_URL: the profiles page
     account = LinkedAccount.objects.get()
     assert (account.user, account.data_center, account.sub) == (user, dc_id, sim_account.sub)
     assert account.access_token == sim_account.access_token
@@ -178,7 +178,7 @@ def test_callback_honours_a_safe_next_and_ignores_an_unsafe_one(browser, sim):
     response = link_through_browser(browser, sim, next="/profile/?tab=video")
     assert response["Location"] == "/profile/?tab=video"
     response = link_through_browser(browser, sim, next="https://evil.example.com/")
-    assert response["Location"] == "/"
+    assert response["Location"] == "/cronofy/"  # LINK_REDIRECT_URL: the profiles page
 
 
 def test_callback_requires_login(client, sim, user):
@@ -513,7 +513,7 @@ def test_conferencing_return_syncs_and_names_the_new_profile(browser, sim, link_
     )
     response = browser.get(back)
     assert response.status_code == 302
-    assert response["Location"] == "/"
+    assert response["Location"] == "/cronofy/"  # LINK_REDIRECT_URL: the profiles page
     profile = ConferencingProfile.objects.get(account=account)
     assert profile.provider_name == "ms_teams"
     assert profile.profile_connected is True
@@ -523,7 +523,7 @@ def test_conferencing_return_syncs_and_names_the_new_profile(browser, sim, link_
 
 @pytest.mark.parametrize(
     ("provider_name", "label"),
-    [("google_meet_api", "Google Meet"), ("webex_next", "webex_next")],
+    [("google_meet_api", "Google Meet"), ("webex_next", "Webex Next")],
 )
 def test_conferencing_return_names_the_provider_like_the_admin(
     browser, sim, link_account, user, provider_name, label

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import re
 import socket
 import threading
 import time
@@ -18,10 +19,14 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .simulator import (
+    ENDPOINTS,
     SimAccount,
     SimRequest,
     SimulatedCronofy,
 )
+
+# Cronofy's provider names are short identifiers (zoom, ms_teams, go_to, ...).
+PROVIDER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 # -- serving the simulator over real HTTP ---------------------------------------
 #
@@ -76,7 +81,7 @@ _CONSENT_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:sans-serif;max-width:34em;margin:3em auto}}
 button{{font-size:1.1em;margin-right:1em}}</style></head>
-<body><h1>{title}</h1><p>{text}</p>
+<body><h1>{title}</h1><p>{text}</p>{error}
 <form method="post" action="{action}">{fields}
 <button type="submit" name="decision" value="approve">Approve</button>
 <button type="submit" name="decision" value="deny">Deny</button>
@@ -124,7 +129,7 @@ class _SimHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._dispatch()
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_GET
 
     def _body(self) -> bytes | None:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
@@ -153,6 +158,9 @@ class _SimHandler(BaseHTTPRequestHandler):
             self._send(411, "chunked bodies are not supported", {"Content-Type": "text/plain"})
             return
         path = parts.path.rstrip("/") or "/"
+        if path == "/" and self.command in ("GET", "HEAD"):
+            self._send(200, adapter.index_page(), {"Content-Type": "text/html; charset=utf-8"})
+            return
         if path == "/_sim/stats" and self.command == "GET":
             self._send(
                 200, json.dumps(adapter.stats(with_arrivals="arrivals" in parts.query)), _JSON
@@ -225,6 +233,13 @@ class HTTPServerAdapter:
             return self.app_url if data_center == self.data_center_id else base_app_url(data_center)
 
         sim._app_url = app_url  # type: ignore[method-assign]
+        base_dc_for = sim._dc_for
+
+        def dc_for(url: str) -> str:
+            origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
+            return self.data_center_id if origin == self.url else base_dc_for(url)
+
+        sim._dc_for = dc_for  # type: ignore[method-assign]
 
     # -- lifecycle --------------------------------------------------------
 
@@ -361,15 +376,64 @@ class HTTPServerAdapter:
 
     # -- the app side: consent pages --------------------------------------------
 
-    def _page(self, title: str, text: str, action: str, fields: str = "") -> tuple:
+    def _page(
+        self, title: str, text: str, action: str, fields: str = "", *, error: str = ""
+    ) -> tuple:
         page = _CONSENT_PAGE.format(
             title=html.escape(title),
             text=html.escape(text),
             action=html.escape(action, quote=True),
             fields=fields,
             dc=html.escape(self.data_center_id),
+            error=f'<p role="alert"><strong>{html.escape(error)}</strong></p>' if error else "",
         )
-        return 200, page, {"Content-Type": "text/html; charset=utf-8"}
+        return 400 if error else 200, page, {"Content-Type": "text/html; charset=utf-8"}
+
+    def index_page(self) -> str:
+        """The root URL: what this server is and serves, and its accounts (never a token)."""
+        with self.sim.lock:
+            accounts = [
+                a for a in self.sim.accounts.values() if a.data_center == self.data_center_id
+            ]
+            rows = "".join(
+                "<li>{} <small>({})</small>: {}</li>".format(
+                    html.escape(a.email),
+                    html.escape(a.sub),
+                    html.escape(
+                        ", ".join(
+                            f"{p['provider_name']} "
+                            f"({'connected' if p['profile_connected'] else 'disconnected'})"
+                            for p in a.conferencing_profiles
+                        )
+                        or "no conferencing profiles"
+                    ),
+                )
+                for a in accounts
+            )
+        endpoints = "".join(
+            f"<li><code>{method} {path}</code></li>" for method, path in sorted(ENDPOINTS)
+        )
+        dc = html.escape(self.data_center_id)
+        return (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>Simulated Cronofy ({dc})</title></head><body>"
+            f"<h1>Simulated Cronofy: data center <code>{dc}</code></h1>"
+            f"<p>API and app URL: <code>{html.escape(self.url)}</code>. Client id "
+            f"<code>{html.escape(self.sim.credentials_for(self.data_center_id)[0])}</code>.</p>"
+            f"<h2>API</h2><ul>{endpoints}</ul>"
+            "<h2>Pages</h2><ul><li><code>GET /oauth/authorize</code>: the consent page "
+            "(Approve or Deny)</li><li><code>GET /conferencing_services/&lt;id&gt;</code>: "
+            "add a conferencing provider</li><li><code>GET /_sim/stats</code>: request "
+            "counts (JSON)</li></ul>"
+            f"<h2>Accounts</h2><ul>{rows or '<li>none yet</li>'}</ul>"
+            "</body></html>"
+        )
+
+    @staticmethod
+    def bad_provider_names(text: str) -> list[str]:
+        """The comma-separated names in ``text`` that are not provider names."""
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        return [name for name in names if not PROVIDER_NAME.match(name)]
 
     @staticmethod
     def _text(status: int, text: str) -> tuple:
@@ -396,6 +460,25 @@ class HTTPServerAdapter:
             )
         form = dict(parse_qsl(body.decode("utf-8", "replace")))
         approve = form.get("decision") == "approve"
+        bad = self.bad_provider_names(form.get("providers", "")) if approve else []
+        if bad:
+            return self._page(
+                "Connect your calendar",
+                "Fix the provider names, then approve again.",
+                f"/oauth/authorize?{query}",
+                _field(
+                    "Email (an existing simulated account, or a new one)",
+                    "email",
+                    form.get("email", ""),
+                )
+                + _field(
+                    "Conferencing providers of a new account",
+                    "providers",
+                    form.get("providers", ""),
+                ),
+                error=f"{bad[0]!r} is not a provider name: separate names with commas, "
+                "as in zoom, ms_teams.",
+            )
         account = None
         if approve:
             account = self._account_for(form.get("email", ""), form.get("providers", ""))
@@ -437,10 +520,20 @@ class HTTPServerAdapter:
                 + _field("Profile name", "profile_name", "user@example.com"),
             )
         form = dict(parse_qsl(body.decode("utf-8", "replace")))
+        provider_name = (form.get("provider_name") or "").strip()
+        if provider_name and not PROVIDER_NAME.match(provider_name):
+            return self._page(
+                "Connect a conferencing service",
+                "Fix the provider name, then approve again.",
+                path,
+                _field("Provider", "provider_name", provider_name)
+                + _field("Profile name", "profile_name", form.get("profile_name", "")),
+                error=f"{provider_name!r} is not a provider name (one name, such as zoom).",
+            )
         redirect = self.sim.complete_conferencing_authorization(
             f"{self.app_url}{path}",
             approve=form.get("decision") == "approve",
-            provider_name=form.get("provider_name") or None,
+            provider_name=provider_name or None,
             profile_name=form.get("profile_name") or "user@example.com",
         )
         return self._redirect(redirect)

@@ -59,16 +59,40 @@ class ResponsesAdapter:
 
 @contextmanager
 def simulated_cronofy(
-    sim: SimulatedCronofy | None = None, **kwargs: Any
+    sim: SimulatedCronofy | None = None,
+    *,
+    retry_sleep: Callable[[float], None] | None = None,
+    **kwargs: Any,
 ) -> Iterator[SimulatedCronofy]:
     """Route every Cronofy data center to a simulator for the ``with`` block.
 
     Configure ``CRONOFY_CONFERENCING['CLIENT_ID'/'CLIENT_SECRET']`` to the
     simulator's (``DEFAULT_CLIENT_ID``/``DEFAULT_CLIENT_SECRET`` by default).
+
+    The client's waits between retries do not sleep inside the block: a test
+    that injects a 503 gets the retries at once, and each wait is recorded in
+    ``sim.retry_waits``. Pass ``retry_sleep=time.sleep`` to wait for real, or
+    any callable taking the seconds. (A sleep someone else already injected,
+    like this repository's own test fixture, is left alone.)
     """
     import responses
 
+    from .. import client as client_module
+
     sim = sim or SimulatedCronofy(**kwargs)
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        ResponsesAdapter(sim).install(mock)
-        yield sim
+    previous = client_module._sleep
+    if retry_sleep is not None or previous is time.sleep:
+        waits = sim.retry_waits
+
+        def record(seconds: float) -> None:
+            waits.append(seconds)
+            if retry_sleep is not None:
+                retry_sleep(seconds)
+
+        client_module._sleep = record
+    try:
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+            ResponsesAdapter(sim).install(mock)
+            yield sim
+    finally:
+        client_module._sleep = previous

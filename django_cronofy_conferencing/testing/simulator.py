@@ -56,6 +56,10 @@ def _token() -> str:
     return secrets.token_urlsafe(24)
 
 
+class NoPushChannel(LookupError):
+    """``notification()`` for an account that has no push channel at the simulator."""
+
+
 @dataclass
 class SimRequest:
     method: str
@@ -190,6 +194,8 @@ class SimulatedCronofy:
         self.faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
         self.events = sim_events.EventStore()
+        #: The client's waits between retries under ``simulated_cronofy()`` (not slept).
+        self.retry_waits: list[float] = []
         self.lock = threading.RLock()
 
     # -- applications -------------------------------------------------------
@@ -419,12 +425,15 @@ class SimulatedCronofy:
         """A push notification body for the account's channel and its headers, signed
         with the secret of the account's data center's application."""
         with self.lock:
-            account = self.accounts[sub]
+            account = self.accounts.get(sub)
             found = [(cid, c) for cid, c in self.channels.items() if c["sub"] == sub]
-            if not found:
-                raise LookupError(
-                    f"Simulated account {sub} has no push channel: link it with "
-                    "PUSH_NOTIFICATIONS_CALLBACK_URL set (or call ensure_push_channel) first."
+            if account is None or not found:
+                known = "" if account is not None else " (and the simulator has no such account)"
+                raise NoPushChannel(
+                    f"Simulated Cronofy account {sub!r} has no push channel{known}. A channel "
+                    "is made when the app links the account with "
+                    "CRONOFY_CONFERENCING['PUSH_NOTIFICATIONS_CALLBACK_URL'] set "
+                    "(linking.link_account), or by linking.ensure_push_channel(account)."
                 )
             channel_id, channel = found[-1]
             body = json.dumps(

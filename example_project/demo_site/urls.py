@@ -2,6 +2,7 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import (
     SpectacularAPIView,
     SpectacularRedocView,
@@ -11,9 +12,12 @@ from drf_spectacular.views import (
 from . import schedule, views
 
 urlpatterns = [
-    path("", views.home, name="home"),
-    path("linked-accounts/<int:pk>/sync/", views.sync_now, name="sync_now"),
-    path("linked-accounts/<int:pk>/unlink/", views.unlink, name="unlink"),
+    # "My conferencing" is the app's packaged page (cronofy_conferencing:profiles).
+    path(
+        "",
+        RedirectView.as_view(pattern_name="cronofy_conferencing:profiles", permanent=False),
+        name="home",
+    ),
     # A host's booking form with the app's conferencing picker (demo_site/schedule.py).
     path("schedule/", schedule.schedule, name="schedule"),
     path(

@@ -9,6 +9,7 @@ Screenshots land in ``artifacts/screenshots/`` (gitignored; CI keeps the folder)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -30,6 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SCREENSHOTS = ARTIFACTS / "screenshots"
+AXE_RESULTS = ARTIFACTS / "axe-results.json"
 
 pytestmark = pytest.mark.browser
 
@@ -102,3 +104,40 @@ def screenshot():
         return path
 
     return take
+
+
+_results: dict[str, dict] = {}  # every run_axe() of the session, written at its end
+
+
+def _axe_script() -> str:
+    try:
+        from axe_playwright_python.base import AXE_FILE_PATH
+    except ImportError:
+        require_service(False, "axe-playwright-python is not installed (the test extra)")
+    return Path(AXE_FILE_PATH).read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> str:
+    """axe-core's axe.min.js, from the axe-playwright-python package (the test extra)."""
+    yield _axe_script()
+    if _results:
+        AXE_RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        AXE_RESULTS.write_text(json.dumps(_results, indent=2, sort_keys=True))
+
+
+def run_axe(page, axe_script: str, name: str) -> None:
+    """axe-core on the page as it is: every rule it runs by default, zero violations."""
+    page.evaluate(axe_script)
+    results = page.evaluate(
+        "axe.run(document, {resultTypes: ['violations']}).then(r => ({"
+        "version: r.testEngine.version,"
+        "violations: r.violations.map(v => ({id: v.id, impact: v.impact,"
+        " nodes: v.nodes.map(n => n.target.join(' '))})),"
+        "passes: r.passes.length, incomplete: r.incomplete.map(i => ({id: i.id,"
+        " nodes: i.nodes.map(n => n.target.join(' ') + ': ' + n.any.map(a => a.message)"
+        ".join('; '))})),"
+        "inapplicable: r.inapplicable.length}))"
+    )
+    _results[name] = results
+    assert results["violations"] == [], f"{name}: {results['violations']}"

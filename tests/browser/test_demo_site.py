@@ -17,19 +17,19 @@ NEW_TAB_REL = "noopener noreferrer"
 
 def account_section(page, email: str):
     """The home page's section of one linked account."""
-    return page.locator("section.account").filter(
+    return page.locator("section.cc-account").filter(
         has=page.get_by_role("heading", name=email, exact=True)
     )
 
 
 def profile_row(section, provider_name: str):
-    return section.locator(f'tr[data-provider="{provider_name}"]')
+    return section.locator(f'li[data-provider="{provider_name}"]')
 
 
 def connect_account(page, demo, email: str, providers: str, *, approve: bool = True):
     """Home -> Connect Cronofy -> the simulator's consent page -> Approve (or Deny)."""
     page.goto("/")
-    page.get_by_label("Data center").select_option("sim")
+    # The demo has an application in the simulator's data center only: no picker.
     page.get_by_role("button", name="Connect Cronofy").click()
     page.wait_for_url(f"{demo.sim_url}/oauth/authorize?*")
     page.get_by_label("Email").fill(email)
@@ -59,7 +59,7 @@ def assert_relink_link(row) -> None:
 
 def test_anonymous_user_is_sent_to_log_in(page):
     page.goto("/")
-    page.wait_for_url(re.compile(r"/accounts/login/\?next=/$"))
+    page.wait_for_url(re.compile(r"/accounts/login/\?next=/cronofy/$"))
     assert page.get_by_role("heading", name="Log in").is_visible()
 
 
@@ -81,14 +81,21 @@ def test_home_lists_the_demo_accounts_profiles(logged_in, screenshot):
     )
     assert "Zoom" in zoom.inner_text() and "Connected" in zoom.inner_text()
     assert "Microsoft Teams" in teams.inner_text() and "Connected" in teams.inner_text()
-    # A provider Cronofy adds one day shows under the name Cronofy gives it.
-    assert "webex" in future.inner_text() and "Connected" in future.inner_text()
-    assert "GoTo" in go_to.inner_text() and "Disconnected" in go_to.inner_text()
+    # A provider Cronofy adds one day shows under its name, title-cased for people.
+    assert "Webex" in future.inner_text() and "Connected" in future.inner_text()
+    assert "webex" not in future.inner_text()
+    assert "GoTo" in go_to.inner_text() and "Needs relinking" in go_to.inner_text()
+    # GoTo, and the demo's disconnected Apple calendar profile.
+    assert section.get_by_text("2 profiles need relinking").is_visible()
+    calendars = section.locator(".cc-calendar-problems")
+    assert "Apple" in calendars.inner_text() and "Needs relinking" in calendars.inner_text()
     assert_relink_link(go_to)
     for connected in (zoom, teams, future):
         assert connected.get_by_role("link", name=re.compile("^Relink")).count() == 0
-    for label in ("Add Zoom", "Add Microsoft Teams", "Add GoTo"):
+    for label in ("Add another Zoom", "Add another Microsoft Teams"):
         assert section.get_by_role("button", name=label).is_visible()
+    # GoTo only needs relinking: no button that invites a duplicate.
+    assert section.get_by_role("button", name=re.compile("GoTo")).count() == 0
     assert section.get_by_role("button", name=re.compile("^Sync now")).is_visible()
     assert section.get_by_role("link", name=re.compile("^Unlink")).is_visible()
     screenshot(page, "home")
@@ -114,12 +121,22 @@ ACCESSIBILITY_PROBLEMS = """
 """
 
 
-@pytest.mark.parametrize("path", ["/", "/simulator/", "/linked-accounts/1/unlink/"])
+@pytest.mark.parametrize("path", ["/", "/simulator/", "/cronofy/accounts/1/unlink/"])
 def test_pages_have_labels_and_names(logged_in, path):
     """Basic accessibility: a language, one h1, labelled controls, named links and buttons."""
     page = logged_in
     page.goto(path)
     assert page.evaluate(ACCESSIBILITY_PROBLEMS) == []
+
+
+@pytest.mark.parametrize("path", ["/", "/simulator/", "/cronofy/accounts/1/unlink/"])
+def test_axe_finds_nothing_in_the_sites_layout(logged_in, axe_script, path):
+    """The packaged page inside a host's layout (and the demo's own page) pass axe-core too."""
+    from tests.browser.conftest import run_axe
+
+    page = logged_in
+    page.goto(path)
+    run_axe(page, axe_script, f"demo{path}")
 
 
 def test_keyboard_users_can_skip_to_the_content(logged_in):
@@ -151,7 +168,6 @@ def test_home_is_usable_on_a_phone(browser, demo, screenshot):
 
 def test_connect_an_account_through_the_consent_page(logged_in, demo, screenshot):
     page = logged_in
-    page.get_by_label("Data center").select_option("sim")
     page.get_by_role("button", name="Connect Cronofy").click()
     page.wait_for_url(f"{demo.sim_url}/oauth/authorize?*")
     assert page.get_by_role("heading", name="Connect your calendar").is_visible()
@@ -212,7 +228,7 @@ def test_push_notification_shows_the_relink_link(logged_in, demo, screenshot):
 
     page.goto("/")
     row = profile_row(account_section(page, "fay@example.com"), "zoom")
-    assert "Disconnected" in row.inner_text()
+    assert "Needs relinking" in row.inner_text()
     assert_relink_link(row)
     screenshot(page, "relink")
 
@@ -232,7 +248,7 @@ def test_sync_now_picks_up_a_change(logged_in, demo):
     page.wait_for_url(re.compile(r"/$"))
     assert page.get_by_text("Synced gus@example.com: 0 added, 1 changed, 0 removed.").is_visible()
     row = profile_row(account_section(page, "gus@example.com"), "ms_teams")
-    assert "Disconnected" in row.inner_text()
+    assert "Needs relinking" in row.inner_text()
     assert_relink_link(row)
 
     account_section(page, "gus@example.com").get_by_role(
@@ -249,7 +265,9 @@ def test_unlink(logged_in, demo):
     page.get_by_role("button", name="Unlink").click()
 
     page.wait_for_url(re.compile(r"/$"))
-    assert page.get_by_text("Unlinked hal@example.com: access was revoked at Cronofy.").is_visible()
+    assert page.get_by_text(
+        "Unlinked hal@example.com: this site's access was revoked at Cronofy."
+    ).is_visible()
     assert account_section(page, "hal@example.com").count() == 0
     # Cronofy's side: the grant is gone, so the simulator sees no link any more.
     section = simulator_section(page, "hal@example.com")
@@ -279,3 +297,12 @@ def test_api_docs_render_offline(logged_in, screenshot):
     page.locator(".swagger-ui .opblock").first.wait_for()
     assert page.get_by_text("/api/cronofy/conferencing-profiles/").first.is_visible()
     screenshot(page, "api-docs")
+
+
+def test_the_simulator_url_the_demo_prints_answers(demo):
+    import requests
+
+    page = requests.get(f"{demo.sim_url}/", timeout=10)
+    assert page.status_code == 200
+    assert "Simulated Cronofy" in page.text
+    assert "demo@example.com" in page.text

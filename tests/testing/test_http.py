@@ -309,3 +309,55 @@ def test_unknown_api_path_is_a_json_404(server):
     response = requests.get(f"{server.url}/v1/nothing", timeout=5)
     assert response.status_code == 404
     assert json.loads(response.content) == {"error": "not_found"}
+
+
+# -- the root URL and the consent pages' validation ---------------------------------
+
+
+def test_root_url_says_what_it_serves(server):
+    account = server.sim.add_account(
+        data_center="sim", email="ann@example.com", conferencing_profiles=[server.sim.profile()]
+    )
+    page = requests.get(f"{server.url}/", timeout=5)
+    assert page.status_code == 200
+    assert "text/html" in page.headers["Content-Type"]
+    assert "Simulated Cronofy" in page.text
+    assert "GET /v1/userinfo" in page.text and "/oauth/authorize" in page.text
+    assert "ann@example.com" in page.text and "zoom (connected)" in page.text
+    assert account.access_token not in page.text and account.refresh_token not in page.text
+    assert server.sim.client_secret not in page.text
+    assert requests.head(server.url, timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("providers", ["zoom ms_teams", "zoom;ms_teams", "zoom, <b>"])
+def test_consent_page_refuses_what_is_not_a_provider_name(server, providers):
+    url = authorize_url(server)
+    answer = requests.post(
+        url,
+        data={"decision": "approve", "email": "ann@example.com", "providers": providers},
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert answer.status_code == 400
+    assert "is not a provider name: separate names with commas" in answer.text
+    assert 'value="approve"' in answer.text  # the form again, to fix and retry
+    assert "<b>" not in answer.text
+    assert server.sim.accounts == {}
+    assert server.sim.codes == {}
+
+
+@pytest.mark.django_db
+def test_conferencing_page_refuses_what_is_not_a_provider_name(server):
+    remote = server.sim.add_account(data_center="sim")
+    account = link(remote)
+    url = linking.create_conferencing_authorization(account, "http://testserver/back/")
+    path = urlsplit(url).path
+    answer = requests.post(
+        f"{server.url}{path}",
+        data={"decision": "approve", "provider_name": "zoom ms_teams"},
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert answer.status_code == 400
+    assert "is not a provider name" in answer.text
+    assert remote.conferencing_profiles == []

@@ -310,6 +310,54 @@ def test_channels_and_signed_notifications(sim):
     assert headers == {"Cronofy-HMAC-SHA256": expected}
 
 
+def test_notification_without_a_channel_says_how_to_get_one(sim):
+    from django_cronofy_conferencing.testing import NoPushChannel
+
+    account = sim.add_account()
+    with pytest.raises(NoPushChannel) as excinfo:
+        sim.notification(account.sub)
+    message = str(excinfo.value)
+    assert account.sub in message
+    assert "PUSH_NOTIFICATIONS_CALLBACK_URL" in message
+    assert "ensure_push_channel" in message
+    with pytest.raises(LookupError, match="no such account"):
+        sim.notification("acc_nobody")
+
+
+@pytest.mark.django_db
+def test_host_tests_do_not_sleep_through_retries(monkeypatch, settings):
+    """Outside this suite (no sleep injected), simulated_cronofy() makes retries instant."""
+    import time
+
+    from django_cronofy_conferencing import client as client_module
+    from django_cronofy_conferencing.models import LinkedAccount
+    from django_cronofy_conferencing.sync import sync_account
+
+    monkeypatch.setattr(client_module, "_sleep", time.sleep)  # as in a host project
+    settings.CRONOFY_CONFERENCING = {
+        **settings.CRONOFY_CONFERENCING,
+        "MAX_RETRIES": 2,
+        "RETRY_BACKOFF": 5,
+    }
+    with simulated_cronofy() as cronofy:
+        remote = cronofy.add_account()
+        account = LinkedAccount.objects.create(
+            data_center="us",
+            sub=remote.sub,
+            access_token=remote.access_token,
+            refresh_token=remote.refresh_token,
+        )
+        cronofy.fail("userinfo", status=503, times=None)
+        started = time.monotonic()
+        with pytest.raises(CronofyUnavailable):
+            sync_account(account)
+        elapsed = time.monotonic() - started
+    assert len(cronofy.retry_waits) == 2
+    assert sum(cronofy.retry_waits) > 3  # what a real sleep would have taken ...
+    assert elapsed < 1  # ... and did not
+    assert client_module._sleep is time.sleep  # restored after the block
+
+
 def test_profile_helper_and_state_changes(sim):
     off = sim.profile("go_to", connected=False, profile_name="a b@example.com")
     assert off["profile_relink_url"].startswith("https://app.cronofy.com/v2/relink/go_to?")

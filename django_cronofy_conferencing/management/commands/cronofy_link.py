@@ -13,6 +13,7 @@ printed. The account's Cronofy id comes from UserInfo.
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import json
 import os
@@ -48,9 +49,12 @@ class Command(BaseCommand):
     help = (
         "Link a Cronofy account for a user from existing tokens, read from the "
         f"{ENV_ACCESS_TOKEN}/{ENV_REFRESH_TOKEN} environment variables or stdin "
-        "(two lines or a JSON object), then sync its conferencing profiles."
+        "(two lines or a JSON object; a prompt on a terminal), then sync its conferencing "
+        "profiles. Tokens are never taken from the command line."
     )
     stealth_options = ("stdin",)
+    # A short --help: what matters here, not every option Django adds.
+    suppressed_base_arguments = {"--version", "--pythonpath", "--no-color", "--force-color"}
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs) -> CommandParser:
         # No abbreviations: "--acc=<token>" must not silently match an option.
@@ -82,22 +86,18 @@ class Command(BaseCommand):
             action="store_true",
             help="Store the account without syncing its conferencing profiles now.",
         )
-        # Caught only to refuse them with a clear message (their values are never shown).
+        # Caught only to refuse them with a clear message (their values are never shown);
+        # not in --help. Any other stray argument is refused by the parser the same way.
         for flag in ("--access-token", "--refresh-token", "--token", "--tokens"):
             parser.add_argument(
                 flag,
                 dest=f"argv_{flag.strip('-').replace('-', '_')}",
                 default=None,
-                help="Refused: " + ARGV_REFUSED,
+                help=argparse.SUPPRESS,
             )
-        parser.add_argument("stray", nargs="*", help="Refused: no positional arguments.")
 
     def handle(self, *args, **options) -> None:
-        if (
-            args
-            or options.get("stray")
-            or any(options.get(key) is not None for key in options if key.startswith("argv_"))
-        ):
+        if args or any(options.get(key) is not None for key in options if key.startswith("argv_")):
             raise CommandError(ARGV_REFUSED)
         user = resolve_user(options["user"])
         dc = self._data_center(options["data_center"])
@@ -164,9 +164,15 @@ class Command(BaseCommand):
         if stream is None:
             raise CommandError(f"No tokens: set {ENV_ACCESS_TOKEN} and {ENV_REFRESH_TOKEN}.")
         if stream.isatty():
-            # Interactive: prompt without echo.
-            access = getpass.getpass("Cronofy access token: ", stream=sys.stderr).strip()
-            refresh = getpass.getpass("Cronofy refresh token: ", stream=sys.stderr).strip()
+            # Interactive: prompt without echo; Ctrl-C leaves quietly (status 130, as shells do).
+            try:
+                access = getpass.getpass("Cronofy access token: ", stream=sys.stderr).strip()
+                refresh = getpass.getpass("Cronofy refresh token: ", stream=sys.stderr).strip()
+            except KeyboardInterrupt:
+                self.stderr.write("")
+                raise SystemExit(130) from None
+            except EOFError:
+                raise CommandError("No tokens given (end of input at the prompt).") from None
             expires_in = None
         else:
             access, refresh, expires_in = _parse_stdin(stream.read(MAX_INPUT + 1))

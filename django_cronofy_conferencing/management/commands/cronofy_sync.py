@@ -12,9 +12,11 @@ Exit status 1 when any account failed.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
@@ -27,6 +29,28 @@ from ...sync import SyncResult, stream_accounts, sync_accounts
 from ..utils import resolve_user
 
 PROGRESS_INTERVAL = 0.2  # seconds between redraws of the progress line
+LIBRARY_LOGGER = "django_cronofy_conferencing"
+
+
+@contextlib.contextmanager
+def one_line_per_failure() -> Iterator[None]:
+    """Keep the app's own warnings off the terminal while the command reports failures.
+
+    A project without logging configured for the app would otherwise print each
+    failure again through Python's last-resort handler (the sync's warning, the
+    token refresh's warning): the command's own line (``-v 2``) is the one.
+    With handlers configured, the logs go where the project sends them.
+    """
+    logger = logging.getLogger(LIBRARY_LOGGER)
+    if logger.hasHandlers():
+        yield
+        return
+    quiet = logging.NullHandler()
+    logger.addHandler(quiet)
+    try:
+        yield
+    finally:
+        logger.removeHandler(quiet)
 
 
 class Command(BaseCommand):
@@ -143,7 +167,21 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self.dry_run(accounts)
             return
-        self.sync(accounts, queryset, int(concurrency), verbosity)
+        self.default_selection = not (options["accounts"] or options["users"] or options["all"])
+        with one_line_per_failure():
+            self.sync(accounts, queryset, int(concurrency), verbosity)
+
+    def nothing_to_sync(self) -> str:
+        """Why nothing was synced: how many are linked, and how to sync them anyway."""
+        linked = LinkedAccount.objects.count()
+        if linked == 0:
+            return "No Cronofy accounts are linked yet."
+        if getattr(self, "default_selection", True):
+            return f"0 due of {linked} linked; --all syncs them all."
+        active = LinkedAccount.objects.active().count()
+        return (
+            f"None of the selected accounts could be synced ({active} active of {linked} linked)."
+        )
 
     def dry_run(self, accounts: Iterable[LinkedAccount]) -> None:
         count = 0
@@ -191,7 +229,7 @@ class Command(BaseCommand):
                             f"Account {self.describe(account)} failed: "
                             f"{type(error).__name__}: {redact(error)}"
                         )
-                elif verbosity >= 3:
+                elif verbosity >= 2:
                     clear_line()
                     change = "changed" if result and result.changed else "unchanged"
                     self.stdout.write(f"Account {self.describe(account)} synced: {change}")
@@ -210,7 +248,7 @@ class Command(BaseCommand):
         processed = report.synced + report.failed
         if processed == 0:
             if verbosity >= 1:
-                self.stdout.write("No Cronofy accounts to sync.")
+                self.stdout.write(self.nothing_to_sync())
             return
         summary = (
             f"Synced {report.synced} of {processed} Cronofy "

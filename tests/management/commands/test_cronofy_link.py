@@ -213,6 +213,46 @@ def test_help_mentions_the_environment_variables(capsys):
     assert cronofy_link.ENV_REFRESH_TOKEN in text
 
 
+def test_help_is_short_and_clean(capsys):
+    with pytest.raises(SystemExit):
+        call_command("cronofy_link", "--help")
+    text = capsys.readouterr().out
+    assert "stray" not in text
+    assert "positional" not in text
+    assert "Refused" not in text and cronofy_link.ARGV_REFUSED[:40] not in " ".join(text.split())
+    for hidden in ("--access-token", "--refresh-token", "--tokens", "--pythonpath", "--version"):
+        assert hidden not in text
+    assert "--user USER" in text and "--data-center" in text and "--no-sync" in text
+    assert len(text.splitlines()) < 30
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_ctrl_c_at_the_prompt_exits_quietly_with_130(sim, user, monkeypatch, capsys):
+    def interrupted(prompt, stream=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cronofy_link.getpass, "getpass", interrupted)
+    err = io.StringIO()
+    with pytest.raises(SystemExit) as excinfo:
+        call_command("cronofy_link", "--user", "alice", stdin=Terminal(), stderr=err)
+    assert excinfo.value.code == 130
+    assert "Traceback" not in err.getvalue() + capsys.readouterr().err
+    assert not LinkedAccount.objects.exists()
+
+
+def test_end_of_input_at_the_prompt_is_a_clear_error(sim, user, monkeypatch):
+    def eof(prompt, stream=None):
+        raise EOFError
+
+    monkeypatch.setattr(cronofy_link.getpass, "getpass", eof)
+    with pytest.raises(CommandError, match="No tokens given"):
+        call_command("cronofy_link", "--user", "alice", stdin=Terminal())
+
+
 def test_one_environment_variable_is_not_enough(sim, user, run, monkeypatch):
     sim_account = sim.add_account()
     monkeypatch.setenv(cronofy_link.ENV_ACCESS_TOKEN, sim_account.access_token)

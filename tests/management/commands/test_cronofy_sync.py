@@ -77,9 +77,9 @@ def test_default_syncs_the_due_accounts(sim, fleet):
     assert "\r" not in out  # not a terminal: no progress line
     assert ConferencingProfile.objects.count() == 2
 
-    # Now nothing is due.
+    # Now nothing is due: it says how many are linked, and how to sync them anyway.
     out, _ = run()
-    assert out.strip() == "No Cronofy accounts to sync."
+    assert out.strip() == "0 due of 5 linked; --all syncs them all."
     assert len(synced_subs(sim)) == 2
 
 
@@ -204,10 +204,40 @@ def test_verbosity_2_shows_each_error_redacted(sim, fleet):
         assert DEFAULT_CLIENT_SECRET not in text
 
 
-def test_verbosity_3_lists_every_account(sim, fleet):
-    out, _ = run("-v", "3")
+def test_verbosity_2_lists_every_account(sim, fleet):
+    out, _ = run("-v", "2")
     assert f"Account {fleet['never'].pk} (" in out
     assert "synced: changed" in out
+
+
+def test_no_account_linked_yet():
+    out, _ = run()
+    assert out.strip() == "No Cronofy accounts are linked yet."
+
+
+def test_selected_accounts_that_cannot_be_synced(sim, fleet):
+    out, err = run("--account", str(fleet["revoked"].pk))
+    assert out.strip() == "None of the selected accounts could be synced (3 active of 5 linked)."
+    assert "Skipped account" in err
+
+
+def test_one_line_per_failure_without_logging_configured(sim, fleet, capsys):
+    """A host project with no LOGGING for the app: the command's line is the only one."""
+    import logging
+
+    library = logging.getLogger("django_cronofy_conferencing")
+    library.propagate = False  # as in a project without handlers: Python's last resort prints
+    try:
+        sim.revoke_grant(fleet["stale"].sub)
+        sim.expire_access_token(fleet["stale"].sub)
+        error, _out, err = run_failing("-v", "2")
+    finally:
+        library.propagate = True
+    printed = err + capsys.readouterr().err
+    failure_lines = [line for line in printed.splitlines() if str(fleet["stale"].pk) in line]
+    assert len(failure_lines) == 1, printed
+    assert failure_lines[0].startswith(f"Account {fleet['stale'].pk} (")
+    assert str(error) == "1 of 2 Cronofy accounts failed to sync."
 
 
 def test_verbosity_0_is_silent_on_success(sim, fleet):

@@ -30,9 +30,14 @@ DEMO_EMAIL = "demo@example.com"
 
 
 def free_port(host: str, wanted: int) -> int:
-    """``wanted`` if it can be bound on ``host`` now, else a free port (0: any free port)."""
+    """``wanted`` if it can be bound on ``host`` now, else a free port (0: any free port).
+
+    The probe binds with ``SO_REUSEADDR``, as the servers do: a port left in
+    TIME_WAIT by the previous run is free to them, so a quick rerun keeps its port.
+    """
     for port in ([wanted] if wanted else []) + [0]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((host, port))
             except OSError:
@@ -88,8 +93,10 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
 
         running = simulator.start(host=host, port=options["sim_port"])
+        self.say_fallback("The simulated Cronofy", options["sim_port"], running.server.port)
         # Chosen once the simulator holds its port, so the two can never collide.
         port = free_port(host, options["port"])
+        self.say_fallback("The site", options["port"], port)
         site_url = f"http://{host}:{port}"
         simulator.configure(running, site_url)
         self.check(display_num_errors=False)  # raises on errors, shows warnings
@@ -117,6 +124,10 @@ class Command(BaseCommand):
             )
         finally:
             simulator.stop()
+
+    def say_fallback(self, what: str, wanted: int, got: int) -> None:
+        if wanted and got != wanted:
+            self.say(f"Port {wanted} is busy: {what} uses port {got} instead.", self.style.WARNING)
 
     def say(self, message: str, style=None) -> None:
         self.stdout.write(style(message) if style else message)
