@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import router
+from django.views.decorators.debug import sensitive_variables
 
 from .client import CronofyClient, get_client
 from .conf import app_settings
@@ -81,6 +82,7 @@ def list_channels(account: LinkedAccount, *, client: CronofyClient | None = None
     return channels
 
 
+@sensitive_variables("token")
 def ensure_push_channel(account: LinkedAccount, *, client: CronofyClient | None = None) -> str:
     """Create the account's push notification channel when a callback URL is configured.
 

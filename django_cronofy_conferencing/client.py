@@ -20,6 +20,8 @@ from urllib.parse import quote, urlencode
 
 import requests
 from django.core.exceptions import ImproperlyConfigured
+from django.views.decorators.debug import sensitive_variables
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 from . import __version__
 from .applications import get_application
@@ -50,20 +52,60 @@ ERROR_BODY_LIMIT = 2000
 _ERROR_BODY_SCAN = ERROR_BODY_LIMIT + 8192
 
 
+#: Bytes of an error response body read at most (the rest is dropped unread).
+ERROR_BODY_READ_LIMIT = 64 * 1024
+#: A ``Retry-After`` longer than this (a day) is treated as this long.
+MAX_RETRY_AFTER = 86400.0
+_READ_CHUNK = 64 * 1024
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
-    if not value:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or None.
+
+    Capped at ``MAX_RETRY_AFTER``: a header of hundreds of digits is a
+    server's mistake, not a reason to overflow or to wait for ever. Only ASCII
+    digits count (``"²".isdigit()`` is true too).
+    """
+    if not value or not isinstance(value, str):
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)  # float("9" * 400) is inf, not an error
+    if len(value) > 64:  # longer than any HTTP-date
+        return None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when is None:
         return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+    try:
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    except (OverflowError, ValueError, OSError):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
+
+
+class _Redacted(dict):
+    """A dict of request headers or form fields that hides its values from reprs.
+
+    Passed to ``requests`` as is, so a frame of ``requests`` in an exception
+    report (Django's technical 500 page, the mail of ``AdminEmailHandler``,
+    an error tracker's local variables) shows keys only.
+    """
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{k!r}: '[redacted]'" for k in self) + "}"
+
+    __str__ = __repr__
+
+
+class _DeadlineExceeded(Exception):
+    pass
+
+
+class _TooLarge(Exception):
+    pass
 
 
 def new_session(base_url: str) -> requests.Session:
@@ -95,6 +137,7 @@ class CronofyClient:
         rng: random.Random | None = None,
         rate_limiter: RateLimiter | None = None,
         max_retries: int | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.data_center = (
             data_center if isinstance(data_center, DataCenter) else get_data_center(data_center)
@@ -108,6 +151,9 @@ class CronofyClient:
         self.max_retries = int(app_settings.MAX_RETRIES if max_retries is None else max_retries)
         self.backoff = float(app_settings.RETRY_BACKOFF)
         self.max_wait = float(app_settings.RETRY_MAX_WAIT)
+        self.deadline = float(app_settings.REQUEST_DEADLINE)
+        self.max_body = int(app_settings.MAX_RESPONSE_BYTES)
+        self.clock = clock or time.monotonic
 
     def __repr__(self) -> str:
         return f"<CronofyClient {self.data_center.id} {self.data_center.api_url}>"
@@ -119,6 +165,7 @@ class CronofyClient:
         ceiling = self.backoff * (2**attempt)
         return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
 
+    @sensitive_variables("access_token", "json", "data", "secrets", "secret", "headers")
     def request(
         self,
         method: str,
@@ -130,39 +177,51 @@ class CronofyClient:
         idempotent: bool = True,
         secrets: tuple[str | None, ...] = (),
     ) -> requests.Response:
-        """Send with retries; return a 2xx/3xx response or raise a ``CronofyError``.
+        """Send with retries; return a 2xx/3xx response (body read) or raise a ``CronofyError``.
 
         Timeouts, connection errors and 5xx are retried only when ``idempotent``
         (a code exchange must not be replayed); 429 always is, since Cronofy
-        did not act on it.
+        did not act on it. The whole call, retries and waits included, ends
+        within ``REQUEST_DEADLINE`` seconds, however slowly Cronofy answers; a
+        body larger than ``MAX_RESPONSE_BYTES`` is refused unread.
         """
         url = self.data_center.api(path)
-        headers = {"Accept": "application/json"}
+        headers = _Redacted(Accept="application/json")
         if access_token:
             headers["Authorization"] = f"Bearer {access_token}"
+        if data is not None:
+            data = _Redacted(data)
         secrets = (access_token, *secrets)
         for secret in secrets:
             remember_secret(secret)
+        where = f"{method} {path} ({self.data_center.id})"
+        deadline = self.clock() + self.deadline
         attempt = 0
         waited = 0.0
         while True:
             if self.rate_limiter is not None:
                 self.rate_limiter.acquire()
-            started = time.monotonic()
+            started = self.clock()
             retry_after: float | None = None
             try:
-                response = self.session.request(
-                    method, url, headers=headers, json=json, data=data, timeout=self.timeout
-                )
-            except requests.Timeout as exc:
+                response = self._send(method, url, headers, json, data, deadline)
+            except _DeadlineExceeded:
                 error: CronofyAPIError = CronofyUnavailable(
-                    f"Cronofy timed out on {method} {path} ({self.data_center.id})."
+                    f"Cronofy did not answer {where} within REQUEST_DEADLINE ({self.deadline:g} s)."
                 )
+                # The request may have reached Cronofy; no time is left anyway.
+                retryable = False
+            except _TooLarge:
+                raise InvalidResponse(
+                    f"Invalid response to {where}: the body is larger than "
+                    f"MAX_RESPONSE_BYTES ({self.max_body} bytes)."
+                ) from None
+            except requests.Timeout as exc:
+                error = CronofyUnavailable(f"Cronofy timed out on {where}.")
                 retryable = idempotent or isinstance(exc, requests.ConnectTimeout)
             except requests.RequestException as exc:
                 error = CronofyUnavailable(
-                    f"Could not reach Cronofy for {method} {path} ({self.data_center.id}): "
-                    f"{type(exc).__name__}."
+                    f"Could not reach Cronofy for {where}: {type(exc).__name__}."
                 )
                 retryable = idempotent
             else:
@@ -171,7 +230,7 @@ class CronofyClient:
                     method,
                     path,
                     response.status_code,
-                    (time.monotonic() - started) * 1000,
+                    (self.clock() - started) * 1000,
                 )
                 if response.status_code < 400:
                     return response
@@ -183,13 +242,76 @@ class CronofyClient:
             if not retryable or attempt >= self.max_retries:
                 raise error
             delay = retry_after if retry_after is not None else self.backoff_delay(attempt)
-            if waited + delay > self.max_wait:
+            if waited + delay > self.max_wait or self.clock() + delay >= deadline:
                 raise error
             logger.info("Retrying Cronofy %s %s in %.2fs after: %s", method, path, delay, error)
             (self.sleep or _sleep)(delay)
             waited += delay
             attempt += 1
 
+    @sensitive_variables("headers", "json", "data")
+    def _send(
+        self, method: str, url: str, headers: dict, json: Any, data: Any, deadline: float
+    ) -> requests.Response:
+        """One attempt: send, then read the body in chunks against the deadline and the cap."""
+        remaining = deadline - self.clock()
+        if remaining <= 0:
+            raise _DeadlineExceeded
+        connect_timeout, read_timeout = self.timeout
+        response = self.session.request(
+            method,
+            url,
+            headers=headers,
+            json=json,
+            data=data,
+            timeout=(min(connect_timeout, remaining), min(read_timeout, remaining)),
+            stream=True,
+        )
+        try:
+            error = response.status_code >= 400
+            limit = min(self.max_body, ERROR_BODY_READ_LIMIT) if error else self.max_body
+            response._content = self._read_body(response, deadline, limit, truncate=error)
+            response._content_consumed = True
+        finally:
+            response.close()  # back to the pool when read to the end; else dropped
+        return response
+
+    def _read_body(
+        self, response: requests.Response, deadline: float, limit: int, *, truncate: bool
+    ) -> bytes:
+        """The (decoded) body, at most ``limit`` bytes, read before ``deadline``.
+
+        Each read returns what has arrived (``read1``), so a server that
+        trickles a byte at a time is noticed between reads, not after the body.
+        """
+        length = response.headers.get("Content-Length", "")
+        if not truncate and length.isascii() and length.isdigit() and int(length) > limit:
+            raise _TooLarge
+        raw = response.raw
+        read = getattr(raw, "read1", None) or raw.read
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                raise _DeadlineExceeded
+            _shorten_read_timeout(raw, remaining)
+            try:
+                chunk = read(_READ_CHUNK, decode_content=True)
+            except (Urllib3Error, OSError) as exc:  # as requests maps them when it reads
+                raise _map_read_error(exc) from None
+            if not chunk:
+                response._content_consumed = True
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > limit:
+                if truncate:
+                    chunks.append(chunk[: len(chunk) - (size - limit)])
+                    return b"".join(chunks)  # the rest stays unread; the connection is dropped
+                raise _TooLarge
+            chunks.append(chunk)
+
+    @sensitive_variables("secrets", "body")
     def _error_for(
         self, method: str, path: str, response: requests.Response, secrets: tuple
     ) -> CronofyAPIError:
@@ -239,6 +361,7 @@ class CronofyClient:
             f"Cronofy answered HTTP {status}{detail} on {where}.", status_code=status, body=body
         )
 
+    @sensitive_variables("text")
     def _json(self, response: requests.Response, what: str) -> Any:
         # JSON is UTF-8 (RFC 8259): never let requests guess another charset.
         try:
@@ -256,11 +379,13 @@ class CronofyClient:
 
     # -- endpoints --------------------------------------------------------
 
+    @sensitive_variables("access_token")
     def userinfo(self, access_token: str) -> Any:
         """The decoded UserInfo body; validate it with ``payloads.parse_userinfo``."""
         response = self.request("GET", "/v1/userinfo", access_token=access_token)
         return self._json(response, "UserInfo")
 
+    @sensitive_variables("grant", "form", "secrets", "body")
     def request_token(self, grant: dict[str, str], *, idempotent: bool) -> dict[str, Any]:
         """POST /oauth/token with this data center's application; returns the decoded body."""
         form = {**client_credentials(self.data_center.id), **grant}
@@ -277,6 +402,7 @@ class CronofyClient:
             raise InvalidResponse("Invalid token response: the body is not a JSON object.")
         return body
 
+    @sensitive_variables("token", "form")
     def revoke_token(self, token: str) -> None:
         form = {**client_credentials(self.data_center.id), "token": token}
         self.request(
@@ -286,6 +412,7 @@ class CronofyClient:
             secrets=(form["client_secret"], token),
         )
 
+    @sensitive_variables("access_token")
     def create_conferencing_service_authorization(
         self, access_token: str, redirect_uri: str, provider_name: str | None = None
     ) -> dict[str, Any]:
@@ -301,6 +428,7 @@ class CronofyClient:
         )
         return self._json(response, "conferencing service authorization")
 
+    @sensitive_variables("access_token")
     def create_channel(self, access_token: str, callback_url: str) -> dict[str, Any]:
         response = self.request(
             "POST",
@@ -311,10 +439,12 @@ class CronofyClient:
         )
         return self._json(response, "channel")
 
+    @sensitive_variables("access_token")
     def list_channels(self, access_token: str) -> dict[str, Any]:
         response = self.request("GET", "/v1/channels", access_token=access_token)
         return self._json(response, "channels")
 
+    @sensitive_variables("access_token")
     def upsert_event(self, access_token: str, calendar_id: str, event: dict[str, Any]) -> None:
         """``POST /v1/calendars/{calendar_id}/events``: create or update (by ``event_id``).
 
@@ -329,6 +459,7 @@ class CronofyClient:
             json=event,
         )
 
+    @sensitive_variables("access_token")
     def read_events(
         self, access_token: str, *, tzid: str = "Etc/UTC", **params: Any
     ) -> dict[str, Any]:
@@ -365,6 +496,28 @@ def _validation_errors(
             if isinstance(p, dict)
         ]
     return result
+
+
+def _shorten_read_timeout(raw: Any, remaining: float) -> None:
+    """Let no single socket read outlive the deadline (best effort: urllib3's socket)."""
+    sock = getattr(getattr(raw, "_connection", None), "sock", None)
+    if sock is None:
+        return
+    try:
+        current = sock.gettimeout()
+        if current is None or current > remaining:
+            sock.settimeout(max(remaining, 0.001))
+    except OSError:
+        pass
+
+
+def _map_read_error(exc: Exception) -> requests.RequestException:
+    """A urllib3 error while reading the body, as the ``requests`` error it stands for."""
+    from urllib3.exceptions import ReadTimeoutError
+
+    if isinstance(exc, ReadTimeoutError | TimeoutError):
+        return requests.ReadTimeout(type(exc).__name__)
+    return requests.ConnectionError(type(exc).__name__)
 
 
 def _oauth_error(response: requests.Response) -> str:

@@ -33,7 +33,12 @@ DEFAULTS: dict[str, Any] = {
     "DATA_CENTERS": {},
     # HTTP behaviour.
     "CONNECT_TIMEOUT": 5,
-    "REQUEST_TIMEOUT": 10,
+    "REQUEST_TIMEOUT": 10,  # seconds per socket read
+    # Seconds a whole Cronofy call may take, retries and waits included, however
+    # slowly Cronofy sends its answer; also bounds how long a refresh holds its row lock.
+    "REQUEST_DEADLINE": 30,
+    # Bytes of a response body read at most; a larger body is refused unread.
+    "MAX_RESPONSE_BYTES": 5 * 1024 * 1024,
     "MAX_RETRIES": 3,
     "RETRY_BACKOFF": 0.5,
     "RETRY_MAX_WAIT": 30,

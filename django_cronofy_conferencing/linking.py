@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from django.db import IntegrityError, router, transaction
+from django.views.decorators.debug import sensitive_variables
 
 from .channels import ensure_push_channel
 from .client import CronofyClient, client_credentials, get_client
@@ -57,6 +58,7 @@ def authorization_url(
     return dc.app("/oauth/authorize?" + urlencode(params))
 
 
+@sensitive_variables("code", "body")
 def exchange_code(
     data_center: str, code: str, redirect_uri: str, *, client: CronofyClient | None = None
 ) -> TokenSet:
@@ -110,6 +112,7 @@ def unlink(account: LinkedAccount, *, client: CronofyClient | None = None) -> bo
     return revoked
 
 
+@sensitive_variables("token")
 def create_conferencing_authorization(
     account: LinkedAccount,
     redirect_uri: str,
@@ -152,6 +155,7 @@ class LinkResult:
         return self.sync_result is not None
 
 
+@sensitive_variables("tokens", "token_fields")
 def link_account(
     user: Any,
     data_center: DataCenter | str,

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.views.decorators.debug import sensitive_variables
+
 from .exceptions import InvalidResponse
 
 # Column sizes in models.py: a longer value is a malformed response, not a DB error.
@@ -34,11 +36,16 @@ MAX_CALENDAR_ID = 255
 MAX_CALENDAR_NAME = 500
 MAX_CALENDARS_PER_PROFILE = 1000
 MAX_CALENDARS = 10_000  # all calendar profiles together
+#: Bytes (as JSON) of the keys this app does not model that are kept in ``userinfo``:
+#: the rest is dropped, so a huge body of unknown keys is never stored or rendered.
+MAX_UNKNOWN_KEYS_JSON = 64 * 1024
+_MODELLED_KEYS = frozenset({"sub", "email", "name", "zoneinfo", "cronofy.type", "cronofy.data"})
+_MODELLED_DATA_KEYS = frozenset({"authorization", "profiles", "conferencing_profiles"})
 # Real UserInfo nests about five levels; deeper bodies are refused before they
 # reach json.dumps (recursive) when the JSON column is written.
 MAX_DEPTH = 32
 
-_PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+$")
+_PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+\Z")  # \Z: "$" also matches before a final newline
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x1f\x7f-\x9f\s]")
 # An escaped NUL in json.dumps output: "\u0000" preceded by an even number of backslashes.
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -419,8 +426,30 @@ def parse_userinfo(data: Any, *, expected_sub: str | None = None) -> UserInfo:
         scope=scope,
         conferencing_profiles=profiles,
         calendar_profiles=calendar_profiles,
-        raw=data,
+        raw=_kept(data),
     )
+
+
+def _kept(data: dict) -> dict:
+    """``data`` with its unmodelled keys cut to ``MAX_UNKNOWN_KEYS_JSON`` bytes (first kept)."""
+    budget = MAX_UNKNOWN_KEYS_JSON
+
+    def keep(mapping: dict, modelled: frozenset) -> dict:
+        nonlocal budget
+        kept = {}
+        for key, value in mapping.items():
+            if key not in modelled:
+                size = len(json.dumps({key: value}, ensure_ascii=False).encode())
+                if size > budget:
+                    continue
+                budget -= size
+            kept[key] = value
+        return kept
+
+    raw = keep(data, _MODELLED_KEYS)
+    if isinstance(raw.get("cronofy.data"), dict):
+        raw["cronofy.data"] = keep(raw["cronofy.data"], _MODELLED_DATA_KEYS)
+    return raw
 
 
 @dataclass(frozen=True)
@@ -435,6 +464,7 @@ class TokenSet:
     linking_profile: dict[str, Any] | None = None
 
 
+@sensitive_variables("data", "access_token", "refresh_token")
 def parse_token_response(data: Any, *, expect_sub: bool) -> TokenSet:
     """Validate ``POST /oauth/token``; a refresh may omit ``refresh_token`` (kept blank).
 

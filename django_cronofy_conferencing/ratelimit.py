@@ -19,21 +19,67 @@ each no earlier than the slot of the previous one.
 Use a cache that every process of the fleet shares (``RATE_LIMIT_CACHE``);
 a ``DummyCache`` disables the limit and a per-process cache only limits each
 process on its own.
+
+**When the cache is down** (``guarded``, the one place this is decided) the
+app fails *open*: the call goes ahead unpaced and a warning is logged (at most
+once a minute per process). A cache outage must not become an outage of every
+view, worker and the push receiver; Cronofy enforces its own limits and its
+429s are retried with its ``Retry-After``. The per-user budgets
+(``userlimits``) follow the same policy.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from django.core.cache import caches
+from django.core.cache import InvalidCacheBackendError, caches
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import SETTINGS_NAME, app_settings
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Seconds between two warnings about the same unreachable cache.
+OUTAGE_WARNING_INTERVAL = 60.0
+_last_warning: dict[str, float] = {}
+_warning_lock = threading.Lock()
+
+
+def guarded(what: str, call: Callable[[], T], fallback: T) -> T:
+    """Run a cache operation; on a cache outage, warn and return ``fallback`` (fail open).
+
+    The app's one cache-outage policy (see the module docstring). A
+    misconfigured cache (unknown alias, bad settings) is no outage: it raises.
+    """
+    try:
+        return call()
+    except (InvalidCacheBackendError, ImproperlyConfigured):
+        raise
+    except Exception as exc:  # each backend has its own errors (redis, pymemcache, database)
+        now = time.monotonic()
+        with _warning_lock:
+            last = _last_warning.get(what)
+            due = last is None or now - last >= OUTAGE_WARNING_INTERVAL
+            if due:
+                _last_warning[what] = now
+        if due:
+            logger.warning(
+                "The cache behind %s is unreachable (%s: %s); going ahead without it.",
+                what,
+                type(exc).__name__,
+                str(exc)[:200],
+            )
+        return fallback
+
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour)\s*$")
 _UNIT_SECONDS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
@@ -148,9 +194,12 @@ class RateLimiter:
         return at
 
     def acquire(self) -> float:
-        """Wait for the request's slot; returns the seconds spent waiting."""
+        """Wait for the request's slot; returns the seconds spent waiting.
+
+        With the cache unreachable, no wait (``guarded``: fail open, warned).
+        """
         start = self.clock()
-        at = self.reserve()
+        at = guarded(f"the Cronofy rate limit (cache {self.cache_alias!r})", self.reserve, start)
         wait = at - self.clock()
         if wait > self.min_sleep:
             self.sleep(wait)

@@ -121,3 +121,56 @@ def _user_id(request) -> str:
     if user is None or not getattr(user, "is_authenticated", False):
         return ""
     return str(user.pk)
+
+
+# -- the conferencing return: one sync per flow the user started ---------------
+
+#: Seconds a conferencing flow may take (signing in to Zoom, Teams, ... included).
+RETURN_MAX_AGE = 3600
+_RETURN_KEY = "cronofy_conferencing:conferencing_return"
+
+
+def issue_return(user, account_id: int) -> str:
+    """A single-use value for the URL Cronofy sends the browser back to after a conferencing flow.
+
+    Kept in Django's default cache, not the session: an API client may start
+    the flow and a browser without its session complete it. A cache outage
+    issues a value that will not be found (the return then syncs nothing).
+    """
+    from django.core.cache import caches
+
+    from .ratelimit import guarded
+
+    value = secrets.token_urlsafe(STATE_BYTES)
+    owner = f"{getattr(user, 'pk', '')}:{account_id}"
+    guarded(
+        "the conferencing return values",
+        lambda: caches["default"].set(f"{_RETURN_KEY}:{value}", owner, timeout=RETURN_MAX_AGE),
+        None,
+    )
+    return value
+
+
+def consume_return(user, account_id: int, value: str | None) -> bool:
+    """Whether ``value`` was issued to ``user`` for ``account_id`` and not used yet (then it is).
+
+    Single use even under concurrency: of two requests with the same value,
+    only the one whose ``delete`` removed the key wins.
+    """
+    from django.core.cache import caches
+
+    from .ratelimit import guarded
+
+    if not value or not isinstance(value, str) or len(value) > 200 or not value.isascii():
+        return False
+    key = f"{_RETURN_KEY}:{value}"
+    owner = f"{getattr(user, 'pk', '')}:{account_id}"
+
+    def take() -> bool:
+        cache = caches["default"]
+        stored = cache.get(key)
+        if not isinstance(stored, str) or not hmac.compare_digest(stored, owner):
+            return False
+        return bool(cache.delete(key))
+
+    return guarded("the conferencing return values", take, False)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from django.db import IntegrityError, close_old_connections, connections, router, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from . import tokens
 from .client import CronofyClient, get_client
@@ -117,6 +118,7 @@ def sync_account(account: LinkedAccount, *, client: CronofyClient | None = None)
         return apply_userinfo(account, info)
 
 
+@sensitive_variables("token")
 def fetch_userinfo(account: LinkedAccount, client: CronofyClient) -> UserInfo:
     token = tokens.ensure_access_token(account, client=client)
     try:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from django.db import router, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from .client import CronofyClient, get_client
 from .conf import app_settings
@@ -39,6 +40,7 @@ def expires_at(tokens: TokenSet, now: datetime | None = None) -> datetime | None
     return (now or timezone.now()) + timedelta(seconds=tokens.expires_in)
 
 
+@sensitive_variables("refresh_token", "body", "tokens")
 def refresh_tokens(
     data_center: str, refresh_token: str, *, client: CronofyClient | None = None
 ) -> TokenSet:
@@ -47,10 +49,17 @@ def refresh_tokens(
     Cronofy may leave ``refresh_token`` out of the answer: the one sent stays
     valid then, and is what the returned ``TokenSet`` holds. A dead grant
     raises ``InvalidGrant``.
+
+    Never retried once the request may have reached Cronofy (a read timeout,
+    a reset, a 5xx): had Cronofy rotated the refresh token, the answer with
+    the new one is lost and a retry with the old one would get
+    ``invalid_grant``, an account marked dead though the user did nothing.
+    The ``CronofyUnavailable`` leaves the account active, to be tried again
+    by the next sync. Connect timeouts and 429s (Cronofy did nothing) are retried.
     """
     client = client or get_client(data_center)
     body = client.request_token(
-        {"grant_type": "refresh_token", "refresh_token": refresh_token}, idempotent=True
+        {"grant_type": "refresh_token", "refresh_token": refresh_token}, idempotent=False
     )
     tokens = parse_token_response(body, expect_sub=False)
     remember_secret(tokens.access_token)
@@ -60,6 +69,7 @@ def refresh_tokens(
     return tokens
 
 
+@sensitive_variables("token")
 def revoke(account: LinkedAccount, *, client: CronofyClient | None = None) -> None:
     """Revoke the grant with the refresh token (it cannot have expired)."""
     token = account.refresh_token or account.access_token
@@ -86,6 +96,7 @@ def _adopt(account: LinkedAccount, current: LinkedAccount) -> None:
         setattr(account, name, getattr(current, name))
 
 
+@sensitive_variables("stale_token", "rejected_token", "sent_refresh_token", "tokens")
 def refresh_access_token(
     account: LinkedAccount,
     *,
@@ -96,6 +107,9 @@ def refresh_access_token(
 
     ``rejected_token`` is the access token Cronofy just answered 401 to: if the
     stored one differs, another worker already refreshed and that one is used.
+
+    The row lock is held for at most one Cronofy call, which ``REQUEST_DEADLINE``
+    bounds (the refresh is never retried, see ``refresh_tokens``).
     """
     stale_token = rejected_token or account.access_token
     client = client or get_client(account.data_center)

@@ -19,9 +19,15 @@ urlpatterns = [
         name="conferencing_connect",
     ),
     path(
-        "accounts/<int:account_id>/conferencing/return/",
+        "accounts/<int:account_id>/conferencing/return/<str:flow>/",
         views.conferencing_return,
         name="conferencing_return",
+    ),
+    # Return URLs handed out before the single-use flow value: never sync.
+    path(
+        "accounts/<int:account_id>/conferencing/return/",
+        views.conferencing_return,
+        name="conferencing_return_without_flow",
     ),
     path("notifications/", notifications.receive, name="notifications"),
 ]

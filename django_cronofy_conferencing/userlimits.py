@@ -1,60 +1,121 @@
-"""One per-user budget for the Cronofy calls a user can set off from a browser page.
+"""One per-user budget for every call to Cronofy a user can cause.
 
-The app-wide ``RATE_LIMITS`` protect the application's budget at Cronofy;
-this one keeps a single user (a double click, a reload loop, a script with a
-session cookie) from spending it. The packaged page's Cronofy calls (Sync
-now, Unlink) ask ``allow(user, action)`` first; other user-reachable paths
-(adding a provider, the API) can share it the same way. All actions of one
-user share one budget of
-``API_SYNC_THROTTLE_RATE`` (``"12/m"`` by default; ``None`` disables it),
-counted in fixed windows in the ``RATE_LIMIT_CACHE`` cache, so every process
-sharing that cache shares the budget.
+The app-wide ``RATE_LIMITS`` keep the whole fleet under Cronofy's limits; this
+keeps one user (a double click, a reload loop, a script with a session
+cookie, an ``<img>`` on another site) from spending that budget for
+everybody. Every user-reachable path that calls Cronofy spends from one
+budget per user: the API's sync, unlink and conferencing authorization (a DRF
+throttle, ``api.throttling.CronofyUserRateThrottle``), the browser's OAuth
+callback, conferencing connect and return, and the packaged page's Sync now
+and Unlink (``allow(user, action)``). Scope ``cronofy_sync``, rate
+``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["cronofy_sync"]`` when the host sets
+one (``None`` there disables it), else ``CRONOFY_CONFERENCING["API_SYNC_THROTTLE_RATE"]``
+(``"12/m"``; ``None`` disables it).
+
+Counted in the ``RATE_LIMIT_CACHE`` cache, so every process sharing it shares
+the budget: a window opens with a user's first call and holds at most
+``limit`` calls for ``period`` seconds. A cache outage fails open, like the
+app-wide limit (``ratelimit.guarded``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from django.core.cache import caches
+from django.core.exceptions import ImproperlyConfigured
 
-from .conf import app_settings
-from .ratelimit import parse_rate
+from .conf import SETTINGS_NAME, app_settings
+from .ratelimit import guarded
 
 logger = logging.getLogger(__name__)
 
-KEY = "cronofy_conferencing:userlimit:{user}:{window}"
+SCOPE = "cronofy_sync"
+KEY_PREFIX = "cronofy_conferencing:user_budget"
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+#: The actions that spend from the budget (for logs and the docs; one budget for all).
+ACTIONS = (
+    "sync",
+    "unlink",
+    "conferencing_authorization",
+    "conferencing_return",
+    "oauth_callback",
+    "add_provider",
+)
 
 
-def allow(user, action: str) -> bool:
+def rate_for(action: str = "") -> str | None:
+    """The budget's rate (``"12/m"``), or None when the host disabled it. One for every action."""
+    from rest_framework.settings import api_settings
+
+    rates = api_settings.DEFAULT_THROTTLE_RATES or {}
+    if SCOPE in rates:
+        return rates[SCOPE]
+    return app_settings.API_SYNC_THROTTLE_RATE
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """``"12/m"`` -> (12, 60), as DRF reads throttle rates (s, m, h, d; the first letter counts)."""
+    try:
+        count, period = rate.split("/")
+        limit, seconds = int(count), _PERIODS[period.strip()[0].lower()]
+    except (AttributeError, ValueError, KeyError, IndexError):
+        raise ImproperlyConfigured(
+            f"{SETTINGS_NAME}['API_SYNC_THROTTLE_RATE'] (or DEFAULT_THROTTLE_RATES"
+            f"['{SCOPE}']) looks like '12/m' or '100/h'; got {rate!r}."
+        ) from None
+    if limit < 1:
+        raise ImproperlyConfigured(f"The {SCOPE} rate must allow at least one call; got {rate!r}.")
+    return limit, seconds
+
+
+def check(ident: str, action: str = "", *, now: float | None = None) -> tuple[bool, float]:
+    """Spend one call of ``ident``'s budget: (allowed, seconds until the window reopens)."""
+    rate = rate_for(action)
+    if rate is None:
+        return True, 0.0
+    limit, period = parse_rate(rate)
+    now = time.time() if now is None else now
+    base = f"{KEY_PREFIX}:{ident}"
+
+    def spend() -> tuple[int, float]:
+        cache = caches[app_settings.RATE_LIMIT_CACHE]
+        cache.add(f"{base}:start", now, timeout=period)
+        start = cache.get(f"{base}:start", now)
+        # The count belongs to its window: a backend whose incr() resets the
+        # expiry (database, file) cannot stretch a window past ``period``.
+        count_key = f"{base}:n:{start!r}"
+        cache.add(count_key, 0, timeout=period)
+        try:
+            return cache.incr(count_key), start
+        except ValueError:  # expired between add and incr
+            cache.add(count_key, 1, timeout=period)
+            return 1, start
+
+    count, start = guarded("the per-user Cronofy budget", spend, (0, now))
+    wait = max(0.0, start + period - now)
+    return count <= limit, wait
+
+
+def allow(user: Any, action: str) -> bool:
     """Whether ``user`` may make one more Cronofy call now (``action`` names it in logs).
 
     Counts the call when allowed. Anonymous users have no budget (False).
     """
-    rate_text = app_settings.API_SYNC_THROTTLE_RATE
-    if rate_text is None:
+    if rate_for(action) is None:
         return True
     if user is None or not getattr(user, "is_authenticated", False):
         return False
-    rate = parse_rate(rate_text)
-    window = int(time.time() // rate.period)
-    key = KEY.format(user=user.pk, window=window)
-    cache = caches[app_settings.RATE_LIMIT_CACHE]
-    # add() is atomic "set if absent": the first call of a window creates the counter.
-    if cache.add(key, 1, timeout=rate.period + 1):
-        count = 1
-    else:
-        try:
-            count = cache.incr(key)
-        except ValueError:  # expired between add() and incr()
-            cache.add(key, 1, timeout=rate.period + 1)
-            count = 1
-    if count > rate.limit:
-        logger.info(
-            "User %s is over the per-user Cronofy budget (%s): %s refused",
-            user.pk,
-            rate_text,
-            action,
-        )
-        return False
-    return True
+    allowed = check(_ident(user), action)[0]
+    if not allowed:
+        logger.info("User %s is over the per-user Cronofy budget: %s refused", user.pk, action)
+    return allowed
+
+
+def _ident(user: Any) -> str:
+    if user is None or not getattr(user, "is_authenticated", False):
+        return "anonymous"
+    return f"user:{user.pk}"

@@ -4,6 +4,12 @@ Mounted by the host with ``path("cronofy/", include("django_cronofy_conferencing
 Every page extends ``django_cronofy_conferencing/base.html``, which a host
 project overrides to put them in its own layout. No page, message or log
 line carries a token.
+
+No GET changes anything: starting a flow (``connect``, conferencing connect)
+is a POST (CSRF protected), and the one GET that calls Cronofy, the return
+from Cronofy's conferencing page, does so once per flow the user started (a
+single-use value in its URL). Every view that calls Cronofy spends from the
+user's budget (``userlimits``).
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import linking
+from . import linking, userlimits
 from . import state as oauth_state
 from .applications import linkable_data_centers
 from .conf import app_settings
@@ -44,10 +51,11 @@ logger = logging.getLogger(__name__)
 
 TEMPLATE_ERROR = "django_cronofy_conferencing/error.html"
 TEMPLATE_CONFERENCING_CONNECT = "django_cronofy_conferencing/conferencing_connect.html"
+TEMPLATE_CONNECT = "django_cronofy_conferencing/connect.html"
 
 # Cronofy's provider names are short lowercase identifiers (zoom, ms_teams, go_to, ...).
-_PROVIDER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
-_PROFILE_ID = re.compile(r"^[\x21-\x7e]{1,255}$")
+_PROVIDER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}\Z")  # not "$": it allows a final newline
+_PROFILE_ID = re.compile(r"^[\x21-\x7e]{1,255}\Z")
 
 
 def _error(
@@ -70,9 +78,17 @@ def _connect_url(data_center: str = "", provider_name: str = "") -> str:
     return f"{url}?{query}" if query else url
 
 
+#: A longer ``next`` is ignored: it is kept in the session with each pending state.
+MAX_NEXT_URL = 2048
+
+
 def _safe_next(request: HttpRequest, value: str | None) -> str:
-    if value and url_has_allowed_host_and_scheme(
-        value, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    if (
+        value
+        and len(value) <= MAX_NEXT_URL
+        and url_has_allowed_host_and_scheme(
+            value, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        )
     ):
         return value
     return ""
@@ -94,6 +110,16 @@ def _invalid_provider(request: HttpRequest, retry_url: str = "") -> HttpResponse
         request,
         _("Unknown provider"),
         _("That conferencing provider name is not valid."),
+        retry_url=retry_url,
+    )
+
+
+def _over_budget(request: HttpRequest, retry_url: str = "") -> HttpResponse:
+    return _error(
+        request,
+        _("Too many requests"),
+        _("You have made many requests to Cronofy in a short time. Please wait a minute."),
+        status=429,
         retry_url=retry_url,
     )
 
@@ -122,15 +148,19 @@ def _unavailable(request: HttpRequest, exc: CronofyError, retry_url: str) -> Htt
 
 @never_cache
 @login_required
-@require_GET
+@require_http_methods(["GET", "HEAD", "POST"])
 def connect(request: HttpRequest) -> HttpResponse:
-    """Send the browser to the chosen data center's Cronofy authorization page.
+    """GET: a page with a button; POST (CSRF protected): off to Cronofy's authorization page.
 
-    ``?data_center=`` (default ``DEFAULT_DATA_CENTER``), optional
+    ``data_center`` (default ``DEFAULT_DATA_CENTER``), optional
     ``provider_name`` (passed on to Cronofy) and ``next`` (a local URL to land
-    on afterwards instead of ``LINK_REDIRECT_URL``).
+    on afterwards instead of ``LINK_REDIRECT_URL``), from the query string on
+    GET and the form on POST. Only the POST issues an OAuth ``state``, so
+    another site cannot start flows in a user's session (each one would push
+    out a pending state of the user's own).
     """
-    dc_id = request.GET.get("data_center") or app_settings.DEFAULT_DATA_CENTER
+    params = request.POST if request.method == "POST" else request.GET
+    dc_id = params.get("data_center") or app_settings.DEFAULT_DATA_CENTER
     linkable = linkable_data_centers()
     dc = linkable.get(dc_id) if isinstance(dc_id, str) else None
     if dc is None:
@@ -145,16 +175,20 @@ def connect(request: HttpRequest) -> HttpResponse:
             )
             % {"known": known},
         )
-    provider_name = _provider_name(request.GET.get("provider_name"))
+    provider_name = _provider_name(params.get("provider_name"))
     if provider_name is None:
         return _invalid_provider(request)
+    next_url = _safe_next(request, params.get("next"))
+    if request.method != "POST":
+        context = {"data_center": dc, "provider_name": provider_name, "next_url": next_url}
+        return render(request, TEMPLATE_CONNECT, context)
     redirect_uri = request.build_absolute_uri(reverse("cronofy_conferencing:callback"))
     state = oauth_state.issue(
         request,
         data_center=dc.id,
         redirect_uri=redirect_uri,
         provider_name=provider_name,
-        next_url=_safe_next(request, request.GET.get("next")),
+        next_url=next_url,
     )
     url = linking.authorization_url(
         dc, redirect_uri=redirect_uri, state=state, provider_name=provider_name or None
@@ -163,12 +197,18 @@ def connect(request: HttpRequest) -> HttpResponse:
 
 
 @non_atomic_requests  # calls Cronofy (code exchange, first sync): no request transaction
+@sensitive_variables("code", "tokens")
 @never_cache
 @login_required
 @require_GET
 def callback(request: HttpRequest) -> HttpResponse:
     """Cronofy sends the browser back here with ``code`` and ``state`` (or ``error``)."""
     error = request.GET.get("error")
+    # Counted before the state is used up: the user may reload this page a
+    # minute later (the code lasts ten). No link to it: it carries the code.
+    calls_cronofy = not error and request.GET.get("code") and request.GET.get("state")
+    if calls_cronofy and not userlimits.allow(request.user, "oauth_callback"):
+        return _over_budget(request)
     try:
         pending = oauth_state.consume(request, request.GET.get("state"))
     except oauth_state.InvalidState as exc:
@@ -287,9 +327,10 @@ def conferencing_connect(request: HttpRequest, account_id: int) -> HttpResponse:
         return _invalid_provider(
             request, reverse("cronofy_conferencing:conferencing_connect", args=[account.pk])
         )
-    redirect_uri = request.build_absolute_uri(
-        reverse("cronofy_conferencing:conferencing_return", args=[account.pk])
-    )
+    retry_url = reverse("cronofy_conferencing:conferencing_connect", args=[account.pk])
+    if not userlimits.allow(request.user, "conferencing_authorization"):
+        return _over_budget(request, retry_url)
+    redirect_uri = conferencing_return_url(request, account)
     try:
         url = linking.create_conferencing_authorization(
             account, redirect_uri, provider_name or None
@@ -306,20 +347,30 @@ def conferencing_connect(request: HttpRequest, account_id: int) -> HttpResponse:
             retry_url=_connect_url(account.data_center),
         )
     except CronofyError as exc:
-        return _unavailable(
-            request,
-            exc,
-            reverse("cronofy_conferencing:conferencing_connect", args=[account.pk]),
-        )
+        return _unavailable(request, exc, retry_url)
     return HttpResponseRedirect(url)
+
+
+def conferencing_return_url(request: HttpRequest, account: LinkedAccount) -> str:
+    """The absolute URL Cronofy sends the browser back to, with a new single-use flow value."""
+    flow = oauth_state.issue_return(request.user, account.pk)
+    return request.build_absolute_uri(
+        reverse("cronofy_conferencing:conferencing_return", args=[account.pk, flow])
+    )
 
 
 @non_atomic_requests  # syncs from Cronofy: no request transaction
 @never_cache
 @login_required
 @require_GET
-def conferencing_return(request: HttpRequest, account_id: int) -> HttpResponse:
-    """Cronofy sends the browser back with ``last_linked_profile_id`` or ``error``."""
+def conferencing_return(request: HttpRequest, account_id: int, flow: str = "") -> HttpResponse:
+    """Cronofy sends the browser back with ``last_linked_profile_id`` or ``error``.
+
+    Syncs the account once per flow: ``flow`` is the single-use value issued
+    when the user started it. Without one (reused, forged, expired, or a
+    return URL from before this value existed) nothing is called or written:
+    the profile appears at the next sync.
+    """
     account = _own_account(request, account_id)
     retry_url = reverse("cronofy_conferencing:conferencing_connect", args=[account.pk])
     title = _("No conferencing provider was added")
@@ -336,6 +387,14 @@ def conferencing_return(request: HttpRequest, account_id: int) -> HttpResponse:
     if not _PROFILE_ID.match(profile_id):
         message = _("Cronofy did not say which conferencing profile was added.")
         return _error(request, title, message, retry_url=retry_url)
+    if not oauth_state.consume_return(request.user, account.pk, flow) or not userlimits.allow(
+        request.user, "conferencing_return"
+    ):
+        messages.info(
+            request,
+            _("Your conferencing provider was connected. It will appear after the next sync."),
+        )
+        return HttpResponseRedirect(resolve_url(app_settings.LINK_REDIRECT_URL))
     try:
         sync_account(account)
     except CronofyError as exc:

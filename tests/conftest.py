@@ -1,5 +1,6 @@
-"""Shared fixtures: the simulated Cronofy, users, linked accounts, documented payloads,
-secret-scanning clients, a fake clock.
+"""Shared fixtures: the simulated Cronofy, users, linked accounts (``synced``), documented
+payloads, secret-scanning clients, a fake clock, ``settings_with``, signal recording
+(``received``), a slow loopback server.
 
 Set ``CRONOFY_REQUIRE_SERVICES=1`` (``.ci/run`` does) to turn a skip for a
 missing service (PostgreSQL, Redis, Chromium) into a failure.
@@ -13,14 +14,23 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
+from django.test import override_settings
 from django.utils import timezone
 
 from django_cronofy_conferencing import client as client_module
+from django_cronofy_conferencing import signals
 from django_cronofy_conferencing.client import reset_clients
-from django_cronofy_conferencing.models import LinkedAccount
-from django_cronofy_conferencing.sync import sync_account
-from django_cronofy_conferencing.testing import SimulatedCronofy, simulated_cronofy
+from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
+from django_cronofy_conferencing.sync import SyncResult, sync_account
+from django_cronofy_conferencing.testing import (
+    DEFAULT_CLIENT_ID,
+    DEFAULT_CLIENT_SECRET,
+    SimulatedCronofy,
+    simulated_cronofy,
+)
 from tests.secret_scan import ScanningAPIClient, ScanningClient, SecretScanner
+from tests.slow_server import SlowServer
 
 PAYLOADS = Path(__file__).parent / "payloads"
 
@@ -76,6 +86,21 @@ def sleeps(monkeypatch):
     recorded: list[float] = []
     monkeypatch.setattr(client_module, "_sleep", recorded.append)
     return recorded
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Budgets, throttles, debounces and flow values live in the cache: every test starts clean."""
+    from django.core.cache import caches
+    from django.core.cache.backends.locmem import LocMemCache
+
+    cache = caches["default"]
+    local = isinstance(cache, LocMemCache)  # never flush a shared Redis
+    if local:
+        cache.clear()
+    yield
+    if local:
+        cache.clear()
 
 
 @pytest.fixture(autouse=True)
@@ -187,9 +212,140 @@ def booking_host(user, link_account, sim):
 
 
 @pytest.fixture
+def settings_with():
+    """``with settings_with(KEY=value): ...`` overrides keys of ``CRONOFY_CONFERENCING``."""
+
+    def override(**values):
+        return override_settings(
+            CRONOFY_CONFERENCING={**django_settings.CRONOFY_CONFERENCING, **values}
+        )
+
+    return override
+
+
+@pytest.fixture
+def slow_server():
+    """A real loopback server (``tests.slow_server``) registered as data center ``slow``."""
+    with SlowServer() as server:
+        data_centers = {"slow": {"api_url": server.url, "app_url": server.url}}
+        application = {"CLIENT_ID": DEFAULT_CLIENT_ID, "CLIENT_SECRET": DEFAULT_CLIENT_SECRET}
+        app = django_settings.CRONOFY_CONFERENCING
+        with override_settings(
+            CRONOFY_CONFERENCING={
+                **app,
+                "DATA_CENTERS": data_centers,
+                "APPLICATIONS": {**app.get("APPLICATIONS", {}), "slow": application},
+            }
+        ):
+            yield server
+
+
+@pytest.fixture
+def synced(link_account, sim, user):
+    """Alice's account linked through the simulator, with a zoom and a disconnected teams."""
+    zoom = sim.profile("zoom", profile_name="alice@zoom.example")
+    teams = sim.profile("ms_teams", profile_name="alice@teams.example", connected=False)
+    account, sim_account = link_account(user=user, conferencing_profiles=[zoom, teams])
+    sync_account(account)
+    account.refresh_from_db()
+    return account, sim_account
+
+
+@pytest.fixture
 def foreign_account(other_user, link_account, sim):
     account, _ = link_account(
         user=other_user, conferencing_profiles=[sim.profile("zoom", profile_id="pro_bobs")]
     )
     sync_account(account)
     return account
+
+
+SIGNAL_NAMES = (
+    "conferencing_profile_added",
+    "conferencing_profile_removed",
+    "conferencing_profile_disconnected",
+    "conferencing_profile_reconnected",
+    "account_synced",
+    "account_reauthorization_required",
+)
+
+
+@pytest.fixture
+def received():
+    """Every signal of signals.py, recorded as (name, profile_id or account pk)."""
+    log: list[tuple[str, object]] = []
+    connected = []
+    for name in SIGNAL_NAMES:
+        signal = getattr(signals, name)
+
+        def handler(sender, _name=name, **kwargs):
+            if "profile" in kwargs:
+                assert sender is ConferencingProfile
+                log.append((_name, kwargs["profile"].profile_id))
+            else:
+                assert sender is LinkedAccount
+                if _name == "account_synced":
+                    assert isinstance(kwargs["result"], SyncResult)
+                log.append((_name, kwargs["account"].pk))
+
+        signal.connect(handler, weak=False)
+        connected.append((signal, handler))
+    yield log
+    for signal, handler in connected:
+        signal.disconnect(handler)
+
+
+@pytest.fixture
+def row_lock_holder():
+    """``with row_lock_holder(pk, write):`` on PostgreSQL: a second connection (a thread)
+    locks the account row (``SELECT ... FOR UPDATE``), runs ``write()`` in its
+    transaction, and commits only once another session waits on a lock, which is
+    the code under test, started inside the ``with``. Proves a read happens under
+    the row lock: code that read first would act on the state before ``write``.
+    """
+    import contextlib
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("runs in the PostgreSQL run of the suite (DATABASE_URL=postgres://...)")
+
+    @contextlib.contextmanager
+    def hold(pk: int, write):
+        locked, errors = threading.Event(), []
+
+        def holder():
+            try:
+                with transaction.atomic():
+                    LinkedAccount.objects.select_for_update().get(pk=pk)
+                    write()
+                    locked.set()
+                    with connection.cursor() as cursor:
+                        deadline = time.monotonic() + 10
+                        while time.monotonic() < deadline:
+                            cursor.execute(
+                                "SELECT count(*) FROM pg_stat_activity WHERE "
+                                "wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                            )
+                            if cursor.fetchone()[0]:
+                                break
+                            time.sleep(0.005)  # polling PostgreSQL, not waiting for time
+                        else:
+                            errors.append("nobody waited on the row lock")
+            except BaseException as exc:
+                errors.append(exc)
+                locked.set()
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=holder, daemon=True)
+        thread.start()
+        assert locked.wait(10)
+        yield
+        thread.join(15)
+        assert not thread.is_alive()
+        assert errors == []
+
+    return hold

@@ -172,7 +172,7 @@ def test_accounts_in_a_data_center_without_an_application_are_a_warning():
 @pytest.mark.parametrize("dc_id", THREE)
 def test_connect_and_callback_use_the_data_centers_application(scanning_client, user, sim, dc_id):
     browser = scanning_client(user)
-    response = browser.get(reverse("cronofy_conferencing:connect"), {"data_center": dc_id})
+    response = browser.post(reverse("cronofy_conferencing:connect"), {"data_center": dc_id})
     assert response.status_code == 302
     url = response["Location"]
     parts = urlsplit(url)
@@ -226,7 +226,7 @@ def test_a_data_center_without_an_application_is_refused_before_any_redirect(
         assert "us, uk" in response.content.decode()
         assert not browser.session.get(SESSION_KEY)
         assert (
-            browser.get(reverse("cronofy_conferencing:connect"), {"data_center": "uk"}).status_code
+            browser.post(reverse("cronofy_conferencing:connect"), {"data_center": "uk"}).status_code
             == 302
         )
     assert sim.count() == 0

@@ -67,7 +67,7 @@ def api(user):
 
 
 @pytest.fixture
-def admin_client(django_user_model):
+def staff_browser(django_user_model):
     client = Client()
     client.force_login(django_user_model.objects.create_superuser("admin", "a@example.com", None))
     return client
@@ -83,7 +83,7 @@ def test_the_setting_does_wrap_other_views(calls, browser, monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(linking, "authorization_url", authorization_url)
-    assert browser.get(reverse("cronofy_conferencing:connect")).status_code == 302
+    assert browser.post(reverse("cronofy_conferencing:connect")).status_code == 302
     assert seen == [True]
 
 
@@ -92,7 +92,7 @@ def test_the_setting_does_wrap_other_views(calls, browser, monkeypatch):
 
 def test_callback(calls, browser, sim):
     sim_account = sim.add_account(conferencing_profiles=[sim.profile("zoom")])
-    url = browser.get(reverse("cronofy_conferencing:connect"))["Location"]
+    url = browser.post(reverse("cronofy_conferencing:connect"))["Location"]
     back = sim.authorize(url, account=sim_account)
     calls.clear()
     response = browser.get(back)
@@ -108,11 +108,15 @@ def test_conferencing_connect(calls, browser, account):
     assert_outside_transactions(calls)
 
 
-def test_conferencing_return(calls, browser, account):
-    url = reverse("cronofy_conferencing:conferencing_return", args=[account[0].pk])
+def test_conferencing_return(calls, browser, account, user):
+    from django_cronofy_conferencing.state import issue_return
+
+    flow = issue_return(user, account[0].pk)
+    url = reverse("cronofy_conferencing:conferencing_return", args=[account[0].pk, flow])
+    calls.clear()
     response = browser.get(url, {"last_linked_profile_id": "pro_new"})
     assert response.status_code == 302
-    assert_outside_transactions(calls)
+    assert_outside_transactions(calls)  # it did sync, outside any transaction
 
 
 def test_push_notification(calls, sim, account, settings):
@@ -169,17 +173,17 @@ ACCOUNTS = "admin:cronofy_conferencing_linkedaccount_changelist"
 
 
 @pytest.mark.parametrize("action", ["sync_now", "unlink"])
-def test_admin_actions(calls, admin_client, account, action):
+def test_admin_actions(calls, staff_browser, account, action):
     data = {"action": action, "_selected_action": [str(account[0].pk)], "index": 0, "post": "yes"}
-    response = admin_client.post(reverse(ACCOUNTS), data)
+    response = staff_browser.post(reverse(ACCOUNTS), data)
     assert response.status_code == 302
     assert LinkedAccount.objects.exists() == (action == "sync_now")
     assert_outside_transactions(calls)
 
 
-def test_admin_delete_view(calls, admin_client, account):
+def test_admin_delete_view(calls, staff_browser, account):
     url = reverse("admin:cronofy_conferencing_linkedaccount_delete", args=[account[0].pk])
-    response = admin_client.post(url, {"post": "yes"})
+    response = staff_browser.post(url, {"post": "yes"})
     assert response.status_code == 302
     assert not LinkedAccount.objects.exists()
     assert_outside_transactions(calls)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import email.utils
 import random
+import time
 
 import pytest
 import requests
-from django.test import override_settings
 
 from django_cronofy_conferencing import exceptions, linking
 from django_cronofy_conferencing.client import (
@@ -38,10 +38,6 @@ BACKOFF = 0.5  # tests/settings.py RETRY_BACKOFF
 MAX_RETRIES = 3  # the default
 
 
-def settings_with(settings, **values):
-    return override_settings(CRONOFY_CONFERENCING={**settings.CRONOFY_CONFERENCING, **values})
-
-
 def assert_backoff(delays: list[float], backoff: float = BACKOFF) -> None:
     """Each delay is in [half, all] of backoff * 2**attempt (exponential, with jitter)."""
     for attempt, delay in enumerate(delays):
@@ -58,8 +54,8 @@ def stored(account) -> list[tuple]:
 
 
 @pytest.fixture
-def synced(link_account, sim):
-    """An account with two profiles, synced once; faults are injected after."""
+def synced_before_faults(link_account, sim):
+    """An account with two profiles, synced_before_faults once; faults are injected after."""
     account, sim_account = link_account(
         conferencing_profiles=[
             sim.profile("zoom", profile_id="pro_a"),
@@ -86,8 +82,8 @@ TRANSIENT = [
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("fault", [t[1] for t in TRANSIENT], ids=[t[0] for t in TRANSIENT])
-def test_transient_fault_then_success(synced, sim, sleeps, fault):
-    account, sim_account, _ = synced
+def test_transient_fault_then_success(synced_before_faults, sim, sleeps, fault):
+    account, sim_account, _ = synced_before_faults
     sim.set_connected(sim_account.sub, "pro_b", True)
     sim.fail("userinfo", **fault)
 
@@ -100,8 +96,8 @@ def test_transient_fault_then_success(synced, sim, sleeps, fault):
 
 
 @pytest.mark.django_db
-def test_500_502_503_then_success(synced, sim, sleeps):
-    account, _, before = synced
+def test_500_502_503_then_success(synced_before_faults, sim, sleeps):
+    account, _, before = synced_before_faults
     for status in (500, 502, 503):
         sim.fail("userinfo", status=status)
     assert sync_account(account) == SyncResult(unchanged=2)
@@ -123,8 +119,8 @@ def test_500_502_503_then_success(synced, sim, sleeps):
     ],
     ids=["500", "503", "timeout", "connection-error", "429"],
 )
-def test_failing_forever_is_bounded(synced, sim, sleeps, fault, error):
-    account, sim_account, before = synced
+def test_failing_forever_is_bounded(synced_before_faults, sim, sleeps, fault, error):
+    account, sim_account, before = synced_before_faults
     sim.set_connected(sim_account.sub, "pro_a", False)  # must not land
     sim.fail("userinfo", times=None, **fault)
 
@@ -141,8 +137,8 @@ def test_failing_forever_is_bounded(synced, sim, sleeps, fault, error):
 
 
 @pytest.mark.django_db
-def test_429_with_retry_after_is_honoured(synced, sim, sleeps):
-    account, _, _ = synced
+def test_429_with_retry_after_is_honoured(synced_before_faults, sim, sleeps):
+    account, _, _ = synced_before_faults
     sim.fail("userinfo", status=429, headers={"Retry-After": "7"})
     assert sync_account(account) == SyncResult(unchanged=2)
     assert sleeps == [7.0]
@@ -150,8 +146,8 @@ def test_429_with_retry_after_is_honoured(synced, sim, sleeps):
 
 
 @pytest.mark.django_db
-def test_429_with_an_http_date_retry_after(synced, sim, sleeps):
-    account, _, _ = synced
+def test_429_with_an_http_date_retry_after(synced_before_faults, sim, sleeps):
+    account, _, _ = synced_before_faults
     when = email.utils.formatdate(usegmt=True)  # now: no wait, but a valid date
     sim.fail("userinfo", status=429, headers={"Retry-After": when})
     sync_account(account)
@@ -159,8 +155,8 @@ def test_429_with_an_http_date_retry_after(synced, sim, sleeps):
 
 
 @pytest.mark.django_db
-def test_429_without_retry_after_backs_off(synced, sim, sleeps):
-    account, _, _ = synced
+def test_429_without_retry_after_backs_off(synced_before_faults, sim, sleeps):
+    account, _, _ = synced_before_faults
     sim.fail("userinfo", status=429, times=2)
     sync_account(account)
     assert len(sleeps) == 2
@@ -168,8 +164,10 @@ def test_429_without_retry_after_backs_off(synced, sim, sleeps):
 
 
 @pytest.mark.django_db
-def test_retry_after_beyond_the_cap_raises_without_sleeping(synced, sim, sleeps, settings):
-    account, _, before = synced
+def test_retry_after_beyond_the_cap_raises_without_sleeping(
+    synced_before_faults, sim, sleeps, settings
+):
+    account, _, before = synced_before_faults
     sim.fail("userinfo", status=429, headers={"Retry-After": "31"}, times=None)
     with pytest.raises(RateLimited) as excinfo:
         sync_account(account)
@@ -181,9 +179,9 @@ def test_retry_after_beyond_the_cap_raises_without_sleeping(synced, sim, sleeps,
 
 
 @pytest.mark.django_db
-def test_total_wait_is_capped(synced, sim, sleeps, settings):
-    account, _, _ = synced
-    with settings_with(settings, MAX_RETRIES=10, RETRY_BACKOFF=10, RETRY_MAX_WAIT=30):
+def test_total_wait_is_capped(synced_before_faults, sim, sleeps, settings, settings_with):
+    account, _, _ = synced_before_faults
+    with settings_with(MAX_RETRIES=10, RETRY_BACKOFF=10, RETRY_MAX_WAIT=30):
         sim.fail("userinfo", status=503, times=None)
         with pytest.raises(CronofyUnavailable):
             sync_account(account)
@@ -193,9 +191,11 @@ def test_total_wait_is_capped(synced, sim, sleeps, settings):
 
 
 @pytest.mark.django_db
-def test_repeated_retry_after_stops_at_the_cap(synced, sim, sleeps, settings):
-    account, _, _ = synced
-    with settings_with(settings, MAX_RETRIES=10, RETRY_MAX_WAIT=20):
+def test_repeated_retry_after_stops_at_the_cap(
+    synced_before_faults, sim, sleeps, settings, settings_with
+):
+    account, _, _ = synced_before_faults
+    with settings_with(MAX_RETRIES=10, RETRY_MAX_WAIT=20):
         sim.fail("userinfo", status=429, headers={"Retry-After": "7"}, times=None)
         with pytest.raises(RateLimited):
             sync_account(account)
@@ -204,9 +204,9 @@ def test_repeated_retry_after_stops_at_the_cap(synced, sim, sleeps, settings):
 
 
 @pytest.mark.django_db
-def test_zero_retries(synced, sim, sleeps, settings):
-    account, _, _ = synced
-    with settings_with(settings, MAX_RETRIES=0):
+def test_zero_retries(synced_before_faults, sim, sleeps, settings, settings_with):
+    account, _, _ = synced_before_faults
+    with settings_with(MAX_RETRIES=0):
         sim.fail("userinfo", status=502)
         with pytest.raises(CronofyUnavailable):
             sync_account(account)
@@ -215,8 +215,8 @@ def test_zero_retries(synced, sim, sleeps, settings):
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("status", [402, 403, 404, 422, 423])
-def test_other_4xx_are_api_errors_without_retry(synced, sim, sleeps, payload, status):
-    account, _, before = synced
+def test_other_4xx_are_api_errors_without_retry(synced_before_faults, sim, sleeps, payload, status):
+    account, _, before = synced_before_faults
     sim.fail("userinfo", status=status, body='{"errors": {}}')
     with pytest.raises(CronofyAPIError) as excinfo:
         sync_account(account)
@@ -233,40 +233,40 @@ def test_other_4xx_are_api_errors_without_retry(synced, sim, sleeps, payload, st
 
 
 @pytest.fixture
-def client(sim):
+def us_client(sim):
     return get_client("us")
 
 
-def test_non_idempotent_post_is_not_retried_on_read_timeout(sim, client, sleeps):
+def test_non_idempotent_post_is_not_retried_on_read_timeout(sim, us_client, sleeps):
     account = sim.add_account()
     sim.fail("channels", exception=requests.ReadTimeout)
     with pytest.raises(CronofyUnavailable, match="timed out"):
-        client.create_channel(account.access_token, "https://example.com/hook")
+        us_client.create_channel(account.access_token, "https://example.com/hook")
     assert sim.count("channels") == 1
     assert sleeps == []
 
 
 @pytest.mark.parametrize("fault", [{"status": 503}, {"exception": requests.ConnectionError}])
-def test_non_idempotent_post_is_not_retried_on_5xx_or_reset(sim, client, sleeps, fault):
+def test_non_idempotent_post_is_not_retried_on_5xx_or_reset(sim, us_client, sleeps, fault):
     account = sim.add_account()
     sim.fail("conferencing_service_authorizations", **fault)
     with pytest.raises(CronofyUnavailable):
-        client.create_conferencing_service_authorization(account.access_token, "https://e.x/r")
+        us_client.create_conferencing_service_authorization(account.access_token, "https://e.x/r")
     assert sim.count("conferencing_service_authorizations") == 1
     assert sleeps == []
 
 
-def test_non_idempotent_post_is_retried_on_connect_timeout_and_429(sim, client, sleeps):
+def test_non_idempotent_post_is_retried_on_connect_timeout_and_429(sim, us_client, sleeps):
     account = sim.add_account()
     sim.fail("channels", exception=requests.ConnectTimeout)  # never reached Cronofy
     sim.fail("channels", status=429, headers={"Retry-After": "2"})  # Cronofy did not act
-    body = client.create_channel(account.access_token, "https://example.com/hook")
+    body = us_client.create_channel(account.access_token, "https://example.com/hook")
     assert body["channel"]["callback_url"] == "https://example.com/hook"
     assert sim.count("channels") == 3
     assert len(sleeps) == 2 and sleeps[1] == 2.0
 
 
-def test_code_exchange_is_not_retried(sim, client, sleeps):
+def test_code_exchange_is_not_retried(sim, us_client, sleeps):
     sim.fail("token", exception=requests.ReadTimeout)
     with pytest.raises(CronofyUnavailable):
         linking.exchange_code("us", "some-code-value", "https://example.com/cb")
@@ -274,10 +274,10 @@ def test_code_exchange_is_not_retried(sim, client, sleeps):
 
 
 @pytest.mark.django_db
-def test_invalid_client_is_not_invalid_grant(link_account, sim, settings, sleeps):
+def test_invalid_client_is_not_invalid_grant(link_account, sim, settings, sleeps, settings_with):
     account, _ = link_account(token_expires_in=-60)
     with (
-        settings_with(settings, CLIENT_SECRET="a-wrong-client-secret"),
+        settings_with(CLIENT_SECRET="a-wrong-client-secret"),
         pytest.raises(CronofyAPIError) as excinfo,
     ):
         sync_account(account)
@@ -289,26 +289,26 @@ def test_invalid_client_is_not_invalid_grant(link_account, sim, settings, sleeps
     assert sleeps == []
 
 
-def test_invalid_grant_from_the_token_endpoint(sim, client):
+def test_invalid_grant_from_the_token_endpoint(sim, us_client):
     sim.fail("token", status=400, body='{"error": "invalid_grant"}')
     with pytest.raises(InvalidGrant) as excinfo:
-        client.request_token(
+        us_client.request_token(
             {"grant_type": "refresh_token", "refresh_token": "x" * 10}, idempotent=True
         )
     assert excinfo.value.error == "invalid_grant"
     assert isinstance(excinfo.value, ReauthorizationRequired)
 
 
-def test_invalid_grant_body_outside_oauth_is_a_plain_api_error(sim, client):
+def test_invalid_grant_body_outside_oauth_is_a_plain_api_error(sim, us_client):
     account = sim.add_account()
     sim.fail("userinfo", status=400, body='{"error": "invalid_grant"}')
     with pytest.raises(CronofyAPIError) as excinfo:
-        client.userinfo(account.access_token)
+        us_client.userinfo(account.access_token)
     assert not isinstance(excinfo.value, ReauthorizationRequired)
 
 
 @pytest.mark.parametrize("offset", [1, 5, 20])
-def test_the_error_body_is_redacted_before_it_is_cut(sim, client, offset, monkeypatch):
+def test_the_error_body_is_redacted_before_it_is_cut(sim, us_client, offset, monkeypatch):
     """A secret straddling the client's length limit must not leave its head behind."""
     # The exception keeps a shorter excerpt still: lift that to see the client's cut.
     monkeypatch.setattr(exceptions, "MAX_BODY_IN_MESSAGE", 10 * ERROR_BODY_LIMIT)
@@ -318,7 +318,7 @@ def test_the_error_body_is_redacted_before_it_is_cut(sim, client, offset, monkey
     body = filler * (ERROR_BODY_LIMIT - offset) + token + " and more"
     sim.fail("userinfo", status=400, body=body)
     with pytest.raises(CronofyAPIError) as excinfo:
-        client.userinfo(token)
+        us_client.userinfo(token)
     kept = excinfo.value.body
     head = ERROR_BODY_LIMIT - offset
     assert kept[:head] == filler * head
@@ -326,22 +326,22 @@ def test_the_error_body_is_redacted_before_it_is_cut(sim, client, offset, monkey
     assert len(kept) <= ERROR_BODY_LIMIT
 
 
-def test_401_maps_to_access_token_rejected(sim, client, sleeps):
+def test_401_maps_to_access_token_rejected(sim, us_client, sleeps):
     with pytest.raises(AccessTokenRejected) as excinfo:
-        client.userinfo("not-a-token-we-know")
+        us_client.userinfo("not-a-token-we-know")
     assert excinfo.value.status_code == 401
     assert sleeps == []
 
 
-def test_non_json_success_body_is_invalid_response(sim, client):
+def test_non_json_success_body_is_invalid_response(sim, us_client):
     account = sim.add_account()
     sim.fail("channels", status=200, body="OK")
     with pytest.raises(InvalidResponse, match="Invalid channel response: the body is not JSON"):
-        client.create_channel(account.access_token, "https://example.com/hook")
+        us_client.create_channel(account.access_token, "https://example.com/hook")
 
 
-def test_user_agent_accept_and_timeouts(sim, settings, monkeypatch):
-    with settings_with(settings, CONNECT_TIMEOUT=2, REQUEST_TIMEOUT=9):
+def test_user_agent_accept_and_timeouts(sim, settings, monkeypatch, settings_with):
+    with settings_with(CONNECT_TIMEOUT=2, REQUEST_TIMEOUT=9):
         client = CronofyClient("us")
     seen = {}
     original = client.session.request
@@ -361,8 +361,8 @@ def test_user_agent_accept_and_timeouts(sim, settings, monkeypatch):
     assert USER_AGENT.startswith("django-cronofy-conferencing/")
 
 
-def test_custom_user_agent(settings):
-    with settings_with(settings, USER_AGENT="acme-scheduler/2.0"):
+def test_custom_user_agent(settings, settings_with):
+    with settings_with(USER_AGENT="acme-scheduler/2.0"):
         assert CronofyClient("uk").session.headers["User-Agent"] == "acme-scheduler/2.0"
 
 
@@ -373,9 +373,9 @@ def test_one_session_per_client_and_one_client_per_thread(sim):
     assert get_client("uk").data_center.api_url == "https://api-uk.cronofy.com"
 
 
-def test_clients_are_rebuilt_when_settings_change(settings):
+def test_clients_are_rebuilt_when_settings_change(settings, settings_with):
     before = get_client("us")
-    with settings_with(settings, REQUEST_TIMEOUT=3):
+    with settings_with(REQUEST_TIMEOUT=3):
         after = get_client("us")
         assert after is not before
         assert after.timeout[1] == 3.0
@@ -396,12 +396,12 @@ def test_injected_sleep_and_rng(sim):
     assert delays == [0.25 + expected.uniform(0, 0.25), 0.5 + expected.uniform(0, 0.5)]
 
 
-def test_client_credentials_name_the_missing_key(settings):
+def test_client_credentials_name_the_missing_key(settings, settings_with):
     from django.core.exceptions import ImproperlyConfigured
 
     for key, value in (("CLIENT_SECRET", ""), ("CLIENT_ID", None)):
         with (
-            settings_with(settings, **{key: value}),
+            settings_with(**{key: value}),
             pytest.raises(ImproperlyConfigured, match=rf"CRONOFY_CONFERENCING\['{key}'\]"),
         ):
             client_credentials("us")
@@ -464,3 +464,128 @@ def test_a_given_session_is_used_as_is():
     session = requests.Session()
     assert CronofyClient("us", session=session).session is session
     assert session.trust_env is True
+
+
+# -- adversarial: deadlines, sizes, odd headers (issue #10) ---------------------------
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("9" * 400, 86400.0),  # was OverflowError in math.ceil downstream
+        ("86401", 86400.0),
+        ("²", None),  # str.isdigit() is true for it; float() is not
+        ("١٢", None),  # Arabic-Indic digits
+        ("x" * 10_000, None),
+        ("Fri, 31 Dec 9999 23:59:59 GMT", 86400.0),
+    ],
+)
+def test_parse_retry_after_odd_values_are_capped_or_absent(value, expected):
+    assert parse_retry_after(value) == expected
+
+
+@pytest.mark.django_db
+def test_429_with_hundreds_of_digits_is_rate_limited_not_overflow(
+    synced_before_faults, sim, sleeps, settings
+):
+    account, _, _ = synced_before_faults
+    sim.fail("userinfo", status=429, headers={"Retry-After": "9" * 400}, times=None)
+    with pytest.raises(RateLimited) as caught:
+        sync_account(account)
+    assert caught.value.retry_after == 86400.0
+    assert sleeps == []  # beyond RETRY_MAX_WAIT: raised at once
+
+
+def test_a_trickled_body_ends_at_the_deadline(slow_server, settings_with):
+    """REQUEST_TIMEOUT bounds a read; REQUEST_DEADLINE bounds the call.
+
+    Before: each byte reset the 2 s read timeout, so 400 bytes 0.05 s apart
+    kept the call 20 s. After: it ends at the 0.5 s deadline.
+    """
+    slow_server.answer(b'{"sub": "' + b"x" * 400 + b'"}', chunk=1, pause=0.05)
+    with settings_with(REQUEST_TIMEOUT=2, REQUEST_DEADLINE=0.5):
+        client = CronofyClient("slow")
+    started = time.monotonic()
+    with pytest.raises(CronofyUnavailable, match="REQUEST_DEADLINE"):
+        client.userinfo("at-trickle-000000000000")
+    assert time.monotonic() - started < 1.5
+    assert slow_server.requests_seen == 1  # no retry: no time left, and it may have arrived
+
+
+def test_slow_headers_are_bounded_by_the_deadline_too(slow_server, settings_with):
+    slow_server.answer(b"{}", chunk=1, pause=0.3, content_length=2)
+    with settings_with(REQUEST_TIMEOUT=0.2, REQUEST_DEADLINE=0.5, MAX_RETRIES=3):
+        client = CronofyClient("slow")
+    started = time.monotonic()
+    with pytest.raises(CronofyUnavailable):
+        client.userinfo("at-trickle-000000000000")
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_huge_body_is_refused_without_reading_it(slow_server, settings_with):
+    """A 20 MB UserInfo body: refused at the 1 MB cap; at most the cap is read."""
+    body = b'{"sub": "acc_1", "junk": "' + b"x" * (20 * 1024 * 1024) + b'"}'
+    slow_server.answer(body, content_length=None)  # no length: the cap must stop the read
+    with settings_with(MAX_RESPONSE_BYTES=1024 * 1024):
+        client = CronofyClient("slow")
+    with pytest.raises(InvalidResponse, match="MAX_RESPONSE_BYTES"):
+        client.userinfo("at-huge-00000000000000")
+    # The server could write what loopback's socket buffers take, never the 20 MB.
+    assert slow_server.bytes_sent < 12 * 1024 * 1024
+
+
+def test_a_declared_huge_body_is_refused_before_reading(slow_server, settings_with):
+    slow_server.answer(b"{}", content_length=20 * 1024 * 1024)
+    with settings_with(MAX_RESPONSE_BYTES=1024 * 1024):
+        client = CronofyClient("slow")
+    with pytest.raises(InvalidResponse, match="MAX_RESPONSE_BYTES"):
+        client.userinfo("at-huge-00000000000000")
+
+
+def test_a_body_at_the_cap_is_read(slow_server, settings_with):
+    body = b'{"a": "' + b"x" * (1000 - 9) + b'"}'
+    assert len(body) == 1000
+    slow_server.answer(body)
+    with settings_with(MAX_RESPONSE_BYTES=1000):
+        client = CronofyClient("slow")
+    assert client.userinfo("at-cap-000000000000000") == {"a": "x" * 991}
+    slow_server.answer(body + b" ")
+    with pytest.raises(InvalidResponse):
+        client.userinfo("at-cap-000000000000000")
+
+
+def test_a_huge_error_body_is_cut_not_refused(slow_server, settings_with):
+    slow_server.answer(b"E" * (3 * 1024 * 1024), status=400)
+    with settings_with(MAX_RESPONSE_BYTES=1024 * 1024):
+        client = CronofyClient("slow")
+    with pytest.raises(CronofyAPIError) as caught:
+        client.userinfo("at-err-000000000000000")
+    assert caught.value.status_code == 400
+
+
+def test_the_default_caps_are_documented_settings():
+    client = CronofyClient("us")
+    assert client.deadline == 30.0
+    assert client.max_body == 5 * 1024 * 1024
+
+
+@pytest.mark.django_db
+def test_retries_stop_at_the_deadline(synced_before_faults, sim, settings_with, fake_clock):
+    """Waits count against the deadline: no retry is slept for that could not finish."""
+    account, _, _ = synced_before_faults
+    sim.fail("userinfo", status=503, times=None)
+    with settings_with(REQUEST_DEADLINE=3, RETRY_MAX_WAIT=100, MAX_RETRIES=10):
+        client = CronofyClient("us", sleep=fake_clock.sleep, clock=fake_clock)
+    with pytest.raises(CronofyUnavailable):
+        client.userinfo(account.access_token)
+    assert sum(fake_clock.slept) < 3
+    assert sim.count("userinfo") == len(fake_clock.slept) + 1
+
+
+@pytest.mark.django_db
+def test_every_credential_sent_is_remembered_for_redaction(sim):
+    from django_cronofy_conferencing.redaction import REDACTED, redact
+
+    account = sim.add_account()
+    CronofyClient("us").userinfo(account.access_token)
+    assert redact(f"echo {account.access_token}") == f"echo {REDACTED}"

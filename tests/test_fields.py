@@ -210,3 +210,30 @@ def test_keys_derived_from_secret_key_when_unset(settings):
         pytest.raises(TokenDecryptionError),
     ):
         decrypt(ciphertext)
+
+
+# -- survivors of tools/mutate.py (issue #10 item 10) -----------------------------------
+
+
+def test_the_field_defaults_and_their_deconstruction():
+    from django_cronofy_conferencing.fields import EncryptedTextField
+
+    field = EncryptedTextField()
+    assert (field.editable, field.blank, field.default) == (False, True, "")
+    assert field.deconstruct()[3] == {}
+    custom = EncryptedTextField(editable=True, blank=False, default="x")
+    assert custom.deconstruct()[3] == {"editable": True, "blank": False, "default": "x"}
+
+
+def test_encrypted_values_compare_by_ciphertext():
+    from django_cronofy_conferencing.fields import EncryptedValue
+
+    assert EncryptedValue("gAAAA-one") == EncryptedValue("gAAAA-one")
+    assert EncryptedValue("gAAAA-one") != EncryptedValue("gAAAA-two")
+    assert EncryptedValue("gAAAA-one") != "gAAAA-one"
+
+
+def test_an_empty_value_never_needs_rotation():
+    from django_cronofy_conferencing.fields import needs_rotation
+
+    assert needs_rotation("") is False

@@ -10,7 +10,7 @@ from unittest import mock
 
 import pytest
 from django.core.cache import cache
-from django.test import Client, override_settings
+from django.test import Client
 from django.urls import reverse
 
 from django_cronofy_conferencing import linking
@@ -32,10 +32,6 @@ URL = "/cronofy/notifications/"
 OLD_SECRET = "old_client_secret_98765"
 
 
-def settings_with(**values):
-    return override_settings(CRONOFY_CONFERENCING={**_base(), **values})
-
-
 def _base():
     from django.conf import settings
 
@@ -43,7 +39,7 @@ def _base():
 
 
 @pytest.fixture(autouse=True)
-def push_configured():
+def push_configured(settings_with):
     cache.clear()
     with settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK):
         yield
@@ -51,7 +47,7 @@ def push_configured():
 
 
 @pytest.fixture
-def client():
+def push_client():
     return Client(enforce_csrf_checks=True)
 
 
@@ -67,9 +63,9 @@ def channelled(sim, link_account):
     return account, sim_account
 
 
-def post(client, body: bytes, signature: str | None = None, **extra):
+def post(push_client, body: bytes, signature: str | None = None, **extra):
     headers = {} if signature is None else {"HTTP_CRONOFY_HMAC_SHA256": signature}
-    return client.post(URL, data=body, content_type="application/json", **headers, **extra)
+    return push_client.post(URL, data=body, content_type="application/json", **headers, **extra)
 
 
 def notification(channel_id: str, kind: str) -> bytes:
@@ -106,12 +102,12 @@ def test_linking_creates_a_channel_for_the_callback_url(sim, user):
     assert sim.requests[-1].json == {"callback_url": CALLBACK}
 
 
-def test_signed_profile_disconnected_resyncs_the_account(client, sim, channelled):
+def test_signed_profile_disconnected_resyncs_the_account(push_client, sim, channelled):
     _account, sim_account = channelled
     disconnect_zoom(sim, sim_account)
     body, headers = sim.notification(sim_account.sub, "profile_disconnected")
     before = sim.count("userinfo")
-    response = post(client, body, headers["Cronofy-HMAC-SHA256"])
+    response = post(push_client, body, headers["Cronofy-HMAC-SHA256"])
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
     assert sim.count("userinfo") == before + 1
@@ -131,31 +127,33 @@ def test_signed_profile_disconnected_resyncs_the_account(client, sim, channelled
     ],
     ids=["missing", "empty", "wrong", "garbage", "commas"],
 )
-def test_missing_or_wrong_signature_is_401_and_nothing_happens(client, sim, channelled, signature):
+def test_missing_or_wrong_signature_is_401_and_nothing_happens(
+    push_client, sim, channelled, signature
+):
     _account, sim_account = channelled
     disconnect_zoom(sim, sim_account)
     body, _ = sim.notification(sim_account.sub, "profile_disconnected")
     before = len(sim.requests)
-    response = post(client, body, signature)
+    response = post(push_client, body, signature)
     assert response.status_code == 401
     assert len(sim.requests) == before
     assert ConferencingProfile.objects.get().profile_connected is True
 
 
-def test_signature_of_another_body_is_refused(client, sim, channelled):
+def test_signature_of_another_body_is_refused(push_client, sim, channelled):
     _, sim_account = channelled
     body, headers = sim.notification(sim_account.sub, "profile_disconnected")
     tampered = body.replace(b"profile_disconnected", b"change")
-    assert post(client, tampered, headers["Cronofy-HMAC-SHA256"]).status_code == 401
+    assert post(push_client, tampered, headers["Cronofy-HMAC-SHA256"]).status_code == 401
 
 
-def test_signature_with_an_unknown_secret_is_refused(client, sim, channelled):
+def test_signature_with_an_unknown_secret_is_refused(push_client, sim, channelled):
     _, sim_account = channelled
     body, _ = sim.notification(sim_account.sub, "verification")
-    assert post(client, body, sim.sign(body, OLD_SECRET)).status_code == 401
+    assert post(push_client, body, sim.sign(body, OLD_SECRET)).status_code == 401
 
 
-def test_rotated_secret_is_accepted_while_listed(client, sim, channelled):
+def test_rotated_secret_is_accepted_while_listed(push_client, sim, channelled, settings_with):
     _account, sim_account = channelled
     disconnect_zoom(sim, sim_account)
     body, _ = sim.notification(sim_account.sub, "profile_disconnected")
@@ -165,13 +163,13 @@ def test_rotated_secret_is_accepted_while_listed(client, sim, channelled):
         PREVIOUS_CLIENT_SECRETS=[OLD_SECRET, DEFAULT_CLIENT_SECRET],
     ):
         # Signed with a previous secret only.
-        assert post(client, body, sim.sign(body, OLD_SECRET)).status_code == 200
+        assert post(push_client, body, sim.sign(body, OLD_SECRET)).status_code == 200
         # Several values while Cronofy rotates: any one that matches will do.
         both = f"{sim.sign(body, 'unknown_secret_000')}, {sim.sign(body, OLD_SECRET)}"
-        assert post(client, body, both).status_code == 200
+        assert post(push_client, body, both).status_code == 200
     assert ConferencingProfile.objects.get().profile_connected is False
     with settings_with(CLIENT_SECRET="the_new_client_secret_123"):
-        assert post(client, body, sim.sign(body, OLD_SECRET)).status_code == 401
+        assert post(push_client, body, sim.sign(body, OLD_SECRET)).status_code == 401
 
 
 def test_signature_valid_helper():
@@ -186,44 +184,46 @@ def test_signature_valid_helper():
     assert not signature_valid(body + b" ", good)
 
 
-def test_no_client_secret_configured_refuses_everything(client, sim, channelled):
+def test_no_client_secret_configured_refuses_everything(
+    push_client, sim, channelled, settings_with
+):
     _, sim_account = channelled
     body, headers = sim.notification(sim_account.sub, "verification")
     with settings_with(CLIENT_SECRET="", PREVIOUS_CLIENT_SECRETS=[]):
-        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 401
+        assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 401
 
 
-def test_verification_is_acknowledged_without_a_sync(client, sim, channelled):
+def test_verification_is_acknowledged_without_a_sync(push_client, sim, channelled):
     _, sim_account = channelled
     body, headers = sim.notification(sim_account.sub, "verification")
     before = len(sim.requests)
-    assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
     assert len(sim.requests) == before
 
 
 @pytest.mark.parametrize("kind", ["something_new", "profile_updated", "conferencing_assigned"])
-def test_unknown_types_are_acknowledged_and_ignored(client, sim, channelled, kind):
+def test_unknown_types_are_acknowledged_and_ignored(push_client, sim, channelled, kind):
     _, sim_account = channelled
     body, headers = sim.notification(sim_account.sub, kind)
     before = len(sim.requests)
-    response = post(client, body, headers["Cronofy-HMAC-SHA256"])
+    response = post(push_client, body, headers["Cronofy-HMAC-SHA256"])
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "ignored": True}
     assert len(sim.requests) == before
 
 
-def test_unknown_channel_is_acknowledged_and_ignored(client, sim, channelled):
+def test_unknown_channel_is_acknowledged_and_ignored(push_client, sim, channelled):
     body = notification("chn_unknown", "profile_disconnected")
     before = len(sim.requests)
-    response = post(client, body, sim.sign(body))
+    response = post(push_client, body, sim.sign(body))
     assert response.status_code == 200
     assert response.json()["ignored"] is True
     assert len(sim.requests) == before
 
 
-def test_notification_without_channel_is_ignored(client, sim):
+def test_notification_without_channel_is_ignored(push_client, sim):
     body = json.dumps({"notification": {"type": "change"}}).encode()
-    assert post(client, body, sim.sign(body)).status_code == 200
+    assert post(push_client, body, sim.sign(body)).status_code == 200
     assert sim.requests == []
 
 
@@ -240,47 +240,51 @@ def test_notification_without_channel_is_ignored(client, sim):
     ],
     ids=["broken", "array", "string", "type-not-text", "channel-not-text", "not-utf8", "deep"],
 )
-def test_malformed_body_with_a_valid_signature_is_400(client, sim, body):
-    assert post(client, body, sim.sign(body)).status_code == 400
+def test_malformed_body_with_a_valid_signature_is_400(push_client, sim, body):
+    assert post(push_client, body, sim.sign(body)).status_code == 400
 
 
-def test_body_size_limit(client, sim, channelled):
+def test_body_size_limit(push_client, sim, channelled):
     body = b'{"pad": "' + b"x" * MAX_BODY_BYTES + b'"}'
-    response = post(client, body, sim.sign(body))
+    response = post(push_client, body, sim.sign(body))
     assert response.status_code == 413
 
 
-def test_only_post_is_allowed(client):
-    assert client.get(URL).status_code == 405
-    assert client.put(URL).status_code == 405
+def test_only_post_is_allowed(push_client):
+    assert push_client.get(URL).status_code == 405
+    assert push_client.put(URL).status_code == 405
 
 
 @pytest.mark.parametrize("kind", sorted(RESYNC_TYPES))
-def test_every_resync_type_resyncs_the_account(client, sim, channelled, kind):
+def test_every_resync_type_resyncs_the_account(push_client, sim, channelled, kind):
     _, sim_account = channelled
     disconnect_zoom(sim, sim_account)
     body, headers = sim.notification(sim_account.sub, kind)
     before = sim.count("userinfo")
-    assert post(client, body, headers["Cronofy-HMAC-SHA256"]).json() == {"status": "ok"}
+    assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).json() == {"status": "ok"}
     assert sim.count("userinfo") == before + 1
     assert ConferencingProfile.objects.get().profile_connected is False
 
 
-def test_resyncs_are_debounced_per_account_whatever_the_type(client, sim, channelled, settings):
+def test_resyncs_are_debounced_per_account_whatever_the_type(
+    push_client, sim, channelled, settings
+):
     _, sim_account = channelled
     before = sim.count("userinfo")
     for kind in ["change", "conferencing_profile_disconnected", "profile_disconnected", "change"]:
         body, headers = sim.notification(sim_account.sub, kind)
-        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+        assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
     assert sim.count("userinfo") == before + 1
     # The window passes (the cache forgets the key): the next one syncs again.
     cache.clear()
     body, headers = sim.notification(sim_account.sub, "conferencing_profile_disconnected")
-    assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
     assert sim.count("userinfo") == before + 2
 
 
-def test_the_debounce_window_is_the_setting(client, sim, channelled, monkeypatch):
+def test_the_debounce_window_is_the_setting(
+    push_client, sim, channelled, monkeypatch, settings_with
+):
     """The key lives PUSH_RESYNC_DEBOUNCE seconds (an expiry that never comes would mute
     the account for good)."""
     _, sim_account = channelled
@@ -294,57 +298,57 @@ def test_the_debounce_window_is_the_setting(client, sim, channelled, monkeypatch
     monkeypatch.setattr(cache, "add", add)
     with settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK, PUSH_RESYNC_DEBOUNCE=42):
         body, headers = sim.notification(sim_account.sub, "change")
-        post(client, body, headers["Cronofy-HMAC-SHA256"])
+        post(push_client, body, headers["Cronofy-HMAC-SHA256"])
     assert [t for k, t in added if "push-resync" in k] == [42]
 
 
-def test_a_replay_storm_costs_one_sync(client, sim, channelled):
+def test_a_replay_storm_costs_one_sync(push_client, sim, channelled):
     _, sim_account = channelled
     body, headers = sim.notification(sim_account.sub, "conferencing_profile_disconnected")
     before = sim.counts()
     for _ in range(200):
-        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+        assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
     after = sim.counts()
     assert after["userinfo"] - before["userinfo"] == 1
     assert sum(after.values()) - sum(before.values()) == 1
 
 
-def test_replayed_notification_is_harmless(client, sim, channelled):
+def test_replayed_notification_is_harmless(push_client, sim, channelled):
     _, sim_account = channelled
     disconnect_zoom(sim, sim_account)
     body, headers = sim.notification(sim_account.sub, "profile_disconnected")
     for _ in range(3):
-        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+        assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
     assert ConferencingProfile.objects.count() == 1
     profile = ConferencingProfile.objects.get()
     assert profile.profile_connected is False
     assert profile.connection_changed_at is not None
 
 
-def test_failed_sync_is_recorded_and_still_acknowledged(client, sim, channelled):
+def test_failed_sync_is_recorded_and_still_acknowledged(push_client, sim, channelled):
     account, sim_account = channelled
     sim.fail("userinfo", status=500, times=None)
     body, headers = sim.notification(sim_account.sub, "profile_disconnected")
-    assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
     account.refresh_from_db()
     assert account.consecutive_failures == 1
     assert "500" in account.last_sync_error
 
 
-def test_dead_grant_marks_the_account_and_is_acknowledged(client, sim, channelled):
+def test_dead_grant_marks_the_account_and_is_acknowledged(push_client, sim, channelled):
     account, sim_account = channelled
     sim.revoke_grant(sim_account.sub)
     body, headers = sim.notification(sim_account.sub, "profile_disconnected")
-    assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
     account.refresh_from_db()
     assert account.status == LinkedAccount.Status.REAUTHORIZATION_REQUIRED
     # Later notifications for it call nothing: the user must connect again.
     before = len(sim.requests)
-    assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
     assert len(sim.requests) == before
 
 
-def test_with_celery_the_sync_is_queued(client, sim, channelled):
+def test_with_celery_the_sync_is_queued(push_client, sim, channelled, settings_with):
     account, sim_account = channelled
     body, headers = sim.notification(sim_account.sub, "profile_disconnected")
     before = len(sim.requests)
@@ -353,12 +357,12 @@ def test_with_celery_the_sync_is_queued(client, sim, channelled):
         mock.patch("django_cronofy_conferencing.tasks.sync_account_task.delay") as delay,
     ):
         assert app_settings.USE_CELERY
-        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+        assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
     delay.assert_called_once_with(account.pk)
     assert len(sim.requests) == before
 
 
-def test_with_celery_down_the_sync_happens_now(client, sim, channelled):
+def test_with_celery_down_the_sync_happens_now(push_client, sim, channelled, settings_with):
     _account, sim_account = channelled
     disconnect_zoom(sim, sim_account)
     body, headers = sim.notification(sim_account.sub, "profile_disconnected")
@@ -369,14 +373,14 @@ def test_with_celery_down_the_sync_happens_now(client, sim, channelled):
             side_effect=ConnectionError("broker down"),
         ),
     ):
-        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+        assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
     assert ConferencingProfile.objects.get().profile_connected is False
 
 
-def test_the_receiver_never_echoes_secrets(client, sim, channelled):
+def test_the_receiver_never_echoes_secrets(push_client, sim, channelled):
     _, sim_account = channelled
     body, headers = sim.notification(sim_account.sub, "profile_disconnected")
-    response = post(client, body, headers["Cronofy-HMAC-SHA256"])
+    response = post(push_client, body, headers["Cronofy-HMAC-SHA256"])
     assert DEFAULT_CLIENT_SECRET.encode() not in response.content
     assert sim_account.access_token.encode() not in response.content
 
@@ -413,21 +417,25 @@ def two_applications(sim, link_account):
     return made
 
 
-def test_a_notification_must_be_signed_by_its_channels_application(client, sim, two_applications):
+def test_a_notification_must_be_signed_by_its_channels_application(
+    push_client, sim, two_applications
+):
     _, de = two_applications["de"]
     body, headers = sim.notification(de.sub, "conferencing_profile_disconnected")
     us_secret, de_secret = sim.credentials_for("us")[1], sim.credentials_for("de")[1]
     assert headers["Cronofy-HMAC-SHA256"] == sim.sign(body, de_secret)
     before = sim.count("userinfo")
     # Another data center's application cannot sign for this channel.
-    assert post(client, body, sim.sign(body, us_secret)).status_code == 401
+    assert post(push_client, body, sim.sign(body, us_secret)).status_code == 401
     assert sim.count("userinfo") == before
-    assert post(client, body, sim.sign(body, de_secret)).status_code == 200
+    assert post(push_client, body, sim.sign(body, de_secret)).status_code == 200
     userinfo = [r for r in sim.requests if r.endpoint == "userinfo"][-1]
     assert (userinfo.data_center, userinfo.sub) == ("de", de.sub)
 
 
-def test_a_previous_secret_of_the_channels_application_is_accepted(client, sim, two_applications):
+def test_a_previous_secret_of_the_channels_application_is_accepted(
+    push_client, sim, two_applications, settings_with
+):
     _, de = two_applications["de"]
     body, headers = sim.notification(de.sub, "profile_disconnected")
     old = sim.credentials_for("de")[1]
@@ -436,16 +444,16 @@ def test_a_previous_secret_of_the_channels_application_is_accepted(client, sim, 
         "de": {**app_settings.APPLICATIONS["de"], "CLIENT_SECRET": "de-new-secret-000"},
     }
     with settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK, APPLICATIONS=applications):
-        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 401
+        assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 401
     applications["de"]["PREVIOUS_CLIENT_SECRETS"] = ["", old]
     with settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK, APPLICATIONS=applications):
-        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+        assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
         # An empty previous secret is never an HMAC key.
         forged = base64.b64encode(hmac.new(b"", body, hashlib.sha256).digest()).decode()
-        assert post(client, body, forged).status_code == 401
+        assert post(push_client, body, forged).status_code == 401
 
 
-def test_gdpr_requested_sends_the_signal_and_calls_nothing(client, sim, channelled):
+def test_gdpr_requested_sends_the_signal_and_calls_nothing(push_client, sim, channelled):
     account, sim_account = channelled
     received = []
     handler = mock.Mock(side_effect=lambda **kwargs: received.append(kwargs["account"].pk))
@@ -453,7 +461,7 @@ def test_gdpr_requested_sends_the_signal_and_calls_nothing(client, sim, channell
     try:
         body, headers = sim.notification(sim_account.sub, "gdpr_requested")
         before = len(sim.requests)
-        assert post(client, body, headers["Cronofy-HMAC-SHA256"]).json() == {"status": "ok"}
+        assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).json() == {"status": "ok"}
     finally:
         account_gdpr_requested.disconnect(dispatch_uid="test-gdpr")
     assert received == [account.pk]
@@ -466,7 +474,7 @@ def test_gdpr_requested_sends_the_signal_and_calls_nothing(client, sim, channell
     ids=["nul", "lone-surrogate", "too-long", "space", "number", "list"],
 )
 def test_an_odd_channel_id_is_a_400_when_signed_and_reaches_no_query(
-    client, sim, channelled, channel_id, django_assert_num_queries
+    push_client, sim, channelled, channel_id, django_assert_num_queries
 ):
     text = json.dumps(
         {"notification": {"type": "change"}, "channel": {"channel_id": channel_id}},
@@ -475,29 +483,77 @@ def test_an_odd_channel_id_is_a_400_when_signed_and_reaches_no_query(
     body = text.encode()
     before = len(sim.requests)
     with django_assert_num_queries(0):
-        assert post(client, body, sim.sign(body)).status_code == 400
-        assert post(client, body, sim.sign(body, "not-a-secret")).status_code == 401
+        assert post(push_client, body, sim.sign(body)).status_code == 400
+        assert post(push_client, body, sim.sign(body, "not-a-secret")).status_code == 401
     assert len(sim.requests) == before
 
 
-def test_an_empty_channel_id_matches_no_account(client, sim, link_account):
+def test_an_empty_channel_id_matches_no_account(push_client, sim, link_account):
     """Accounts without a channel store "": a notification naming "" is not theirs."""
     account, _ = link_account()
     assert account.channel_id == ""
     body = json.dumps({"notification": {"type": "change"}, "channel": {"channel_id": ""}}).encode()
-    response = post(client, body, sim.sign(body))
+    response = post(push_client, body, sim.sign(body))
     assert response.json() == {"status": "ok", "ignored": True}
     assert sim.count("userinfo") == 0
 
 
-def test_without_a_queue_the_receiver_makes_one_bounded_attempt(client, sim, channelled):
+def test_without_a_queue_the_receiver_makes_one_bounded_attempt(push_client, sim, channelled):
     """No retry loop inside Cronofy's request: one 503 is one call, recorded, answered 200."""
     account, sim_account = channelled
     sim.fail("userinfo", status=503, times=None)
     body, headers = sim.notification(sim_account.sub, "conferencing_profile_disconnected")
     before = sim.count("userinfo")
-    assert post(client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
     assert sim.count("userinfo") == before + 1
     account.refresh_from_db()
     assert account.consecutive_failures == 1
     assert "503" in account.last_sync_error
+
+
+# -- survivors of the mutation audit (issue #10 item 10) --------------------------------
+
+
+def _signed_with_empty_key(body: bytes) -> str:
+    import base64
+    import hashlib
+    import hmac
+
+    return base64.b64encode(hmac.new(b"", body, hashlib.sha256).digest()).decode()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"PREVIOUS_CLIENT_SECRETS": [""]},
+        {"PREVIOUS_CLIENT_SECRETS": ["", OLD_SECRET]},
+        {"CLIENT_SECRET": "", "PREVIOUS_CLIENT_SECRETS": [OLD_SECRET]},
+    ],
+    ids=["empty-previous", "empty-among-previous", "empty-current"],
+)
+def test_an_empty_secret_is_never_an_hmac_key(push_client, sim, channelled, settings_with, config):
+    """Anyone can compute an HMAC with an empty key: such a signature must never pass."""
+    account, sim_account = channelled
+    disconnect_zoom(sim, sim_account)
+    body = notification(account.channel_id, "profile_disconnected")
+    before = sim.count("userinfo")
+    with settings_with(**config):
+        assert post(push_client, body, _signed_with_empty_key(body)).status_code == 401
+    assert sim.count("userinfo") == before
+
+
+@pytest.mark.parametrize(
+    "channel_id", ["\\u0000", "chan_\\u0000x", "\\ud800", "chan_\\udfff", "chan_x\\n"]
+)
+def test_a_channel_id_that_cannot_be_stored_never_reaches_the_database(
+    push_client, sim, channelled, channel_id
+):
+    """Issue #10 item 5: NUL or a lone surrogate in a signed push was a 500 on PostgreSQL."""
+    body = (
+        '{"notification": {"type": "profile_disconnected"}, '
+        f'"channel": {{"channel_id": "{channel_id}"}}}}'
+    ).encode()
+    before = sim.count("userinfo")
+    response = post(push_client, body, sim.sign(body))
+    assert response.status_code in (200, 400)
+    assert sim.count("userinfo") == before

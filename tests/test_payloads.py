@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from django_cronofy_conferencing import payloads
 from django_cronofy_conferencing.exceptions import InvalidResponse
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.payloads import (
@@ -539,8 +541,8 @@ def test_at_least_thirty_distinct_malformed_bodies():
 
 
 @pytest.fixture
-def synced(link_account, sim, payload):
-    """An account synced once from the documented example, and its stored state."""
+def synced_example(link_account, sim, payload):
+    """An account synced_example once from the documented example, and its stored state."""
     body = payload("userinfo_conferencing_example")
     account, _ = link_account(sub=SUB, userinfo_body=body)
     sync_account(account)
@@ -552,8 +554,10 @@ def synced(link_account, sim, payload):
 @pytest.mark.parametrize(
     "mutate, message", [case[1:] for case in MALFORMED], ids=[case[0] for case in MALFORMED]
 )
-def test_malformed_userinfo_is_refused_and_changes_nothing(synced, sim, payload, mutate, message):
-    account, profiles_before, account_before = synced
+def test_malformed_userinfo_is_refused_and_changes_nothing(
+    synced_example, sim, payload, mutate, message
+):
+    account, profiles_before, account_before = synced_example
     body = mutate(copy.deepcopy(payload("userinfo_conferencing_example")))
     if not isinstance(body, str | bytes):
         body = json.dumps(body)
@@ -573,8 +577,8 @@ def test_malformed_userinfo_is_refused_and_changes_nothing(synced, sim, payload,
 
 
 @pytest.mark.django_db
-def test_a_valid_body_after_a_refused_one_clears_the_error(synced, sim):
-    account, profiles_before, _ = synced
+def test_a_valid_body_after_a_refused_one_clears_the_error(synced_example, sim):
+    account, profiles_before, _ = synced_example
     sim.fail("userinfo", status=200, body="[]")
     with pytest.raises(InvalidResponse):
         sync_account(account)
@@ -666,8 +670,8 @@ def _serve(value) -> str:
     | st.text(max_size=40)
     | st.binary(max_size=40)
 )
-def test_random_bodies_raise_only_invalid_response(synced, sim, body):
-    account = synced[0]
+def test_random_bodies_raise_only_invalid_response(synced_example, sim, body):
+    account = synced_example[0]
     profiles_before = profiles_state(account)
     account_before = account_state(account)
     sim.fail("userinfo", status=200, body=body)
@@ -694,3 +698,193 @@ def test_random_bodies_raise_only_invalid_response(synced, sim, body):
             for p in info.conferencing_profiles
         }
         assert result.created + result.updated + result.unchanged == len(stored)
+
+
+# -- what is kept of keys the app does not model (issue #10 item 6) -----------------------
+
+
+def test_unknown_keys_are_kept_up_to_the_cap(payload):
+    from django_cronofy_conferencing.payloads import MAX_UNKNOWN_KEYS_JSON
+
+    body = payload("userinfo_conferencing_example")
+    body["small"] = "kept"
+    body["huge"] = "x" * (4 * 1024 * 1024)  # 4 MB: under the body cap, over this one
+    body["cronofy.data"]["also_small"] = [1, 2, 3]
+    body["cronofy.data"]["also_huge"] = ["y" * 1000] * 1000
+    info = parse_userinfo(body)
+    assert info.raw["small"] == "kept"
+    assert info.raw["cronofy.data"]["also_small"] == [1, 2, 3]
+    assert "huge" not in info.raw and "also_huge" not in info.raw["cronofy.data"]
+    # Modelled keys are whole; the profiles parsed are the body's.
+    assert (
+        info.raw["cronofy.data"]["conferencing_profiles"]
+        == (body["cronofy.data"]["conferencing_profiles"])
+    )
+    modelled = len(json.dumps(payload("userinfo_conferencing_example")))
+    assert len(json.dumps(info.raw)) <= MAX_UNKNOWN_KEYS_JSON + modelled
+    assert MAX_UNKNOWN_KEYS_JSON == 64 * 1024
+
+
+def test_an_unknown_key_exactly_at_the_cap_is_kept(payload, monkeypatch):
+    from django_cronofy_conferencing import payloads
+
+    body = payload("userinfo_conferencing_example")
+    body["k"] = "v" * 10
+    size = len(json.dumps({"k": body["k"]}).encode())
+    monkeypatch.setattr(payloads, "MAX_UNKNOWN_KEYS_JSON", size)
+    assert parse_userinfo(body).raw["k"] == "v" * 10
+    monkeypatch.setattr(payloads, "MAX_UNKNOWN_KEYS_JSON", size - 1)
+    assert "k" not in parse_userinfo(body).raw
+
+
+# -- every length limit at the limit, and one past it (issue #10 item 10) -----------------
+
+_TOP = "top"
+_PROFILE = "profile"
+_AUTH = "authorization"
+
+
+def _at(body: dict, where: str, key: str, value) -> dict:
+    if where == _TOP:
+        body[key] = value
+    elif where == _AUTH:
+        body["cronofy.data"]["authorization"][key] = value
+    else:
+        body["cronofy.data"]["conferencing_profiles"][0][key] = value
+    return body
+
+
+def _value(key: str, length: int) -> str:
+    if key == "profile_relink_url":
+        head = "https://app.cronofy.com/relink/"
+        return head + "x" * (length - len(head))
+    if key == "email":
+        return "a" * (length - len("@example.com")) + "@example.com"
+    return "x" * length
+
+
+LIMITS = [
+    (_TOP, "sub", payloads.MAX_SUB),
+    (_TOP, "email", payloads.MAX_EMAIL),
+    (_TOP, "name", payloads.MAX_NAME),
+    (_TOP, "zoneinfo", payloads.MAX_ZONEINFO),
+    (_TOP, "cronofy.type", payloads.MAX_ACCOUNT_TYPE),
+    (_AUTH, "scope", payloads.MAX_SCOPE),
+    (_PROFILE, "provider_name", payloads.MAX_PROVIDER_NAME),
+    (_PROFILE, "profile_id", payloads.MAX_PROFILE_ID),
+    (_PROFILE, "profile_name", payloads.MAX_PROFILE_NAME),
+    (_PROFILE, "profile_relink_url", payloads.MAX_RELINK_URL),
+]
+
+
+@pytest.mark.parametrize(("where", "key", "limit"), LIMITS, ids=[k for _, k, _ in LIMITS])
+def test_each_length_limit_is_inclusive(payload, where, key, limit):
+    at_limit = _at(payload("userinfo_conferencing_example"), where, key, _value(key, limit))
+    if key == "profile_relink_url":
+        at_limit["cronofy.data"]["conferencing_profiles"][0]["profile_connected"] = False
+    parse_userinfo(at_limit)  # exactly the limit: accepted
+    over = _at(payload("userinfo_conferencing_example"), where, key, _value(key, limit + 1))
+    if key == "profile_relink_url":
+        over["cronofy.data"]["conferencing_profiles"][0]["profile_connected"] = False
+    with pytest.raises(InvalidResponse, match=re.escape(key)):
+        parse_userinfo(over)
+
+
+def test_profiles_at_the_count_limit_and_one_past(payload):
+    def body_with(n: int) -> dict:
+        body = payload("userinfo_conferencing_example")
+        body["cronofy.data"]["conferencing_profiles"] = [
+            {"provider_name": "zoom", "profile_id": f"pro_{i}", "profile_connected": True}
+            for i in range(n)
+        ]
+        return body
+
+    assert len(parse_userinfo(body_with(MAX_PROFILES)).conferencing_profiles) == MAX_PROFILES
+    with pytest.raises(InvalidResponse):
+        parse_userinfo(body_with(MAX_PROFILES + 1))
+
+
+# -- token responses: scope, sub and token characters ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"scope": 42}, "scope"),
+        ({"scope": "x" * (payloads.MAX_SCOPE + 1)}, "scope"),
+        ({"sub": "acc 1"}, "sub"),
+        ({"sub": "acc_\x00"}, "sub"),
+        ({"sub": "x" * (payloads.MAX_SUB + 1)}, "sub"),
+        ({"sub": 12}, "sub"),
+        ({"refresh_token": "rt with space"}, "refresh_token"),
+        ({"refresh_token": "rt\n"}, "refresh_token"),
+        ({"refresh_token": "rté"}, "refresh_token"),
+        ({"refresh_token": 7}, "refresh_token"),
+        ({"access_token": "at\tx"}, "access_token"),
+        ({"access_token": "at_valid_but\n"}, "access_token"),  # "$" would let it through
+        ({"sub": "acc_1\n"}, "sub"),
+        ({"access_token": ""}, "access_token"),
+    ],
+)
+def test_token_response_fields_are_checked(payload, change, message):
+    body = {**payload("token_authorization_code"), **change}
+    with pytest.raises(InvalidResponse, match=message):
+        parse_token_response(body, expect_sub=True)
+
+
+def test_token_response_limits_are_inclusive(payload):
+    body = {
+        **payload("token_authorization_code"),
+        "scope": "s" * payloads.MAX_SCOPE,
+        "sub": "a" * payloads.MAX_SUB,
+    }
+    tokens = parse_token_response(body, expect_sub=True)
+    assert len(tokens.scope) == payloads.MAX_SCOPE and len(tokens.sub) == payloads.MAX_SUB
+
+
+def test_a_userinfo_sub_with_a_final_newline_is_refused(payload):
+    body = payload("userinfo_conferencing_example")
+    body["sub"] += "\n"
+    with pytest.raises(InvalidResponse, match="sub"):
+        parse_userinfo(body)
+
+
+CALENDAR_LIMITS = [
+    ("profile", "provider_service", payloads.MAX_PROVIDER_SERVICE),
+    ("calendar", "calendar_id", payloads.MAX_CALENDAR_ID),
+    ("calendar", "calendar_name", payloads.MAX_CALENDAR_NAME),
+]
+
+
+@pytest.mark.parametrize(
+    ("where", "key", "limit"), CALENDAR_LIMITS, ids=[k for _, k, _ in CALENDAR_LIMITS]
+)
+def test_each_calendar_length_limit_is_inclusive(payload, where, key, limit):
+    def body_with(length: int) -> dict:
+        body = payload("userinfo_with_calendar_profiles")
+        profile = body["cronofy.data"]["profiles"][0]
+        target = profile if where == "profile" else profile["profile_calendars"][0]
+        target[key] = "x" * length
+        return body
+
+    parse_userinfo(body_with(limit))
+    with pytest.raises(InvalidResponse, match=key):
+        parse_userinfo(body_with(limit + 1))
+
+
+@pytest.mark.parametrize("calendar_id", ["cal with space", "cal_é", "cal_x\n"])
+def test_a_calendar_id_must_be_a_printable_ascii_token(payload, calendar_id):
+    body = payload("userinfo_with_calendar_profiles")
+    body["cronofy.data"]["profiles"][0]["profile_calendars"][0]["calendar_id"] = calendar_id
+    with pytest.raises(InvalidResponse, match="calendar_id"):
+        parse_userinfo(body)
+
+
+def test_the_calendar_budget_is_inclusive(payload, monkeypatch):
+    body = payload("userinfo_with_calendar_profiles")
+    total = sum(len(p["profile_calendars"]) for p in body["cronofy.data"]["profiles"])
+    monkeypatch.setattr(payloads, "MAX_CALENDARS", total)
+    parse_userinfo(body)
+    monkeypatch.setattr(payloads, "MAX_CALENDARS", total - 1)
+    with pytest.raises(InvalidResponse, match="calendars"):
+        parse_userinfo(body)

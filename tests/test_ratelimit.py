@@ -195,3 +195,81 @@ def test_windows_hold_the_limit_with_the_default_margin(fake_clock, seed):
     for rate in map(parse_rate, rates):
         for i in range(len(starts) - rate.limit):
             assert starts[i + rate.limit] - starts[i] >= rate.period
+
+
+# -- a cache outage (issue #10 item 3): fail open, warned, in one place -----------------
+
+CLOSED_PORT = {
+    "BACKEND": "django.core.cache.backends.redis.RedisCache",
+    "LOCATION": "redis://127.0.0.1:1/0",  # nothing listens on port 1
+}
+
+
+@pytest.fixture
+def caches_down(settings_with):
+    """Every cache (the default one too: budgets, throttles) on a closed port; limits on."""
+    with (
+        override_settings(
+            CACHES={"default": CLOSED_PORT, "ratelimit": CLOSED_PORT},
+            SESSION_ENGINE="django.contrib.sessions.backends.db",
+        ),
+        settings_with(RATE_LIMITS=["50/s", "500/m"], RATE_LIMIT_CACHE="ratelimit"),
+    ):
+        yield
+
+
+def test_acquire_with_the_cache_down_goes_ahead_and_warns_once(caches_down, caplog):
+    from django_cronofy_conferencing import ratelimit
+
+    ratelimit._last_warning.clear()
+    limiter_down = RateLimiter.from_settings()
+    with caplog.at_level("WARNING", logger="django_cronofy_conferencing.ratelimit"):
+        assert [limiter_down.acquire() for _ in range(5)] == [0.0] * 5
+    warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "'ratelimit'" in warnings[0].getMessage()
+
+
+def test_a_misconfigured_cache_is_no_outage(settings_with):
+    from django.core.cache import InvalidCacheBackendError
+
+    with (
+        settings_with(RATE_LIMITS=["5/s"], RATE_LIMIT_CACHE="no-such-cache"),
+        pytest.raises(InvalidCacheBackendError),
+    ):
+        RateLimiter.from_settings().acquire()
+
+
+@pytest.mark.django_db
+def test_every_view_that_calls_cronofy_works_with_the_cache_down(
+    caches_down, sim, link_account, user, scanning_client, admin_user
+):
+    """Before: API sync, unlink, admin Sync now and the OAuth callback answered 500.
+    After: each does its work, unpaced (a warning says why)."""
+    from django.urls import reverse
+
+    from django_cronofy_conferencing.models import LinkedAccount
+
+    account, _ = link_account(user=user, conferencing_profiles=[sim.profile("zoom")])
+    other, _ = link_account(user=user)
+    api = scanning_client(user, api=True)
+    base = "/api/cronofy/accounts"
+    assert api.post(f"{base}/{account.pk}/sync/").status_code == 200
+    response = api.post(f"{base}/{account.pk}/conferencing-authorization/", {}, format="json")
+    assert response.status_code == 200
+    assert api.delete(f"{base}/{other.pk}/").status_code == 204
+
+    admin = scanning_client(admin_user)
+    response = admin.post(
+        reverse("admin:cronofy_conferencing_linkedaccount_changelist"),
+        {"action": "sync_now", "_selected_action": [str(account.pk)], "index": 0},
+    )
+    assert response.status_code == 302
+
+    browser = scanning_client(user)
+    start = browser.post(reverse("cronofy_conferencing:connect"))
+    assert start.status_code == 302
+    back = browser.get(sim.authorize(start["Location"], account=sim.add_account()))
+    assert back.status_code == 302
+    assert LinkedAccount.objects.filter(user=user).count() == 2
+    assert sim.count("userinfo") >= 3

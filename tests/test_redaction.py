@@ -111,3 +111,30 @@ def test_a_secret_in_use_again_is_forgotten_last(monkeypatch):
     assert "long-lived-refresh" in redaction._remembered
     assert redact("echo long-lived-refresh") == f"echo {REDACTED}"
     assert "access-token-1" not in redaction._remembered
+
+
+# -- survivors of tools/mutate.py (issue #10 item 10) -----------------------------------
+
+
+def test_the_shortest_secret_remembered_is_six_characters():
+    from django_cronofy_conferencing.redaction import REDACTED, redact, remember_secret
+
+    remember_secret("s6-abc")
+    remember_secret("s5-ab")
+    assert redact("x s6-abc y") == f"x {REDACTED} y"
+    assert redact("x s5-ab y") == "x s5-ab y"
+
+
+def test_configured_secrets_of_six_characters_count_and_empty_ones_never(settings):
+    from django.test import override_settings
+
+    from django_cronofy_conferencing.redaction import REDACTED, redact
+
+    app = {
+        **settings.CRONOFY_CONFERENCING,
+        "CLIENT_SECRET": "",
+        "PREVIOUS_CLIENT_SECRETS": ["abc", None, "sixsix"],
+    }
+    with override_settings(CRONOFY_CONFERENCING=app):
+        assert redact("hello abc") == "hello abc"
+        assert redact("hello sixsix") == f"hello {REDACTED}"

@@ -208,3 +208,115 @@ def test_refresh_and_exchange_paths(sim, scanner, caplog):
 def test_the_scan_can_fail():
     with pytest.raises(AssertionError, match="a secret leaked"):
         assert_no_secret(["here is sekrit-value-1"], {"sekrit-value-1"})
+
+
+# -- Django's HTML exception report (issue #10 item 2) ----------------------------------
+
+
+def html_report_of(call) -> str:
+    """The HTML report a forced error in ``call`` produces: the technical 500 page with
+    DEBUG off, as ``AdminEmailHandler`` mails it (the frames' local variables included)."""
+    import sys
+
+    from django.views.debug import ExceptionReporter
+
+    try:
+        call()
+    except Exception:
+        exc_type, exc_value, tb = sys.exc_info()
+    else:
+        raise AssertionError("the forced error did not happen")
+    return ExceptionReporter(None, exc_type, exc_value, tb, is_email=True).get_traceback_html()
+
+
+class Forced(Exception):
+    pass
+
+
+def _raise_forced(*args, **kwargs):
+    raise Forced("forced")
+
+
+@pytest.fixture
+def transport_breaks(monkeypatch):
+    """Every request dies inside requests, below the app's frames. (``Session.send``:
+    ``responses`` patches ``HTTPAdapter.send``, and undoing a patch of it out of order
+    would leave the mock installed for every later test.)"""
+    monkeypatch.setattr(requests.Session, "send", _raise_forced)
+
+
+def _secrets_of(sim, account=None) -> set[str]:
+    found = {DEFAULT_CLIENT_SECRET}
+    for sa in sim.accounts.values():
+        found |= {sa.access_token, sa.refresh_token}
+    found |= set(sim.codes)
+    if account is not None:
+        found |= {account.access_token, account.refresh_token}
+    return {s for s in found if s}
+
+
+def _assert_clean(html: str, secrets: set[str]) -> None:
+    assert "Local Vars" in html  # a real report, with frames
+    assert "Forced" in html or "AttributeError" in html
+    for secret in secrets:
+        where = html.find(secret)
+        assert where < 0, f"a secret is in the HTML exception report: {html[where - 300 : where]}"
+    assert "Bearer " not in html
+
+
+@pytest.mark.parametrize("where", ["transport", "after-the-answer"])
+def test_refresh_error_report_has_no_secret(sim, link_account, monkeypatch, where):
+    """Before: the refresh token, the client secret and the Authorization header were in
+    the frames of tokens and client. After: none of them."""
+    from django_cronofy_conferencing import tokens
+
+    account, _ = link_account()
+    _expired(account)
+    if where == "transport":
+        monkeypatch.setattr(requests.Session, "send", _raise_forced)
+    else:
+        monkeypatch.setattr(tokens, "expires_at", _raise_forced)
+    html = html_report_of(lambda: sync_account(account))
+    _assert_clean(html, _secrets_of(sim, account))
+
+
+@pytest.mark.parametrize("where", ["transport", "after-the-answer"])
+def test_code_exchange_error_report_has_no_secret(sim, monkeypatch, where):
+    sim_account = sim.add_account()
+    redirect = sim.authorize(
+        linking.authorization_url("us", redirect_uri="https://example.com/cb", state="s"),
+        account=sim_account,
+    )
+    code = redirect.split("code=")[1].split("&")[0]
+    if where == "transport":
+        monkeypatch.setattr(requests.Session, "send", _raise_forced)
+    else:
+        # Fails inside parse_token_response itself (a patched function's own frame
+        # would hold the body it was given: a frame of this test, not of the app).
+        from django_cronofy_conferencing import payloads
+
+        monkeypatch.setattr(payloads, "_PRINTABLE_ASCII", None)
+    # The code is looked up inside the call: a local of this test would be in the report.
+    html = html_report_of(
+        lambda: linking.exchange_code("us", next(iter(sim.codes)), "https://example.com/cb")
+    )
+    _assert_clean(html, _secrets_of(sim) | {code})
+
+
+def test_revoke_error_report_has_no_secret(sim, link_account, transport_breaks):
+    account, _ = link_account()
+    html = html_report_of(lambda: linking.unlink(account))
+    _assert_clean(html, _secrets_of(sim, account))
+
+
+@pytest.mark.parametrize("where", ["transport", "after-the-answer"])
+def test_userinfo_error_report_has_no_secret(sim, link_account, monkeypatch, where):
+    from django_cronofy_conferencing import sync
+
+    account, _ = link_account()
+    if where == "transport":
+        monkeypatch.setattr(requests.Session, "send", _raise_forced)
+    else:
+        monkeypatch.setattr(sync, "parse_userinfo", _raise_forced)
+    html = html_report_of(lambda: sync_account(account))
+    _assert_clean(html, _secrets_of(sim, account))

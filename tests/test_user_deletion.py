@@ -33,7 +33,7 @@ def orphan(sim, link_account, user):
 
 
 @pytest.fixture
-def admin_client(sim, django_user_model):
+def staff_browser(sim, django_user_model):
     client = ScanningClient(SecretScanner(sim))
     client.force_login(django_user_model.objects.create_superuser("admin", "a@example.com", None))
     return client
@@ -65,14 +65,14 @@ def test_the_api_shows_it_to_nobody(orphan, other_user):
     assert LinkedAccount.objects.filter(pk=account.pk).exists()
 
 
-def test_the_admin_shows_it_and_unlinks_it(orphan, admin_client, sim):
+def test_the_admin_shows_it_and_unlinks_it(orphan, staff_browser, sim):
     account, sim_account = orphan
-    changelist = admin_client.get(reverse("admin:cronofy_conferencing_linkedaccount_changelist"))
+    changelist = staff_browser.get(reverse("admin:cronofy_conferencing_linkedaccount_changelist"))
     assert changelist.status_code == 200
     assert "alice@cronofy.example" in changelist.content.decode()
     change = reverse("admin:cronofy_conferencing_linkedaccount_change", args=[account.pk])
-    assert admin_client.get(change).status_code == 200
-    response = admin_client.post(
+    assert staff_browser.get(change).status_code == 200
+    response = staff_browser.post(
         reverse("admin:cronofy_conferencing_linkedaccount_changelist"),
         {"action": "unlink", "_selected_action": [str(account.pk)], "index": 0, "post": "yes"},
     )

@@ -39,8 +39,8 @@ def browser(scanning_client, user):
 
 
 def connect(client, **params) -> str:
-    """Start the flow; returns the Cronofy authorization URL the browser is sent to."""
-    response = client.get(reverse("cronofy_conferencing:connect"), params)
+    """Start the flow (a POST); returns the Cronofy authorization URL the browser is sent to."""
+    response = client.post(reverse("cronofy_conferencing:connect"), params)
     assert response.status_code == 302, response.content
     return response["Location"]
 
@@ -129,8 +129,49 @@ def test_invalid_provider_name_is_a_400(browser):
     assert "Location" not in response
 
 
-def test_connect_is_get_only(browser):
-    assert browser.post(reverse("cronofy_conferencing:connect")).status_code == 405
+def test_connect_get_is_a_button_with_no_side_effect(browser):
+    response = browser.get(
+        reverse("cronofy_conferencing:connect"),
+        {"data_center": "de", "provider_name": "zoom", "next": "/after/"},
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert 'method="post"' in html and "csrfmiddlewaretoken" in html
+    assert 'name="data_center" value="de"' in html
+    assert 'name="provider_name" value="zoom"' in html
+    assert 'name="next" value="/after/"' in html
+    assert oauth_state.SESSION_KEY not in browser.session
+
+
+def test_connect_is_csrf_protected(sim, user):
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(user)
+    assert strict.post(reverse("cronofy_conferencing:connect")).status_code == 403
+    assert oauth_state.SESSION_KEY not in strict.session
+    token = strict.get(reverse("cronofy_conferencing:connect")).context["csrf_token"]
+    response = strict.post(
+        reverse("cronofy_conferencing:connect"), {"csrfmiddlewaretoken": str(token)}
+    )
+    assert response.status_code == 302
+
+
+def test_cross_site_requests_cannot_evict_a_pending_state(sim, user):
+    """Issue #10 item 8. Before: five forced GETs pushed the user's state out (callback 400).
+    After: GET issues nothing and a POST without the CSRF token is refused: the flow works."""
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(user)
+    sim_account = sim.add_account()
+    token = strict.get(reverse("cronofy_conferencing:connect")).context["csrf_token"]
+    start = strict.post(
+        reverse("cronofy_conferencing:connect"), {"csrfmiddlewaretoken": str(token)}
+    )
+    for _ in range(oauth_state.MAX_PENDING * 2):  # an <img> or a form on another site
+        strict.get(reverse("cronofy_conferencing:connect"))
+        strict.post(reverse("cronofy_conferencing:connect"))
+    assert len(strict.session[oauth_state.SESSION_KEY]) == 1
+    response = strict.get(sim.authorize(start["Location"], account=sim_account))
+    assert response.status_code == 302
+    assert LinkedAccount.objects.filter(sub=sim_account.sub).exists()
 
 
 # -- callback -----------------------------------------------------------------
@@ -416,8 +457,17 @@ def test_a_push_channel_failure_does_not_fail_the_link(browser, sim, caplog):
 # -- conferencing -------------------------------------------------------------
 
 
-def conferencing_url(account, name="conferencing_connect") -> str:
-    return reverse(f"cronofy_conferencing:{name}", args=[account.pk])
+def conferencing_url(account, name="conferencing_connect", flow=None) -> str:
+    if name == "conferencing_return" and flow is None:
+        name = "conferencing_return_without_flow"
+    args = [account.pk] if flow is None else [account.pk, flow]
+    return reverse(f"cronofy_conferencing:{name}", args=args)
+
+
+def return_url(account, user) -> str:
+    """A return URL with a fresh flow value, as the conferencing connect POST hands Cronofy."""
+    flow = oauth_state.issue_return(user, account.pk)
+    return conferencing_url(account, "conferencing_return", flow)
 
 
 def test_conferencing_connect_shows_a_form(browser, link_account, user):
@@ -460,10 +510,10 @@ def test_conferencing_connect_redirects_to_cronofy(browser, sim, link_account, u
     request = sim.requests[-1]
     assert request.endpoint == "conferencing_service_authorizations"
     assert request.data_center == dc_id
-    assert request.json == {
-        "redirect_uri": f"http://testserver/cronofy/accounts/{account.pk}/conferencing/return/",
-        "provider_name": "zoom",
-    }
+    assert request.json["provider_name"] == "zoom"
+    prefix = f"http://testserver/cronofy/accounts/{account.pk}/conferencing/return/"
+    assert request.json["redirect_uri"].startswith(prefix)
+    assert re.fullmatch(r"[\w-]{40,}/", request.json["redirect_uri"][len(prefix) :])
 
 
 def test_conferencing_connect_without_provider(browser, sim, link_account, user):
@@ -490,16 +540,14 @@ def test_conferencing_views_hide_other_users_accounts(browser, sim, link_account
     theirs, _ = link_account(user=other_user)
     assert browser.get(conferencing_url(theirs)).status_code == 404
     assert browser.post(conferencing_url(theirs), {"provider_name": "zoom"}).status_code == 404
-    response = browser.get(
-        conferencing_url(theirs, "conferencing_return"), {"last_linked_profile_id": "pro_x"}
-    )
+    response = browser.get(return_url(theirs, other_user), {"last_linked_profile_id": "pro_x"})
     assert response.status_code == 404
     assert sim.count() == 0
 
 
 def test_conferencing_views_require_login(client, link_account, user):
     account, _ = link_account(user=user)
-    for url in (conferencing_url(account), conferencing_url(account, "conferencing_return")):
+    for url in (conferencing_url(account), return_url(account, user)):
         response = client.get(url)
         assert response.status_code == 302
         assert response["Location"].startswith(settings.LOGIN_URL)
@@ -532,8 +580,7 @@ def test_conferencing_return_names_the_provider_like_the_admin(
     profile = sim.profile(provider_name, profile_name="jane@example.com")
     account, _ = link_account(user=user, conferencing_profiles=[profile])
     response = browser.get(
-        conferencing_url(account, "conferencing_return"),
-        {"last_linked_profile_id": profile["profile_id"]},
+        return_url(account, user), {"last_linked_profile_id": profile["profile_id"]}
     )
     assert messages_of(response) == [f"{label} profile jane@example.com is connected."]
 
@@ -559,9 +606,7 @@ def test_conferencing_return_without_profile_id_is_a_400(browser, sim, link_acco
 def test_conferencing_return_when_the_sync_fails(browser, sim, link_account, user):
     account, _ = link_account(user=user)
     sim.fail("userinfo", status=503, times=None)
-    response = browser.get(
-        conferencing_url(account, "conferencing_return"), {"last_linked_profile_id": "pro_abc"}
-    )
+    response = browser.get(return_url(account, user), {"last_linked_profile_id": "pro_abc"})
     assert response.status_code == 302
     assert "could not be loaded yet" in messages_of(response)[0]
 
@@ -634,3 +679,97 @@ def test_connect_survive_expiry_add_provider_unlink(browser, sim, user, caplog):
     assert not LinkedAccount.objects.exists()
     assert not ConferencingProfile.objects.exists()
     assert_no_secrets(sim, *pages, caplog.text)
+
+
+# -- per-user budget and side-effect-free GETs (issue #10 item 1) ----------------------
+
+
+def test_200_conferencing_connects_spend_the_users_budget_only(
+    browser, sim, link_account, user, settings_with
+):
+    """Before: 200 POSTs made 200 Cronofy calls. After: 12 (API_SYNC_THROTTLE_RATE 12/m)."""
+    account, _ = link_account(user=user)
+    statuses = []
+    with settings_with(API_SYNC_THROTTLE_RATE="12/m"):
+        for _ in range(200):
+            statuses.append(
+                browser.post(conferencing_url(account), {"provider_name": "zoom"}).status_code
+            )
+    assert sim.count("conferencing_service_authorizations") == 12
+    assert statuses.count(302) == 12 and statuses.count(429) == 188
+
+
+def test_the_conferencing_return_syncs_once_per_flow(browser, sim, link_account, user):
+    """Before: every GET of the return URL (an <img> on another site) synced. After: once."""
+    account, _ = link_account(user=user)
+    start = browser.post(conferencing_url(account), {"provider_name": "zoom"})
+    back = sim.complete_conferencing_authorization(start["Location"])
+    for _ in range(200):
+        assert browser.get(back).status_code == 302
+    assert sim.count("userinfo") == 1
+    assert ConferencingProfile.objects.filter(account=account).count() == 1
+
+
+def test_a_return_without_a_valid_flow_changes_nothing(
+    browser, sim, link_account, user, other_user, django_assert_num_queries
+):
+    account, _ = link_account(user=user)
+    theirs = oauth_state.issue_return(other_user, account.pk)  # someone else's flow value
+    urls = [
+        conferencing_url(account, "conferencing_return"),  # an old-style URL
+        conferencing_url(account, "conferencing_return", "forged" * 8),
+        conferencing_url(account, "conferencing_return", theirs),
+    ]
+    before = LinkedAccount.objects.values().get(pk=account.pk)
+    for url in urls:
+        # Only reads: the session, the user, the account.
+        with django_assert_num_queries(3):
+            response = browser.get(url, {"last_linked_profile_id": "pro_x"})
+        assert response.status_code == 302
+    assert sim.count() == 0
+    assert LinkedAccount.objects.values().get(pk=account.pk) == before
+
+
+def test_the_callback_spends_the_budget_before_using_the_state(browser, sim, user, settings_with):
+    sim_account = sim.add_account()
+    with settings_with(API_SYNC_THROTTLE_RATE="1/m"):
+        first = connect(browser)
+        second = connect(browser)
+        assert browser.get(sim.authorize(first, account=sim_account)).status_code == 302
+        calls = sim.count()
+        back = sim.authorize(second, account=sim_account)
+        refused = browser.get(back)
+        assert refused.status_code == 429
+        assert sim.count() == calls  # no code exchange
+    # The state is still pending: the same link works once the budget allows.
+    assert browser.get(back).status_code == 302
+
+
+@pytest.mark.parametrize("pk", [str(2**63), "9" * 40])
+def test_out_of_range_account_ids_in_browser_urls_are_a_404(browser, sim, pk):
+    for name in ("conferencing_connect", "conferencing_return_without_flow"):
+        url = reverse(f"cronofy_conferencing:{name}", args=[1]).replace("/1/", f"/{pk}/")
+        assert browser.get(url, {"last_linked_profile_id": "pro_x"}).status_code == 404
+        assert browser.post(url, {"provider_name": "zoom"}).status_code in (404, 405)
+    assert sim.count() == 0
+
+
+@pytest.mark.parametrize("value", ["zoom\n", "zoom\r\n", "zo om"])
+def test_a_provider_name_with_a_final_newline_is_refused(browser, sim, link_account, user, value):
+    """``$`` matches before a final newline: the patterns end in ``\\Z``."""
+    account, _ = link_account(user=user)
+    assert browser.post(conferencing_url(account), {"provider_name": value}).status_code == 400
+    assert (
+        browser.post(reverse("cronofy_conferencing:connect"), {"provider_name": value}).status_code
+        == 400
+    )
+    assert sim.count() == 0
+
+
+def test_a_huge_next_url_is_not_kept_in_the_session(browser):
+    """Unbounded sizes: ``next`` rides along in the session with every pending state."""
+    huge = "/" + "n" * 2_000_000
+    url = connect(browser, next=huge)
+    pending = browser.session[oauth_state.SESSION_KEY]
+    assert [entry["next_url"] for entry in pending.values()] == [""]
+    assert url.startswith("https://app.cronofy.com/oauth/authorize?")

@@ -10,7 +10,7 @@ from rest_framework import serializers
 
 from ..models import CalendarProfile, ConferencingProfile, LinkedAccount
 
-PROVIDER_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+PROVIDER_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+\Z")
 
 
 class LinkedAccountSerializer(serializers.ModelSerializer):
@@ -180,7 +180,8 @@ class ConferencingProfileFilterSerializer(serializers.Serializer):
 
     provider_name = serializers.CharField(required=False, max_length=100)
     profile_connected = serializers.BooleanField(required=False)
-    account = serializers.IntegerField(required=False, min_value=1)
+    # Beyond a 64-bit primary key no account exists (SQLite raises OverflowError for it).
+    account = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
 
 
 class SyncResultSerializer(serializers.Serializer):

@@ -1,33 +1,45 @@
-"""The throttle on ``POST accounts/<id>/sync/``: ``ScopedRateThrottle`` scope ``cronofy_sync``."""
+"""The throttle on every API action that calls Cronofy: one per-user budget, scope ``cronofy_sync``.
+
+``POST accounts/<id>/sync/``, ``POST accounts/<id>/conferencing-authorization/``
+and ``DELETE accounts/<id>/`` (unlink: a revoke at Cronofy) spend from the same
+budget as the browser views (``userlimits``).
+"""
 
 from __future__ import annotations
 
-from rest_framework.settings import api_settings
-from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle
 
-from ..conf import app_settings
+from .. import userlimits
 
 
-class CronofySyncRateThrottle(ScopedRateThrottle):
-    """Per user (or client IP), scope ``cronofy_sync``.
+class CronofyUserRateThrottle(BaseThrottle):
+    """Per user (or client IP), scope ``cronofy_sync``, counted by ``userlimits``.
 
     The rate is ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["cronofy_sync"]`` when
     the host sets one (``None`` there disables the throttle), otherwise
     ``CRONOFY_CONFERENCING["API_SYNC_THROTTLE_RATE"]``. The scope is fixed here
     rather than read from the view, so a host's own ``ScopedRateThrottle`` is
-    not forced to know it.
+    not forced to know it. A cache outage lets the request through (logged).
     """
 
-    scope = "cronofy_sync"
+    scope = userlimits.SCOPE
 
-    def get_rate(self) -> str | None:
-        # Read the settings now (DRF binds THROTTLE_RATES at import time).
-        rates = api_settings.DEFAULT_THROTTLE_RATES or {}
-        if self.scope in rates:
-            return rates[self.scope]
-        return app_settings.API_SYNC_THROTTLE_RATE
+    def __init__(self, action: str = "") -> None:
+        self.action = action
+        self._wait = 0.0
 
     def allow_request(self, request, view) -> bool:
-        self.rate = self.get_rate()
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        return SimpleRateThrottle.allow_request(self, request, view)
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            ident = userlimits._ident(user)
+        else:
+            ident = f"ip:{self.get_ident(request)}"
+        allowed, self._wait = userlimits.check(ident, self.action or getattr(view, "action", ""))
+        return allowed
+
+    def wait(self) -> float | None:
+        return self._wait
+
+
+#: The name this throttle had when only ``sync`` was throttled.
+CronofySyncRateThrottle = CronofyUserRateThrottle

@@ -17,18 +17,21 @@ Customising in a host project
 
   and register the subclasses on your own router.
 * **Pagination** follows ``REST_FRAMEWORK["DEFAULT_PAGINATION_CLASS"]``.
-* The sync action's throttle rate: ``DEFAULT_THROTTLE_RATES["cronofy_sync"]``,
-  else ``CRONOFY_CONFERENCING["API_SYNC_THROTTLE_RATE"]``.
+* The per-user budget of the actions that call Cronofy (sync, unlink,
+  conferencing authorization; shared with the browser views):
+  ``DEFAULT_THROTTLE_RATES["cronofy_sync"]``, else
+  ``CRONOFY_CONFERENCING["API_SYNC_THROTTLE_RATE"]``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 
 from django.db.models import F
 from django.http import Http404
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch
 from django.utils.translation import gettext_lazy as _
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -61,9 +64,13 @@ from .serializers import (
     SyncQueuedSerializer,
     SyncResultSerializer,
 )
-from .throttling import CronofySyncRateThrottle
+from .throttling import CronofyUserRateThrottle
 
 logger = logging.getLogger(__name__)
+
+_PROFILE_ID = re.compile(r"[\x21-\x7e]{1,255}")
+_ACCOUNT_ID = re.compile(r"[1-9][0-9]{0,18}")
+_MAX_ID = 2**63 - 1
 
 CRONOFY_ERROR_RESPONSES = {
     409: OpenApiResponse(
@@ -157,9 +164,14 @@ class ConferencingProfileViewSet(CronofyViewSetMixin, viewsets.ReadOnlyModelView
         return self.scope_queryset(self.request, queryset)
 
     def get_object(self):
+        profile_id = self.kwargs[self.lookup_field]
+        # Stored ids are printable ASCII tokens (payloads): anything else matches
+        # nothing, and a NUL would be a DataError on PostgreSQL.
+        if not _PROFILE_ID.fullmatch(profile_id):
+            raise Http404("No conferencing profile matches the given query.")
         queryset = self.filter_queryset(self.get_queryset())
         # Unique per account; should one user have it on two accounts, take one steadily.
-        obj = queryset.filter(profile_id=self.kwargs[self.lookup_field]).first()
+        obj = queryset.filter(profile_id=profile_id).first()
         if obj is None:
             raise Http404(f"No {self.model._meta.verbose_name} matches the given query.")
         self.check_object_permissions(self.request, obj)
@@ -242,13 +254,20 @@ class LinkedAccountViewSet(
             return ConferencingChoicesSerializer
         return super().get_serializer_class()
 
+    #: The actions that call Cronofy: each spends from the user's budget.
+    cronofy_actions = frozenset({"destroy", "sync", "conferencing_authorization"})
+
     def get_throttles(self):
         throttles = super().get_throttles()
-        if self.action == "sync":
-            throttles.append(CronofySyncRateThrottle())
+        if self.action in self.cronofy_actions:
+            throttles.append(CronofyUserRateThrottle(self.action))
         return throttles
 
     def get_object(self):
+        pk = str(self.kwargs.get(self.lookup_url_kwarg or self.lookup_field, ""))
+        # A primary key is a positive 64-bit integer; SQLite overflows beyond it.
+        if not _ACCOUNT_ID.fullmatch(pk) or int(pk) > _MAX_ID:
+            raise Http404("No linked account matches the given query.")
         self._account = super().get_object()
         return self._account
 
@@ -363,10 +382,11 @@ class LinkedAccountViewSet(
         return Response(ConferencingChoicesSerializer(choices).data)
 
     def default_redirect_uri(self, request, account: LinkedAccount) -> str:
+        """The browser flow's return page, with a single-use value: it syncs once per flow."""
         try:
-            path = reverse(
-                "cronofy_conferencing:conferencing_return", kwargs={"account_id": account.pk}
-            )
+            from ..views import conferencing_return_url
+
+            return conferencing_return_url(request, account)
         except NoReverseMatch:
             raise ValidationError(
                 {
@@ -379,4 +399,3 @@ class LinkedAccountViewSet(
                 },
                 code="required",
             ) from None
-        return request.build_absolute_uri(path)

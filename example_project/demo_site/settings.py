@@ -117,7 +117,13 @@ def database_from_url(url: str) -> dict:
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname or "",
             "PORT": str(parts.port or ""),
-            "CONN_MAX_AGE": 60,
+            # No persistent connections: ``runserver`` (and any server with a thread
+            # per request) would keep one open per thread that ever ran, and a burst
+            # of requests exhausts PostgreSQL's max_connections (500s for everyone).
+            # Raise it (DATABASE_CONN_MAX_AGE) only behind a server with a bounded
+            # number of threads, e.g. gunicorn with fixed --workers/--threads.
+            "CONN_MAX_AGE": int(os.environ.get("DATABASE_CONN_MAX_AGE", "0")),
+            "CONN_HEALTH_CHECKS": True,
         }
     if parts.scheme == "sqlite":
         # sqlite:///relative/path or sqlite:////absolute/path (as dj-database-url reads them)
@@ -168,18 +174,19 @@ if not DEBUG:
 # -- Django REST framework and the OpenAPI schema --------------------------------------
 
 REST_FRAMEWORK = {
-    # Browsers use the session (the end-user page, the browsable API, Swagger UI);
-    # scripts such as curl or schemathesis may send HTTP Basic credentials. Serve
-    # Basic only over HTTPS outside a local demo.
+    # The session only (the end-user page, the browsable API, Swagger UI): DRF's
+    # SessionAuthentication enforces CSRF, while HTTP Basic would let any site's
+    # form POST to the API with credentials a browser remembered. A host whose
+    # scripts need another scheme should add a token scheme, not Basic.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # POST accounts/<id>/sync/ is throttled per user (scope cronofy_sync).
+    # Every API action and browser view that calls Cronofy spends from one
+    # per-user budget (scope cronofy_sync).
     "DEFAULT_THROTTLE_RATES": {"cronofy_sync": "12/m"},
 }
 

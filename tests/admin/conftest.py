@@ -1,4 +1,4 @@
-"""Fixtures of the admin tests: a superuser's scanning client, simulator-backed accounts."""
+"""Fixtures of the admin tests: a superuser's scanning staff_client, simulator-backed accounts."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def admin_user(django_user_model):
 
 
 @pytest.fixture
-def client(scanning_client, admin_user):
+def staff_client(scanning_client, admin_user):
     return scanning_client(admin_user)
 
 

@@ -1,7 +1,7 @@
 """The Django admin: find, filter, inspect, sync and unlink accounts without seeing a token.
 
 Every admin page goes through ``ScanningClient`` (``tests.secret_scan``), which
-fails the test if a token, a stored ciphertext or the client secret appears.
+fails the test if a token, a stored ciphertext or the staff_client secret appears.
 """
 
 from __future__ import annotations
@@ -55,17 +55,17 @@ def results(response) -> list:
     return list(response.context["cl"].result_list)
 
 
-def post_action(client, action: str, ids, **extra):
+def post_action(staff_client, action: str, ids, **extra):
     data = {"action": action, "_selected_action": [str(i) for i in ids], "index": 0, **extra}
-    return client.post(reverse(ACCOUNTS), data, follow=True)
+    return staff_client.post(reverse(ACCOUNTS), data, follow=True)
 
 
 # -- the account changelist --------------------------------------------------------
 
 
-def test_account_changelist_columns(client, accounts):
+def test_account_changelist_columns(staff_client, accounts):
     _alice, _bob = accounts
-    response = client.get(reverse(ACCOUNTS))
+    response = staff_client.get(reverse(ACCOUNTS))
     assert response.status_code == 200
     html = response.content.decode()
     assert "alice@cronofy.example" in html and "bob@cronofy.example" in html
@@ -99,21 +99,21 @@ def test_account_changelist_columns(client, accounts):
         ({"q": "alice@example.com"}, {"alice"}),  # the user's email
     ],
 )
-def test_account_filters_and_search(client, accounts, params, expected):
+def test_account_filters_and_search(staff_client, accounts, params, expected):
     alice, _bob = accounts
-    response = client.get(reverse(ACCOUNTS), params)
+    response = staff_client.get(reverse(ACCOUNTS), params)
     assert response.status_code == 200
     names = {"alice" if a.pk == alice.pk else "bob" for a in results(response)}
     assert names == expected
 
 
-def test_account_search_by_sub(client, accounts):
+def test_account_search_by_sub(staff_client, accounts):
     alice, _bob = accounts
-    response = client.get(reverse(ACCOUNTS), {"q": alice.sub})
+    response = staff_client.get(reverse(ACCOUNTS), {"q": alice.sub})
     assert [a.pk for a in results(response)] == [alice.pk]
 
 
-def test_account_search_with_a_user_model_without_email_field(client, accounts, monkeypatch):
+def test_account_search_with_a_user_model_without_email_field(staff_client, accounts, monkeypatch):
     from django_cronofy_conferencing.admin import LinkedAccountAdmin
 
     User = get_user_model()
@@ -125,11 +125,11 @@ def test_account_search_with_a_user_model_without_email_field(client, accounts, 
 # -- the account change form ---------------------------------------------------------
 
 
-def test_account_change_form_shows_no_token(client, accounts):
+def test_account_change_form_shows_no_token(staff_client, accounts):
     alice, _bob = accounts
     alice.token_expires_at = timezone.now() + timedelta(minutes=42)
     LinkedAccount.objects.filter(pk=alice.pk).update(token_expires_at=alice.token_expires_at)
-    response = client.get(account_change(alice.pk))
+    response = staff_client.get(account_change(alice.pk))
     assert response.status_code == 200
     html = response.content.decode()
     assert "access_token" not in html and "refresh_token" not in html
@@ -162,30 +162,32 @@ def test_account_change_form_has_no_token_fields():
     assert "access_token" not in flat and "refresh_token" not in flat
 
 
-def test_accounts_cannot_be_added_or_edited(client, accounts):
+def test_accounts_cannot_be_added_or_edited(staff_client, accounts):
     alice, _bob = accounts
-    assert client.get(reverse("admin:cronofy_conferencing_linkedaccount_add")).status_code == 403
-    response = client.post(account_change(alice.pk), {"email": "changed@example.com"})
+    assert (
+        staff_client.get(reverse("admin:cronofy_conferencing_linkedaccount_add")).status_code == 403
+    )
+    response = staff_client.post(account_change(alice.pk), {"email": "changed@example.com"})
     assert response.status_code == 403
     alice.refresh_from_db()
     assert alice.email == "alice@cronofy.example"
 
 
-def test_a_token_that_cannot_be_decrypted_does_not_break_the_admin(client, accounts):
+def test_a_token_that_cannot_be_decrypted_does_not_break_the_admin(staff_client, accounts):
     alice, _bob = accounts
     LinkedAccount.objects.filter(pk=alice.pk).update(access_token="not-a-fernet-token")
-    assert client.get(reverse(ACCOUNTS)).status_code == 200
-    assert client.get(account_change(alice.pk)).status_code == 200
+    assert staff_client.get(reverse(ACCOUNTS)).status_code == 200
+    assert staff_client.get(account_change(alice.pk)).status_code == 200
 
 
 # -- "Sync now" ------------------------------------------------------------------------
 
 
-def test_sync_now_syncs_each_account_and_reports(client, accounts, sim):
+def test_sync_now_syncs_each_account_and_reports(staff_client, accounts, sim):
     alice, bob = accounts
     LinkedAccount.objects.filter(pk=bob.pk).update(status=LinkedAccount.Status.ACTIVE)
     before = sim.count("userinfo")
-    response = post_action(client, "sync_now", [alice.pk, bob.pk])
+    response = post_action(staff_client, "sync_now", [alice.pk, bob.pk])
     assert response.status_code == 200
     msgs = messages_of(response)
     assert len(msgs) == 2
@@ -194,9 +196,9 @@ def test_sync_now_syncs_each_account_and_reports(client, accounts, sim):
     assert sim.count("userinfo") == before + 2
 
 
-def test_sync_now_reports_failures_per_account(client, accounts, sim):
+def test_sync_now_reports_failures_per_account(staff_client, accounts, sim):
     alice, bob = accounts
-    response = post_action(client, "sync_now", [alice.pk, bob.pk])
+    response = post_action(staff_client, "sync_now", [alice.pk, bob.pk])
     msgs = messages_of(response)
     assert any(m.startswith("alice@cronofy.example (us): synced") for m in msgs)
     failed = [m for m in msgs if m.startswith("bob@cronofy.example (uk): sync failed")]
@@ -205,29 +207,29 @@ def test_sync_now_reports_failures_per_account(client, accounts, sim):
     assert levels[failed[0]] == "error"
 
 
-def test_sync_now_with_cronofy_down(client, accounts, sim):
+def test_sync_now_with_cronofy_down(staff_client, accounts, sim):
     alice, _bob = accounts
     sim.fail(
         "userinfo", status=503, times=None, body='{"client_secret": "sim_client_secret_0123456789"}'
     )
-    response = post_action(client, "sync_now", [alice.pk])
+    response = post_action(staff_client, "sync_now", [alice.pk])
     [msg] = messages_of(response)
     assert "sync failed" in msg
     assert alice.conferencing_profiles.count() == 2
 
 
-def test_sync_now_refuses_beyond_the_limit(client, accounts, sim):
+def test_sync_now_refuses_beyond_the_limit(staff_client, accounts, sim):
     alice, bob = accounts
     before = len(sim.requests)
     with app_settings_with(ADMIN_SYNC_MAX_ACCOUNTS=1):
-        response = post_action(client, "sync_now", [alice.pk, bob.pk])
+        response = post_action(staff_client, "sync_now", [alice.pk, bob.pk])
     [msg] = messages_of(response)
     assert "manage.py cronofy_sync" in msg
     assert "2 accounts selected" in msg
     assert len(sim.requests) == before
 
 
-def test_sync_now_queues_beyond_the_limit_with_celery(client, accounts, sim, monkeypatch):
+def test_sync_now_queues_beyond_the_limit_with_celery(staff_client, accounts, sim, monkeypatch):
     from django_cronofy_conferencing import tasks
 
     alice, bob = accounts
@@ -235,14 +237,14 @@ def test_sync_now_queues_beyond_the_limit_with_celery(client, accounts, sim, mon
     monkeypatch.setattr(tasks.sync_account_task, "delay", queued.append)
     before = len(sim.requests)
     with app_settings_with(ADMIN_SYNC_MAX_ACCOUNTS=1, USE_CELERY=True):
-        response = post_action(client, "sync_now", [alice.pk, bob.pk])
+        response = post_action(staff_client, "sync_now", [alice.pk, bob.pk])
     assert sorted(queued) == sorted([alice.pk, bob.pk])
     assert messages_of(response) == ["Queued 2 accounts for sync."]
     assert len(sim.requests) == before
 
 
 def test_sync_now_within_the_limit_is_synchronous_even_with_celery(
-    client, accounts, sim, monkeypatch
+    staff_client, accounts, sim, monkeypatch
 ):
     from django_cronofy_conferencing import tasks
 
@@ -250,7 +252,7 @@ def test_sync_now_within_the_limit_is_synchronous_even_with_celery(
     queued = []
     monkeypatch.setattr(tasks.sync_account_task, "delay", queued.append)
     with app_settings_with(USE_CELERY=True):
-        response = post_action(client, "sync_now", [alice.pk])
+        response = post_action(staff_client, "sync_now", [alice.pk])
     assert queued == []
     assert "synced" in messages_of(response)[0]
 
@@ -258,16 +260,16 @@ def test_sync_now_within_the_limit_is_synchronous_even_with_celery(
 # -- "Unlink" and delete ------------------------------------------------------------------
 
 
-def test_delete_selected_is_replaced_by_unlink(client, accounts):
-    html = client.get(reverse(ACCOUNTS)).content.decode()
+def test_delete_selected_is_replaced_by_unlink(staff_client, accounts):
+    html = staff_client.get(reverse(ACCOUNTS)).content.decode()
     assert 'value="delete_selected"' not in html
     assert 'value="unlink"' in html
     assert 'value="sync_now"' in html
 
 
-def test_unlink_asks_for_confirmation_first(client, accounts, sim):
+def test_unlink_asks_for_confirmation_first(staff_client, accounts, sim):
     alice, bob = accounts
-    response = post_action(client, "unlink", [alice.pk, bob.pk])
+    response = post_action(staff_client, "unlink", [alice.pk, bob.pk])
     assert response.status_code == 200
     assert next(t.name for t in response.templates) == (
         "admin/cronofy_conferencing/linkedaccount/unlink_selected_confirmation.html"
@@ -279,9 +281,9 @@ def test_unlink_asks_for_confirmation_first(client, accounts, sim):
     assert LinkedAccount.objects.count() == 2
 
 
-def test_unlink_revokes_and_deletes(client, accounts, sim, admin_user):
+def test_unlink_revokes_and_deletes(staff_client, accounts, sim, admin_user):
     alice, bob = accounts
-    response = post_action(client, "unlink", [alice.pk, bob.pk], post="yes")
+    response = post_action(staff_client, "unlink", [alice.pk, bob.pk], post="yes")
     msgs = messages_of(response)
     assert len(msgs) == 2
     assert all("unlinked" in m for m in msgs)
@@ -293,10 +295,10 @@ def test_unlink_revokes_and_deletes(client, accounts, sim, admin_user):
 
 
 @pytest.mark.parametrize("fault", [{"status": 503}, {"status": 429}])
-def test_unlink_when_cronofy_is_unreachable_deletes_nothing(client, accounts, sim, fault):
+def test_unlink_when_cronofy_is_unreachable_deletes_nothing(staff_client, accounts, sim, fault):
     alice, _bob = accounts
     sim.fail("revoke", times=None, **fault)
-    response = post_action(client, "unlink", [alice.pk], post="yes")
+    response = post_action(staff_client, "unlink", [alice.pk], post="yes")
     [msg] = messages_of(response)
     assert "nothing was deleted" in msg
     assert LinkedAccount.objects.filter(pk=alice.pk).exists()
@@ -304,7 +306,7 @@ def test_unlink_when_cronofy_is_unreachable_deletes_nothing(client, accounts, si
     assert not LogEntry.objects.filter(action_flag=DELETION).exists()
 
 
-def test_unlink_with_a_lost_encryption_key_deletes_and_says_so(client, accounts, sim):
+def test_unlink_with_a_lost_encryption_key_deletes_and_says_so(staff_client, accounts, sim):
     """The token can never be decrypted again: the account is deleted, the admin told
     that the grant could not be revoked (and why)."""
     alice, _bob = accounts
@@ -312,7 +314,7 @@ def test_unlink_with_a_lost_encryption_key_deletes_and_says_so(client, accounts,
     LinkedAccount.objects.filter(pk=alice.pk).update(
         refresh_token=EncryptedValue(lost_key.encrypt(b"an-old-token").decode())
     )
-    response = post_action(client, "unlink", [alice.pk], post="yes")
+    response = post_action(staff_client, "unlink", [alice.pk], post="yes")
     [message] = response.context["messages"]
     assert message.level_tag == "warning"
     assert "could not be revoked at Cronofy" in str(message)
@@ -322,7 +324,7 @@ def test_unlink_with_a_lost_encryption_key_deletes_and_says_so(client, accounts,
     assert LogEntry.objects.filter(action_flag=DELETION, object_id=str(alice.pk)).exists()
 
 
-def test_get_actions_accepts_the_action_location_of_django_6_1(client, accounts, rf):
+def test_get_actions_accepts_the_action_location_of_django_6_1(staff_client, accounts, rf):
     """Django 6.1 warns (RemovedInDjango2028Warning) about a get_actions() override
     without ``action_location``; 5.2 never passes it."""
     from django.contrib import admin as django_admin
@@ -332,8 +334,8 @@ def test_get_actions_accepts_the_action_location_of_django_6_1(client, accounts,
     assert "action_location" in get_func_args(model_admin.get_actions)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        html = client.get(reverse(ACCOUNTS)).content.decode()
-        client.get(account_change(accounts[0].pk))
+        html = staff_client.get(reverse(ACCOUNTS)).content.decode()
+        staff_client.get(account_change(accounts[0].pk))
     assert 'value="sync_now"' in html and 'value="delete_selected"' not in html
     assert [str(w.message) for w in caught if "get_actions" in str(w.message)] == []
     try:
@@ -346,30 +348,30 @@ def test_get_actions_accepts_the_action_location_of_django_6_1(client, accounts,
     assert set(names) == {"sync_now", "unlink"}
 
 
-def test_unlink_refuses_beyond_the_limit(client, accounts, sim):
+def test_unlink_refuses_beyond_the_limit(staff_client, accounts, sim):
     alice, bob = accounts
     with app_settings_with(ADMIN_SYNC_MAX_ACCOUNTS=1):
-        response = post_action(client, "unlink", [alice.pk, bob.pk], post="yes")
+        response = post_action(staff_client, "unlink", [alice.pk, bob.pk], post="yes")
     assert "at most 1" in messages_of(response)[0]
     assert LinkedAccount.objects.count() == 2
     assert sim.count("revoke") == 0
 
 
-def test_delete_from_the_change_form_unlinks(client, accounts, sim):
+def test_delete_from_the_change_form_unlinks(staff_client, accounts, sim):
     alice, _bob = accounts
-    confirm = client.get(account_delete(alice.pk))
+    confirm = staff_client.get(account_delete(alice.pk))
     assert confirm.status_code == 200
-    response = client.post(account_delete(alice.pk), {"post": "yes"})
+    response = staff_client.post(account_delete(alice.pk), {"post": "yes"})
     assert response.status_code == 302
     assert response["Location"] == reverse(ACCOUNTS)
     assert sim.count("revoke") == 1
     assert not LinkedAccount.objects.filter(pk=alice.pk).exists()
 
 
-def test_delete_from_the_change_form_when_cronofy_is_down(client, accounts, sim):
+def test_delete_from_the_change_form_when_cronofy_is_down(staff_client, accounts, sim):
     alice, _bob = accounts
     sim.fail("revoke", status=503, times=None)
-    response = client.post(account_delete(alice.pk), {"post": "yes"}, follow=True)
+    response = staff_client.post(account_delete(alice.pk), {"post": "yes"}, follow=True)
     assert response.redirect_chain[-1][0] == account_change(alice.pk)
     assert "nothing was deleted" in messages_of(response)[0]
     assert LinkedAccount.objects.filter(pk=alice.pk).exists()
@@ -380,11 +382,11 @@ def test_staff_without_permissions_cannot_act(accounts, scanning_client, django_
 
     staff = django_user_model.objects.create_user("staff", "staff@example.com", "pw", is_staff=True)
     staff.user_permissions.add(Permission.objects.get(codename="view_linkedaccount"))
-    client = scanning_client(staff)
+    staff_client = scanning_client(staff)
     alice, _bob = accounts
-    html = client.get(reverse(ACCOUNTS)).content.decode()
+    html = staff_client.get(reverse(ACCOUNTS)).content.decode()
     assert 'value="sync_now"' not in html and 'value="unlink"' not in html
-    assert client.post(account_delete(alice.pk), {"post": "yes"}).status_code == 403
+    assert staff_client.post(account_delete(alice.pk), {"post": "yes"}).status_code == 403
     assert sim.count("revoke") == 0
 
 
@@ -447,8 +449,8 @@ def make_plain_account(scanner, scan_ciphertexts):
     return make
 
 
-def test_profile_changelist(client, profiles):
-    response = client.get(reverse(PROFILES))
+def test_profile_changelist(staff_client, profiles):
+    response = staff_client.get(reverse(PROFILES))
     assert response.status_code == 200
     html = response.content.decode()
     assert "Zoom" in html and "a_new_provider" in html
@@ -461,8 +463,8 @@ def test_profile_changelist(client, profiles):
     assert len(results(response)) == 3
 
 
-def test_provider_filter_lists_the_values_present(client, profiles):
-    response = client.get(reverse(PROFILES))
+def test_provider_filter_lists_the_values_present(staff_client, profiles):
+    response = staff_client.get(reverse(PROFILES))
     spec = next(
         f for f in response.context["cl"].filter_specs if f.parameter_name == "provider_name"
     )
@@ -471,7 +473,7 @@ def test_provider_filter_lists_the_values_present(client, profiles):
         "ms_teams",
         "zoom",
     ]
-    filtered = client.get(reverse(PROFILES), {"provider_name": "a_new_provider"})
+    filtered = staff_client.get(reverse(PROFILES), {"provider_name": "a_new_provider"})
     assert [p.profile_id for p in results(filtered)] == ["pro_new"]
 
 
@@ -486,23 +488,23 @@ def test_provider_filter_lists_the_values_present(client, profiles):
         ({"q": "pro_new"}, {"pro_new"}),
     ],
 )
-def test_profile_filters_and_search(client, profiles, params, expected):
-    response = client.get(reverse(PROFILES), params)
+def test_profile_filters_and_search(staff_client, profiles, params, expected):
+    response = staff_client.get(reverse(PROFILES), params)
     assert {p.profile_id for p in results(response)} == expected
 
 
-def test_profiles_are_read_only(client, profiles):
+def test_profiles_are_read_only(staff_client, profiles):
     zoom = profiles["pro_zoom"]
-    response = client.get(profile_change(zoom.pk))
+    response = staff_client.get(profile_change(zoom.pk))
     assert response.status_code == 200
     html = response.content.decode()
     assert 'name="_save"' not in html
     assert "zoom user" in html
     add = reverse("admin:cronofy_conferencing_conferencingprofile_add")
-    assert client.get(add).status_code == 403
-    assert client.post(profile_change(zoom.pk), {"profile_name": "x"}).status_code == 403
+    assert staff_client.get(add).status_code == 403
+    assert staff_client.post(profile_change(zoom.pk), {"profile_name": "x"}).status_code == 403
     delete = reverse("admin:cronofy_conferencing_conferencingprofile_delete", args=[zoom.pk])
-    assert client.post(delete, {"post": "yes"}).status_code == 403
+    assert staff_client.post(delete, {"post": "yes"}).status_code == 403
     zoom.refresh_from_db()
     assert zoom.profile_name == "zoom user"
 
@@ -558,9 +560,9 @@ def _bulk_rows(count: int, start: int) -> None:
     )
 
 
-def _count_queries(client, path) -> int:
+def _count_queries(staff_client, path) -> int:
     with CaptureQueriesContext(connection) as ctx:
-        response = client.get(path)
+        response = staff_client.get(path)
     assert response.status_code == 200
     return len(ctx.captured_queries)
 
@@ -576,14 +578,14 @@ PROFILE_CHANGELIST_QUERIES = 6
     "changelist,expected",
     [(ACCOUNTS, ACCOUNT_CHANGELIST_QUERIES), (PROFILES, PROFILE_CHANGELIST_QUERIES)],
 )
-def test_changelist_queries_are_constant(client, changelist, expected):
+def test_changelist_queries_are_constant(staff_client, changelist, expected):
     _bulk_rows(5, 0)
-    small = _count_queries(client, reverse(changelist))
+    small = _count_queries(staff_client, reverse(changelist))
     _bulk_rows(495, 5)
     assert LinkedAccount.objects.count() == 500
     assert ConferencingProfile.objects.count() == 500
-    large = _count_queries(client, reverse(changelist))
+    large = _count_queries(staff_client, reverse(changelist))
     assert small == large == expected
     # Filtered and searched pages stay constant too.
-    filtered = _count_queries(client, reverse(changelist) + "?q=bulk1")
+    filtered = _count_queries(staff_client, reverse(changelist) + "?q=bulk1")
     assert filtered == expected

@@ -51,9 +51,9 @@ def headers(html: str) -> list[str]:
     return [h.lower() for h in re.findall(r'<div class="text"><(?:a|span)[^>]*>([^<]+)<', html)]
 
 
-def test_account_changelist_has_one_column_per_fact(client, with_calendars):
+def test_account_changelist_has_one_column_per_fact(staff_client, with_calendars):
     alice, _bob = with_calendars
-    html = client.get(reverse(ACCOUNTS)).content.decode()
+    html = staff_client.get(reverse(ACCOUNTS)).content.decode()
     assert headers(html) == [
         "email",
         "user",
@@ -73,26 +73,26 @@ def test_account_changelist_has_one_column_per_fact(client, with_calendars):
 
 
 @pytest.mark.parametrize("changelist", [CONFERENCING_PROFILES, CALENDAR_PROFILES])
-def test_profile_changelists_link_the_account(client, with_calendars, changelist):
+def test_profile_changelists_link_the_account(staff_client, with_calendars, changelist):
     alice, _bob = with_calendars
-    html = client.get(reverse(changelist)).content.decode()
+    html = staff_client.get(reverse(changelist)).content.decode()
     assert f'<a href="{change_url(alice.pk)}">alice@cronofy.example</a>' in html
 
 
-def test_change_page_offers_sync_now_and_unlink(client, with_calendars):
+def test_change_page_offers_sync_now_and_unlink(staff_client, with_calendars):
     alice, _bob = with_calendars
-    html = client.get(change_url(alice.pk)).content.decode()
+    html = staff_client.get(change_url(alice.pk)).content.decode()
     assert f'action="{sync_url(alice.pk)}"' in html
     assert ">Sync now</button>" in html
     assert "Unlink (revoke at Cronofy)" in html
     assert ">Delete<" not in html
 
 
-def test_sync_now_on_the_change_page_syncs_and_comes_back(client, with_calendars, sim):
+def test_sync_now_on_the_change_page_syncs_and_comes_back(staff_client, with_calendars, sim):
     alice, _bob = with_calendars
     sim.set_calendar_profile_connected(alice.sub, "pro_apple", True)
     before = sim.count("userinfo")
-    response = client.post(sync_url(alice.pk), follow=True)
+    response = staff_client.post(sync_url(alice.pk), follow=True)
     assert response.redirect_chain[-1][0] == change_url(alice.pk)
     assert sim.count("userinfo") == before + 1
     [message] = [str(m) for m in response.context["messages"]]
@@ -100,10 +100,10 @@ def test_sync_now_on_the_change_page_syncs_and_comes_back(client, with_calendars
     assert CalendarProfile.objects.get(profile_id="pro_apple").profile_connected
 
 
-def test_sync_now_failure_is_reported_on_the_change_page(client, with_calendars, sim):
+def test_sync_now_failure_is_reported_on_the_change_page(staff_client, with_calendars, sim):
     alice, _bob = with_calendars
     sim.fail("userinfo", status=503, times=None)
-    response = client.post(sync_url(alice.pk), follow=True)
+    response = staff_client.post(sync_url(alice.pk), follow=True)
     [message] = [str(m) for m in response.context["messages"]]
     assert "sync failed" in message
 
@@ -116,29 +116,29 @@ def test_sync_now_needs_post_and_the_change_permission(
     alice, _bob = with_calendars
     viewer = django_user_model.objects.create_user("viewer", password=None, is_staff=True)
     viewer.user_permissions.add(Permission.objects.get(codename="view_linkedaccount"))
-    client = scanning_client(viewer)
-    html = client.get(change_url(alice.pk)).content.decode()
+    staff_client = scanning_client(viewer)
+    html = staff_client.get(change_url(alice.pk)).content.decode()
     assert "Sync now" not in html
     before = sim.count("userinfo")
-    assert client.post(sync_url(alice.pk)).status_code == 403
+    assert staff_client.post(sync_url(alice.pk)).status_code == 403
     assert sim.count("userinfo") == before
 
 
-def test_sync_now_answers_405_to_get(client, with_calendars):
-    assert client.get(sync_url(with_calendars[0].pk)).status_code == 405
+def test_sync_now_answers_405_to_get(staff_client, with_calendars):
+    assert staff_client.get(sync_url(with_calendars[0].pk)).status_code == 405
 
 
-def test_unlink_confirmation_says_unlink(client, with_calendars):
+def test_unlink_confirmation_says_unlink(staff_client, with_calendars):
     alice, _bob = with_calendars
     url = reverse("admin:cronofy_conferencing_linkedaccount_delete", args=[alice.pk])
-    html = client.get(url).content.decode()
+    html = staff_client.get(url).content.decode()
     assert "Access is revoked at Cronofy" in html and 'value="Yes, unlink"' in html
     assert "permission" not in html  # not Django's delete page (profiles are not deletable)
 
 
-def test_account_page_shows_both_kinds_with_provider_names(client, with_calendars):
+def test_account_page_shows_both_kinds_with_provider_names(staff_client, with_calendars):
     alice, _bob = with_calendars
-    html = client.get(change_url(alice.pk)).content.decode()
+    html = staff_client.get(change_url(alice.pk)).content.decode()
     assert "Conferencing profiles" in html and "Calendar profiles" in html
     # Inline row titles: the provider's name for people, not its code.
     assert "Zoom: alice@zoom.example" in html
@@ -148,23 +148,23 @@ def test_account_page_shows_both_kinds_with_provider_names(client, with_calendar
     assert "Holidays <small>read-only</small>" in html
 
 
-def test_calendar_profiles_are_read_only_with_filters(client, with_calendars):
+def test_calendar_profiles_are_read_only_with_filters(staff_client, with_calendars):
     google = CalendarProfile.objects.get(profile_id="pro_google")
-    response = client.get(reverse(CALENDAR_PROFILES), {"profile_connected__exact": "0"})
+    response = staff_client.get(reverse(CALENDAR_PROFILES), {"profile_connected__exact": "0"})
     assert [p.profile_id for p in response.context["cl"].result_list] == ["pro_apple"]
-    response = client.get(reverse(CALENDAR_PROFILES), {"provider_name": "google"})
+    response = staff_client.get(reverse(CALENDAR_PROFILES), {"provider_name": "google"})
     assert [p.profile_id for p in response.context["cl"].result_list] == ["pro_google"]
     spec = next(
         f for f in response.context["cl"].filter_specs if f.parameter_name == "provider_name"
     )
     assert [value for value, _label in spec.lookup_choices] == ["apple", "google"]
-    html = client.get(reverse(CALENDAR_PROFILES)).content.decode()
+    html = staff_client.get(reverse(CALENDAR_PROFILES)).content.decode()
     assert re.search(r'rel="noopener noreferrer">Relink</a>', html)  # apple's relink link
     change = reverse("admin:cronofy_conferencing_calendarprofile_change", args=[google.pk])
-    assert 'name="_save"' not in client.get(change).content.decode()
-    assert client.post(change, {"profile_name": "x"}).status_code == 403
+    assert 'name="_save"' not in staff_client.get(change).content.decode()
+    assert staff_client.post(change, {"profile_name": "x"}).status_code == 403
     add = reverse("admin:cronofy_conferencing_calendarprofile_add")
-    assert client.get(add).status_code == 403
+    assert staff_client.get(add).status_code == 403
     delete = reverse("admin:cronofy_conferencing_calendarprofile_delete", args=[google.pk])
-    assert client.post(delete, {"post": "yes"}).status_code == 403
+    assert staff_client.post(delete, {"post": "yes"}).status_code == 403
     assert LinkedAccount.objects.count() == 2 and CalendarProfile.objects.count() == 2

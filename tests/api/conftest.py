@@ -6,20 +6,11 @@ import itertools
 import secrets
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 
 _numbers = itertools.count(1)
-
-
-@pytest.fixture(autouse=True)
-def _clear_cache():
-    """Throttle history lives in the cache: every test starts clean."""
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 import requests
 from django.core.exceptions import ImproperlyConfigured
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.pagination import PageNumberPagination
@@ -85,19 +85,6 @@ def app_settings_with(**extra):
     from django.conf import settings
 
     return override_settings(CRONOFY_CONFERENCING={**settings.CRONOFY_CONFERENCING, **extra})
-
-
-@pytest.fixture
-def synced(link_account, sim, user):
-    """Alice's account linked through the simulator, with a zoom and a disconnected teams."""
-    zoom = sim.profile("zoom", profile_name="alice@zoom.example")
-    teams = sim.profile("ms_teams", profile_name="alice@teams.example", connected=False)
-    account, sim_account = link_account(user=user, conferencing_profiles=[zoom, teams])
-    from django_cronofy_conferencing.sync import sync_account
-
-    sync_account(account)
-    account.refresh_from_db()
-    return account, sim_account
 
 
 # -- routes and names ------------------------------------------------------
@@ -705,16 +692,26 @@ def test_a_hosts_own_scoped_throttle_is_not_broken(synced, user):
 # -- conferencing authorization --------------------------------------------------
 
 
-def test_conferencing_authorization_defaults_to_the_browser_return_page(alice_client, synced, sim):
+def test_conferencing_authorization_defaults_to_the_browser_return_page(
+    alice_client, synced, sim, user
+):
     account, _ = synced
     response = alice_client.post(authorization_url(account.pk), {}, format="json")
     assert response.status_code == 200
     url = response.json()["url"]
     assert url.startswith("https://app.cronofy.com/conferencing_services/")
     sent = [r for r in sim.requests if r.endpoint == "conferencing_service_authorizations"][-1]
-    assert sent.json == {
-        "redirect_uri": f"http://testserver/cronofy/accounts/{account.pk}/conferencing/return/"
-    }
+    prefix = f"http://testserver/cronofy/accounts/{account.pk}/conferencing/return/"
+    assert list(sent.json) == ["redirect_uri"]
+    assert sent.json["redirect_uri"].startswith(prefix)
+    # The browser that comes back syncs once with it, and only once.
+    back = sim.complete_conferencing_authorization(url)
+    browser = Client()
+    browser.force_login(user)
+    before = sim.count("userinfo")
+    assert browser.get(back).status_code == 302
+    assert browser.get(back).status_code == 302
+    assert sim.count("userinfo") == before + 1
 
 
 def test_conferencing_authorization_with_provider_and_redirect(alice_client, synced, sim):
@@ -933,3 +930,78 @@ def test_token_expiry_is_not_exposed(alice_client, make_account, user):
     make_account(user, token_expires_at=timezone.now() + timedelta(hours=1))
     body = alice_client.get(accounts_url()).json()[0]
     assert not [key for key in body if "token" in key]
+
+
+# -- every action that calls Cronofy spends the user's budget (issue #10 item 1) --------
+
+
+def test_200_conferencing_authorizations_make_12_cronofy_calls(alice_client, synced, sim):
+    """Before: 200 requests made 200 Cronofy calls. After: the budget's 12."""
+    account, _ = synced
+    with app_settings_with(API_SYNC_THROTTLE_RATE="12/min"):
+        statuses = [
+            alice_client.post(authorization_url(account.pk), {}, format="json").status_code
+            for _ in range(200)
+        ]
+    assert sim.count("conferencing_service_authorizations") == 12
+    assert statuses.count(200) == 12 and statuses.count(429) == 188
+
+
+def test_one_budget_across_sync_authorization_and_unlink(alice_client, synced, sim):
+    account, _ = synced
+    with app_settings_with(API_SYNC_THROTTLE_RATE="2/min"):
+        assert alice_client.post(sync_url(account.pk)).status_code == 200
+        assert (
+            alice_client.post(authorization_url(account.pk), {}, format="json").status_code == 200
+        )
+        refused = alice_client.delete(account_url(account.pk))
+        assert refused.status_code == 429
+        assert int(refused["Retry-After"]) > 0
+    assert sim.count("revoke") == 0
+    assert LinkedAccount.objects.filter(pk=account.pk).exists()
+
+
+# -- odd input at the boundary (issue #10 item 5): 400 or 404, never 500 ---------------
+
+
+@pytest.mark.parametrize(
+    "value", [str(2**63), str(2**63 - 1 + 10**6), "9" * 40, str(-(2**63) - 1), "1e3"]
+)
+def test_out_of_range_account_filter_is_a_400(alice_client, make_account, user, value):
+    make_account(user, profiles=[{}])
+    response = alice_client.get(profiles_url(), {"account": value})
+    assert response.status_code == 400
+    assert "account" in response.json()
+
+
+def test_the_largest_account_id_is_a_valid_filter(alice_client, make_account, user):
+    make_account(user, profiles=[{}])
+    response = alice_client.get(profiles_url(), {"account": str(2**63 - 1)})
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "segment",
+    ["pro_%00x", "%00", "pro_%ED%A0%80", "pro_%FF", "pro_" + "x" * 300, "%20pro_a", "pro%20a"],
+)
+def test_odd_profile_ids_in_the_detail_url_are_a_404(alice_client, make_account, user, segment):
+    """Before: NUL reached PostgreSQL (DataError, a 500). After: 404, no query for it."""
+    make_account(user, profiles=[{"profile_id": "pro_a"}])
+    response = alice_client.get(profile_url("x").replace("/x/", f"/{segment}/"))
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("pk", [str(2**63), "9" * 40, "0", "-1", "1.5", "\x00"])
+def test_odd_account_ids_in_the_url_are_a_404(alice_client, make_account, user, pk):
+    make_account(user)
+    from urllib.parse import quote
+
+    url = account_url(1).replace("/1/", f"/{quote(pk, safe='')}/")
+    assert alice_client.get(url).status_code == 404
+    assert alice_client.post(url + "sync/").status_code == 404
+
+
+@pytest.mark.parametrize("value", ["zo\x00om", "x" * 101])
+def test_odd_provider_name_filter_is_a_400(alice_client, make_account, user, value):
+    make_account(user, profiles=[{}])
+    assert alice_client.get(profiles_url(), {"provider_name": value}).status_code == 400

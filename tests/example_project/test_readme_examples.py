@@ -37,8 +37,8 @@ def test_user_links_cronofy_and_sees_profiles(client, django_user_model, cronofy
             cronofy.profile("go_to", connected=False),
         ],
     )
-    # The user clicks "Connect Cronofy": the app sends the browser to Cronofy ...
-    response = client.get(reverse("cronofy_conferencing:connect"), {"data_center": "us"})
+    # The user clicks "Connect Cronofy" (a POST): the app sends the browser to Cronofy ...
+    response = client.post(reverse("cronofy_conferencing:connect"), {"data_center": "us"})
     # ... the user approves there, and Cronofy sends the browser back with a code.
     client.get(cronofy.authorize(response.url, account=cronofy_account))
 

@@ -13,6 +13,7 @@ from django_cronofy_conferencing.sync import (
     SyncResult,
     apply_userinfo,
     apply_userinfo_many,
+    sync_account,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -26,7 +27,7 @@ SIGNALS = {
 
 
 @pytest.fixture
-def received():
+def batch_signals():
     """Every signal sent, as (name, account pk, provider name or result)."""
     log: list[tuple] = []
     handlers = {}
@@ -118,20 +119,20 @@ def comparable(state):
     return sorted(row[2:] for row in profiles), sorted(row[2:6] for row in accounts)
 
 
-def signal_log(received, fleet) -> list[tuple]:
+def signal_log(batch_signals, fleet) -> list[tuple]:
     index = {account.pk: i for i, (account, _) in enumerate(fleet)}
-    return sorted((name, index[pk], repr(detail)) for name, pk, detail in received)
+    return sorted((name, index[pk], repr(detail)) for name, pk, detail in batch_signals)
 
 
-def test_same_rows_results_and_signals_as_one_by_one(sim, link_account, received):
+def test_same_rows_results_and_signals_as_one_by_one(sim, link_account, batch_signals):
     fleet = build_fleet(sim, link_account)
     batched = run_steps(sim, fleet, apply_userinfo_many)
-    batched_state, batched_signals = snapshot(), signal_log(received, fleet)
+    batched_state, batched_signals = snapshot(), signal_log(batch_signals, fleet)
 
     # Again, one account at a time, from scratch.
     ConferencingProfile.objects.all().delete()
     LinkedAccount.objects.all().delete()
-    received.clear()
+    batch_signals.clear()
     fleet = build_fleet(sim, link_account)
     single = run_steps(
         sim, fleet, lambda items: [apply_userinfo(account, info) for account, info in items]
@@ -146,7 +147,7 @@ def test_same_rows_results_and_signals_as_one_by_one(sim, link_account, received
     assert batched[2][2] == SyncResult(updated=1, unchanged=1)  # re-added
     # Same rows (subs, emails and profile ids are random per fleet: all but those).
     assert comparable(snapshot()) == comparable(batched_state)
-    assert signal_log(received, fleet) == batched_signals
+    assert signal_log(batch_signals, fleet) == batched_signals
     kinds = {entry[0] for entry in batched_signals}
     assert kinds == {"added", "removed", "disconnected", "reconnected", "synced"}
 
@@ -206,3 +207,32 @@ def test_many_profiles_fit_sqlite_parameter_limits(sim, link_account):
     results = apply_userinfo_many([(a, info_for(sim, a)) for a in fleet])
     assert results == [SyncResult(created=40)] * 30
     assert ConferencingProfile.objects.count() == 1200
+
+
+# -- survivors of the mutation audit (issue #10 item 10) --------------------------------
+
+
+@pytest.mark.parametrize("details_change", [False, True], ids=["stamped", "details-written"])
+def test_the_batch_path_resets_the_failure_fields(sim, link_account, details_change):
+    account, sim_account = link_account(conferencing_profiles=[sim.profile("zoom")])
+    sync_account(account)
+    LinkedAccount.objects.filter(pk=account.pk).update(
+        consecutive_failures=4, last_sync_error="HTTP 503 four times"
+    )
+    if details_change:
+        sim_account.email = "renamed@example.com"
+    account.refresh_from_db()
+    apply_userinfo_many([(account, info_for(sim, account))])
+    stored = LinkedAccount.objects.get(pk=account.pk)
+    assert (stored.consecutive_failures, stored.last_sync_error) == (0, "")
+    assert (stored.email == "renamed@example.com") is details_change
+
+
+def test_batch_signals_are_sent_after_commit(sim, link_account, batch_signals):
+    from django.db import transaction
+
+    accounts = [link_account(conferencing_profiles=[sim.profile("zoom")])[0] for _ in range(2)]
+    with transaction.atomic():  # the caller's transaction: nothing is sent before it commits
+        apply_userinfo_many([(a, info_for(sim, a)) for a in accounts])
+        assert batch_signals == []
+    assert sorted(name for name, *_ in batch_signals) == ["added", "added", "synced", "synced"]

@@ -145,3 +145,59 @@ def test_concurrent_sync_on_file_sqlite(tmp_path):
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output[-4000:]
     assert "3 passed" in output, output[-4000:]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("many", [False, True], ids=["apply_userinfo", "apply_userinfo_many"])
+def test_profiles_are_read_under_the_accounts_row_lock(sim, link_account, row_lock_holder, many):
+    """PostgreSQL, two connections: a profile another writer stores while this write waits
+    on the account's row is seen and updated. Without the row lock the write planned an
+    insert from what it had read before and failed on the unique key (IntegrityError,
+    which ``sync_account``'s retry would have hidden)."""
+    from django_cronofy_conferencing import sync
+    from django_cronofy_conferencing.models import ConferencingProfile
+    from django_cronofy_conferencing.payloads import parse_userinfo
+
+    account, sim_account = link_account(conferencing_profiles=[sim.profile("zoom")])
+    profile_id = sim_account.conferencing_profiles[0]["profile_id"]
+    info = parse_userinfo(sim._userinfo(sim_account), expected_sub=sim_account.sub)
+
+    def store_meanwhile():
+        ConferencingProfile.objects.create(
+            account_id=account.pk,
+            profile_id=profile_id,
+            provider_name="zoom",
+            profile_connected=False,
+        )
+
+    with row_lock_holder(account.pk, store_meanwhile):
+        if many:
+            sync.apply_userinfo_many([(account, info)])
+        else:
+            sync.apply_userinfo(account, info)
+    assert ConferencingProfile.objects.filter(account=account).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_failures_of_the_threaded_fleet_sync_are_recorded_on_each_account(sim, link_account):
+    """What ``sync_account`` records, the threaded path records too: the error, one more
+    consecutive failure; and a success resets them."""
+    if _in_memory_sqlite():
+        pytest.skip("in-memory SQLite: covered by test_concurrent_sync_on_file_sqlite")
+    pairs = [link_account(conferencing_profiles=[sim.profile("zoom")]) for _ in range(6)]
+    failing = {account.pk for account, _ in pairs[::2]}
+    for account, sim_account in pairs:
+        LinkedAccount.objects.filter(pk=account.pk).update(
+            consecutive_failures=2, last_sync_error="an older failure"
+        )
+        if account.pk in failing:
+            sim.fail("userinfo", status=503, times=None, sub=sim_account.sub)
+    report = sync_accounts(LinkedAccount.objects.all(), concurrency=3)
+    assert report.failed == len(failing)
+    for account in LinkedAccount.objects.all():
+        if account.pk in failing:
+            assert account.consecutive_failures == 3
+            assert "HTTP 503" in account.last_sync_error
+        else:
+            assert (account.consecutive_failures, account.last_sync_error) == (0, "")
+            assert account.last_synced_at is not None

@@ -24,40 +24,6 @@ from django_cronofy_conferencing.testing import SimulatedCronofy, simulated_cron
 
 pytestmark = pytest.mark.django_db
 
-SIGNAL_NAMES = (
-    "conferencing_profile_added",
-    "conferencing_profile_removed",
-    "conferencing_profile_disconnected",
-    "conferencing_profile_reconnected",
-    "account_synced",
-    "account_reauthorization_required",
-)
-
-
-@pytest.fixture
-def received():
-    """Every signal of signals.py, recorded as (name, profile_id or account pk)."""
-    log: list[tuple[str, object]] = []
-    connected = []
-    for name in SIGNAL_NAMES:
-        signal = getattr(signals, name)
-
-        def handler(sender, _name=name, **kwargs):
-            if "profile" in kwargs:
-                assert sender is ConferencingProfile
-                log.append((_name, kwargs["profile"].profile_id))
-            else:
-                assert sender is LinkedAccount
-                if _name == "account_synced":
-                    assert isinstance(kwargs["result"], SyncResult)
-                log.append((_name, kwargs["account"].pk))
-
-        signal.connect(handler, weak=False)
-        connected.append((signal, handler))
-    yield log
-    for signal, handler in connected:
-        signal.disconnect(handler)
-
 
 def profiles(account, **filters) -> dict[str, ConferencingProfile]:
     return {

@@ -36,7 +36,7 @@ ENV_ACCESS_TOKEN = "CRONOFY_ACCESS_TOKEN"
 ENV_REFRESH_TOKEN = "CRONOFY_REFRESH_TOKEN"
 ENV_EXPIRES_IN = "CRONOFY_TOKEN_EXPIRES_IN"
 MAX_INPUT = 64 * 1024
-_TOKEN = re.compile(r"^[\x21-\x7e]{1,4096}$")
+_TOKEN = re.compile(r"^[\x21-\x7e]{1,4096}\Z")
 
 ARGV_REFUSED = (
     "Tokens are never read from the command line: they would end up in shell history "

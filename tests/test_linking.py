@@ -1,62 +1,38 @@
-"""OAuth: authorization URL, code exchange, link, refresh (single flight), unlink."""
+"""linking: authorization URL, code exchange, link, unlink, push channel, conferencing
+authorization (above sync)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
-import time
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from cryptography.fernet import Fernet
-from django.db import connection, connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from django_cronofy_conferencing import channels, db, linking, tokens
-from django_cronofy_conferencing.client import CronofyClient
+from django_cronofy_conferencing import channels, linking
 from django_cronofy_conferencing.datacenters import BUILTIN_DATA_CENTERS
 from django_cronofy_conferencing.exceptions import (
     CronofyAPIError,
     CronofyUnavailable,
     InvalidGrant,
     RateLimited,
-    ReauthorizationRequired,
 )
 from django_cronofy_conferencing.fields import EncryptedValue
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.payloads import TokenSet
-from django_cronofy_conferencing.signals import account_reauthorization_required
 from django_cronofy_conferencing.sync import sync_account
 
 DATA_CENTERS = sorted(BUILTIN_DATA_CENTERS)
 REDIRECT = "https://example.com/cronofy/callback/"
 
 
-def expire_locally(account: LinkedAccount) -> LinkedAccount:
-    LinkedAccount.objects.filter(pk=account.pk).update(
-        token_expires_at=timezone.now() - timedelta(minutes=5)
-    )
-    return LinkedAccount.objects.get(pk=account.pk)
-
-
 def code_for(sim, sim_account, redirect_uri=REDIRECT) -> str:
     url = linking.authorization_url(sim_account.data_center, redirect_uri=redirect_uri, state="s")
     return parse_qs(urlsplit(sim.authorize(url, account=sim_account)).query)["code"][0]
-
-
-@pytest.fixture
-def reauth_signals():
-    received: list[int] = []
-
-    def handler(sender, account, **kwargs):
-        received.append(account.pk)
-
-    account_reauthorization_required.connect(handler)
-    yield received
-    account_reauthorization_required.disconnect(handler)
 
 
 # -- authorization URL and code exchange --------------------------------------
@@ -225,329 +201,6 @@ def test_link_survives_a_concurrent_create(sim, user, monkeypatch):
     assert LinkedAccount.objects.get().access_token == sim_account.access_token
 
 
-# -- refresh ------------------------------------------------------------------
-
-
-@pytest.mark.django_db
-@pytest.mark.parametrize("dc_id", DATA_CENTERS)
-def test_refresh_goes_to_the_api_host_of_the_account(sim, link_account, dc_id):
-    account, sim_account = link_account(data_center=dc_id, token_expires_in=60)
-    old = account.access_token
-    sync_account(account)
-    token_request = next(r for r in sim.requests if r.endpoint == "token")
-    assert token_request.data_center == dc_id
-    assert token_request.form["grant_type"] == "refresh_token"
-    assert {r.data_center for r in sim.requests} == {dc_id}
-    account.refresh_from_db()
-    assert account.access_token == sim_account.access_token != old
-
-
-@pytest.mark.django_db
-def test_no_refresh_while_the_token_is_fresh(sim, link_account):
-    account, _ = link_account(token_expires_in=301)  # just beyond the 300 s margin
-    sync_account(account)
-    assert sim.count("token") == 0
-
-
-@pytest.mark.django_db
-def test_refresh_before_the_call_within_the_margin(sim, link_account):
-    account, _ = link_account(token_expires_in=299)
-    sync_account(account)
-    assert [r.endpoint for r in sim.requests] == ["token", "userinfo"]
-    account.refresh_from_db()
-    assert account.token_expires_at > timezone.now() + timedelta(minutes=59)
-
-
-@pytest.mark.django_db
-def test_refresh_once_after_a_401(sim, link_account):
-    account, sim_account = link_account(token_expires_in=3600)
-    sim.expire_access_token(sim_account.sub)
-    sync_account(account)
-    assert [(r.endpoint, r.status) for r in sim.requests] == [
-        ("userinfo", 401),
-        ("token", 200),
-        ("userinfo", 200),
-    ]
-
-
-@pytest.mark.django_db
-def test_a_second_401_after_refresh_is_not_retried_again(sim, link_account):
-    account, _ = link_account()
-    sim.fail("userinfo", status=401, times=2)
-    with pytest.raises(ReauthorizationRequired):
-        sync_account(account)
-    assert sim.count("userinfo") == 2
-    assert sim.count("token") == 1
-
-
-@pytest.mark.django_db
-def test_refresh_without_refresh_token_keeps_the_old_one(sim, link_account):
-    sim.refresh_returns_refresh_token = False
-    account, sim_account = link_account(token_expires_in=10)
-    old_refresh = account.refresh_token
-    sync_account(account)
-    account.refresh_from_db()
-    assert account.refresh_token == old_refresh
-    assert account.access_token == sim_account.access_token
-    # And it still works for the next refresh.
-    account = expire_locally(account)
-    sync_account(account)
-    assert sim.count("token", status=200) == 2
-
-
-def test_refresh_tokens_trades_a_refresh_token_and_stores_nothing(sim):
-    """No database access (the test has none): the caller stores the tokens."""
-    sim_account = sim.add_account(data_center="au")
-    old_access, sent = sim_account.access_token, sim_account.refresh_token
-    fresh = tokens.refresh_tokens("au", sent)
-    assert fresh.access_token == sim_account.access_token != old_access
-    assert fresh.refresh_token == sim_account.refresh_token
-    assert fresh.expires_in == 3600
-    request = sim.requests[-1]
-    assert (request.endpoint, request.data_center) == ("token", "au")
-    assert request.form["grant_type"] == "refresh_token"
-    assert request.form["refresh_token"] == sent
-
-
-def test_refresh_tokens_keeps_the_refresh_token_when_none_comes_back(sim):
-    sim.refresh_returns_refresh_token = False
-    sim_account = sim.add_account()
-    sent = sim_account.refresh_token
-    assert tokens.refresh_tokens("us", sent).refresh_token == sent
-
-
-def test_refresh_tokens_of_a_dead_grant(sim):
-    sim_account = sim.add_account()
-    sim.revoke_grant(sim_account.sub)
-    with pytest.raises(InvalidGrant):
-        tokens.refresh_tokens("us", sim_account.refresh_token)
-
-
-@pytest.mark.django_db
-def test_the_account_refresh_goes_through_refresh_tokens(sim, link_account, monkeypatch):
-    account, _ = link_account(token_expires_in=10)
-    calls = []
-    real = tokens.refresh_tokens
-
-    def spy(data_center, refresh_token, **kwargs):
-        calls.append((data_center, refresh_token))
-        return real(data_center, refresh_token, **kwargs)
-
-    monkeypatch.setattr(tokens, "refresh_tokens", spy)
-    sent = account.refresh_token
-    sync_account(account)
-    assert calls == [("us", sent)]
-
-
-@pytest.mark.django_db
-def test_invalid_grant_marks_reauthorization_once_and_fails_fast(
-    sim, link_account, reauth_signals, django_capture_on_commit_callbacks
-):
-    account, sim_account = link_account(token_expires_in=10)
-    sim.revoke_grant(sim_account.sub)
-    with django_capture_on_commit_callbacks(execute=True), pytest.raises(ReauthorizationRequired):
-        sync_account(account)
-    account.refresh_from_db()
-    assert account.status == LinkedAccount.Status.REAUTHORIZATION_REQUIRED
-    assert "invalid_grant" in account.last_sync_error
-    assert reauth_signals == [account.pk]
-    requests_so_far = sim.count()
-
-    for _ in range(2):
-        with (
-            django_capture_on_commit_callbacks(execute=True),
-            pytest.raises(ReauthorizationRequired),
-        ):
-            sync_account(LinkedAccount.objects.get(pk=account.pk))
-    assert sim.count() == requests_so_far  # no HTTP call at all
-    assert reauth_signals == [account.pk]  # sent once
-
-
-@pytest.mark.django_db
-def test_invalid_grant_after_a_401(
-    sim, link_account, reauth_signals, django_capture_on_commit_callbacks
-):
-    account, sim_account = link_account(token_expires_in=3600)
-    sim.revoke_grant(sim_account.sub)  # the access token dies too
-    with django_capture_on_commit_callbacks(execute=True), pytest.raises(ReauthorizationRequired):
-        sync_account(account)
-    assert LinkedAccount.objects.get().status == LinkedAccount.Status.REAUTHORIZATION_REQUIRED
-    assert reauth_signals == [account.pk]
-
-
-@pytest.mark.django_db
-def test_a_lost_race_is_not_a_reauthorization(
-    sim, link_account, reauth_signals, monkeypatch, django_capture_on_commit_callbacks
-):
-    """The stored refresh token changed while ours was in flight (a relink elsewhere)."""
-    account, sim_account = link_account(
-        token_expires_in=10, conferencing_profiles=[sim.profile("zoom")]
-    )
-    sent_refresh = account.refresh_token
-    real_request_token = CronofyClient.request_token
-
-    def relink_meanwhile(self, grant, **kwargs):
-        if grant.get("grant_type") == "refresh_token":
-            # Another worker relinked: new tokens stored, the old refresh token dead.
-            del sim.refresh_tokens[sent_refresh]
-            sim._issue_tokens(sim_account)
-            LinkedAccount.objects.filter(pk=account.pk).update(
-                access_token=sim_account.access_token,
-                refresh_token=sim_account.refresh_token,
-                token_expires_at=timezone.now() + timedelta(hours=1),
-            )
-        return real_request_token(self, grant, **kwargs)
-
-    monkeypatch.setattr(CronofyClient, "request_token", relink_meanwhile)
-    with django_capture_on_commit_callbacks(execute=True):
-        result = sync_account(account)
-    # The sync went on with the relinked tokens and stored the profile.
-    assert (result.created, result.updated, result.removed) == (1, 0, 0)
-    assert account.access_token == sim_account.access_token  # adopted in memory too
-    assert account.status == LinkedAccount.Status.ACTIVE
-    stored = LinkedAccount.objects.get()
-    assert stored.status == LinkedAccount.Status.ACTIVE
-    assert stored.access_token == sim_account.access_token
-    assert stored.conferencing_profiles.get().provider_name == "zoom"
-    assert sim.count("token", status=400) == 1
-    assert sim.requests[-1].endpoint == "userinfo" and sim.requests[-1].status == 200
-    assert reauth_signals == []
-
-
-def _sync_in_threads(account_pk: int, n: int = 2):
-    """Sync the same account from ``n`` threads at once; returns (results, errors)."""
-    barrier = threading.Barrier(n)
-    results, errors = [], []
-
-    def work():
-        try:
-            account = LinkedAccount.objects.get(pk=account_pk)
-            barrier.wait(timeout=10)
-            results.append(sync_account(account))
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=work) for _ in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(t.is_alive() for t in threads)
-    return results, errors
-
-
-def _assert_single_flight(sim, sim_account, account_pk, old_token, results, errors):
-    assert errors == []
-    assert len(results) == 2
-    assert sim.count("token") == 1  # exactly one refresh reached Cronofy
-    assert sim.count("userinfo", status=200) == 2  # both syncs used the new token
-    assert sim.count("userinfo", status=401) == 0
-    stored = LinkedAccount.objects.get(pk=account_pk)
-    assert stored.access_token == sim_account.access_token != old_token
-    assert stored.status == LinkedAccount.Status.ACTIVE
-    assert stored.token_expires_at > timezone.now() + timedelta(minutes=59)
-
-
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("process_lock", [False, True], ids=["row-lock-only", "with-process-lock"])
-def test_refresh_race_single_flight_postgresql(sim, link_account, monkeypatch, process_lock):
-    """Two workers sync an account whose token expired: one refresh, both succeed.
-
-    ``row-lock-only`` disables the process-local lock, so the threads behave like
-    separate processes and only PostgreSQL's row lock (select_for_update) keeps
-    the refresh single flight.
-    """
-    if connection.vendor != "postgresql":
-        pytest.skip("runs in the PostgreSQL run of the suite (DATABASE_URL=postgres://...)")
-    if not process_lock:
-        monkeypatch.setattr(
-            tokens, "_REFRESH_LOCKS", tuple(contextlib.nullcontext() for _ in range(64))
-        )
-    account, sim_account = link_account(token_expires_in=-60)
-    sim.expire_access_token(sim_account.sub)
-    sim.fail("token", delay=0.3)  # the refresh is slow: the second worker arrives meanwhile
-    started = time.monotonic()
-    results, errors = _sync_in_threads(account.pk)
-    assert time.monotonic() - started >= 0.3
-    _assert_single_flight(sim, sim_account, account.pk, account.access_token, results, errors)
-
-
-@pytest.mark.django_db(transaction=True)
-def test_refresh_race_single_flight_serialized(sim, link_account):
-    """The same outcome on any database (SQLite: serialized by the process lock)."""
-    account, sim_account = link_account(token_expires_in=-60)
-    sim.expire_access_token(sim_account.sub)
-    sim.fail("token", delay=0.3)
-    results, errors = _sync_in_threads(account.pk)
-    _assert_single_flight(sim, sim_account, account.pk, account.access_token, results, errors)
-    connections.close_all()
-
-
-@pytest.mark.django_db
-def test_the_refresh_call_does_not_hold_the_process_write_lock(sim, link_account, monkeypatch):
-    """On SQLite the process-wide write lock serializes writes only: other threads
-    (other accounts of a fleet sync) keep writing while a refresh waits on Cronofy."""
-    account, _ = link_account(token_expires_in=-60)
-    real_request_token = CronofyClient.request_token
-    other_thread_could_write: list[bool] = []
-
-    def probe(self, grant, **kwargs):
-        def writer():
-            got = db._sqlite_write_lock.acquire(timeout=2)
-            if got:
-                db._sqlite_write_lock.release()
-            other_thread_could_write.append(got)
-
-        thread = threading.Thread(target=writer)
-        thread.start()
-        thread.join()
-        return real_request_token(self, grant, **kwargs)
-
-    monkeypatch.setattr(CronofyClient, "request_token", probe)
-    sync_account(account)
-    assert other_thread_could_write == [True]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_reauthorization_handler_may_refresh_another_account(sim, link_account):
-    """The signal is sent while the refresh slot is held: a handler refreshing an
-    account that hashes to the same slot must not deadlock its own thread."""
-    account, sim_account = link_account(token_expires_in=-60)
-    other, _ = link_account(token_expires_in=-60)
-    LinkedAccount.objects.filter(pk=other.pk).update(id=account.pk + len(tokens._REFRESH_LOCKS))
-    other = LinkedAccount.objects.get(pk=account.pk + len(tokens._REFRESH_LOCKS))
-    sim.revoke_grant(sim_account.sub)
-    refreshed: list[str] = []
-
-    def handler(sender, account, **kwargs):
-        refreshed.append(tokens.refresh_access_token(other))
-
-    account_reauthorization_required.connect(handler)
-    errors: list[BaseException] = []
-
-    def work():
-        try:
-            sync_account(LinkedAccount.objects.get(pk=account.pk))
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=work, daemon=True)
-    try:
-        thread.start()
-        thread.join(timeout=10)
-    finally:
-        account_reauthorization_required.disconnect(handler)
-    assert not thread.is_alive(), "deadlocked on the refresh slot"
-    assert [type(e) for e in errors] == [InvalidGrant]
-    assert len(refreshed) == 1
-    assert LinkedAccount.objects.get(pk=other.pk).access_token == refreshed[0]
-
-
 # -- unlink -------------------------------------------------------------------
 
 
@@ -699,3 +352,113 @@ def test_conferencing_authorization_refreshes_after_a_401(sim, link_account):
         ("token", 200),
         ("conferencing_service_authorizations", 200),
     ]
+
+
+# -- survivors of the mutation audit (issue #10 item 10) --------------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "url", ["javascript:alert(document.cookie)", "data:text/html,x", "//evil.example/x", ""]
+)
+def test_a_conferencing_authorization_url_that_is_no_web_url_is_refused(sim, link_account, url):
+    """The URL is handed to the browser as a redirect: never a javascript: URL."""
+    import json
+
+    from django_cronofy_conferencing.exceptions import InvalidResponse
+
+    account, _ = link_account()
+    body = json.dumps({"authorization_request": {"url": url}})
+    sim.fail("conferencing_service_authorizations", status=200, body=body)
+    with pytest.raises(InvalidResponse):
+        linking.create_conferencing_authorization(account, REDIRECT, "zoom")
+
+
+@pytest.mark.django_db
+def test_relink_reuses_the_existing_push_channel(sim, user, settings_with):
+    sim_account = sim.add_account()
+    tokens = TokenSet(
+        access_token=sim_account.access_token,
+        refresh_token=sim_account.refresh_token,
+        expires_in=3600,
+        scope="read_account",
+        sub=sim_account.sub,
+    )
+    with settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL="https://example.com/cronofy/n/"):
+        first = linking.link_account(user, "us", tokens).account
+        again = linking.link_account(user, "us", tokens).account
+    assert first.pk == again.pk
+    assert again.channel_id == first.channel_id != ""
+    assert sim.count("channels") == 1
+
+
+@pytest.mark.django_db
+def test_unlink_of_an_account_without_a_stored_token_calls_nothing(sim, user):
+    account = LinkedAccount.objects.create(
+        user=user, data_center="us", sub="acc_no_token", access_token="", refresh_token=""
+    )
+    assert linking.unlink(account) is True
+    assert not LinkedAccount.objects.filter(pk=account.pk).exists()
+    assert sim.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_link_reads_the_account_under_its_row_lock(sim, user, other_user, row_lock_holder):
+    """PostgreSQL, two connections: the account is given to another user while the link
+    waits on its row. Under the lock the link sees it and refuses; without the lock it
+    read the old owner first and moved the account back (AccountLinkConflict missed)."""
+    sim_account = sim.add_account()
+    account = LinkedAccount.objects.create(
+        user=user,
+        data_center="us",
+        sub=sim_account.sub,
+        access_token="at-before-000000",
+        refresh_token="rt-before-000000",
+    )
+    tokens = TokenSet(
+        access_token=sim_account.access_token,
+        refresh_token=sim_account.refresh_token,
+        expires_in=3600,
+        scope="read_account",
+        sub=sim_account.sub,
+    )
+
+    def give_away():
+        LinkedAccount.objects.filter(pk=account.pk).update(user=other_user)
+
+    with row_lock_holder(account.pk, give_away), pytest.raises(linking.AccountLinkConflict):
+        linking.link_account(user, "us", tokens, sync=False)
+    stored = LinkedAccount.objects.get(pk=account.pk)
+    assert stored.user == other_user
+    assert stored.access_token == "at-before-000000"
+
+
+@pytest.mark.django_db
+def test_a_code_exchange_must_return_a_refresh_token(sim):
+    import json
+
+    from django_cronofy_conferencing.exceptions import InvalidResponse
+
+    sim_account = sim.add_account()
+    code = code_for(sim, sim_account)
+    body = json.dumps({"token_type": "bearer", "access_token": "at-only-0000000000", "sub": "a"})
+    sim.fail("token", status=200, body=body)
+    with pytest.raises(InvalidResponse, match="refresh_token"):
+        linking.exchange_code("us", code, REDIRECT)
+
+
+@pytest.mark.django_db
+def test_linked_tokens_are_remembered_for_redaction(sim, user):
+    from django_cronofy_conferencing.redaction import REDACTED, redact
+
+    tokens = TokenSet(
+        access_token="at-linked-never-sent-1234",
+        refresh_token="rt-linked-never-sent-5678",
+        expires_in=3600,
+        scope="read_account",
+        sub="acc_remembered",
+    )
+    linking.link_account(user, "us", tokens, sync=False)
+    assert redact("at-linked-never-sent-1234 rt-linked-never-sent-5678") == (
+        f"{REDACTED} {REDACTED}"
+    )
