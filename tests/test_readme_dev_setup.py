@@ -161,7 +161,16 @@ def test_from_startproject_to_a_linked_account(tmp_path):
         assert "You have not linked a Cronofy account yet." in page.text
 
         # Connect Cronofy -> the simulator's consent page -> Approve as a demo account.
-        consent = browser.get(f"{site}/cronofy/connect/?data_center=sim", timeout=10)
+        # (connect is a POST: its GET is the page with the button.)
+        connect_url = f"{site}/cronofy/connect/?data_center=sim"
+        button = browser.get(connect_url, timeout=10)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', button.text).group(1)
+        consent = browser.post(
+            f"{site}/cronofy/connect/",
+            data={"data_center": "sim", "csrfmiddlewaretoken": token},
+            headers={"Referer": connect_url},
+            timeout=10,
+        )
         assert consent.status_code == 200 and "Approve" in consent.text
         sim_url = re.search(r'"api_url": "([^"]+)"', simulator.output).group(1)
         assert consent.url.startswith(f"{sim_url}/oauth/authorize?"), consent.url
