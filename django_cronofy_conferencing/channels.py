@@ -24,7 +24,7 @@ from .models import LinkedAccount
 from .tokens import ensure_access_token
 
 MAX_CHANNEL_ID = 255
-_CHANNEL_ID = re.compile(r"^[\x21-\x7e]{1,255}$")
+_CHANNEL_ID = re.compile(r"^[\x21-\x7e]{1,255}\Z")
 
 
 class ChannelState:

@@ -72,7 +72,7 @@ RESYNC_TYPES = frozenset(
 GDPR_TYPE = "gdpr_requested"
 _MAX_SIGNATURES = 10
 # Types and channel ids are short printable ASCII; anything else never reaches a query.
-_TOKEN = re.compile(r"^[\x21-\x7e]{1,255}$")
+_TOKEN = re.compile(r"^[\x21-\x7e]{1,255}\Z")
 
 
 def _all_secrets() -> list[str]:

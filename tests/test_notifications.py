@@ -470,8 +470,8 @@ def test_gdpr_requested_sends_the_signal_and_calls_nothing(push_client, sim, cha
 
 @pytest.mark.parametrize(
     "channel_id",
-    ["chn_\x00abc", "chn_\udcff", "chn_" + "x" * 300, "chn with space", 42, ["chn_1"]],
-    ids=["nul", "lone-surrogate", "too-long", "space", "number", "list"],
+    ["chn_\x00abc", "chn_\udcff", "chn_" + "x" * 300, "chn with space", 42, ["chn_1"], "chn_1\n"],
+    ids=["nul", "lone-surrogate", "too-long", "space", "number", "list", "trailing-newline"],
 )
 def test_an_odd_channel_id_is_a_400_when_signed_and_reaches_no_query(
     push_client, sim, channelled, channel_id, django_assert_num_queries
