@@ -180,7 +180,7 @@ def test_reauthorization_required(page_for, person, cronofy, axe_script, viewpor
     page.goto("/cronofy/")
     block = section(page, "pat@example.com")
     assert block.get_by_text("Reconnect your Cronofy account").is_visible()
-    assert block.get_by_role("link", name="Reconnect Cronofy").is_visible()
+    assert block.get_by_role("button", name="Reconnect Cronofy").is_visible()
     assert block.get_by_text("Status unknown").is_visible()
     assert block.get_by_role("button", name=re.compile("^Sync now")).count() == 0
     check_page(page, axe_script, "reauthorization", viewport, screenshot)
