@@ -1,7 +1,8 @@
 """Django settings for the fleet sync benchmark (benchmarks/fleet_sync.py).
 
 Everything comes from the environment the benchmark sets for its processes:
-``BENCH_DATABASE_URL`` (PostgreSQL), ``BENCH_REDIS_URL`` and ``BENCH_CACHE_PREFIX``
+``BENCH_DATABASE_URL`` (PostgreSQL, or ``sqlite:////path/to/file``), ``BENCH_REDIS_URL``
+and ``BENCH_CACHE_PREFIX``
 (the rate limit's shared cache), ``BENCH_SIM_URL`` (the HTTP simulator, data
 center "sim") and ``BENCH_RATE_LIMITS`` (comma-separated, "" for none).
 """
@@ -17,19 +18,28 @@ USE_TZ = True
 TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-_db = urlsplit(
-    os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cronofy_bench")
-)
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": unquote(_db.path.lstrip("/")) or "cronofy_bench",
-        "USER": unquote(_db.username or "") or "postgres",
-        "PASSWORD": unquote(_db.password or ""),
-        "HOST": _db.hostname or "127.0.0.1",
-        "PORT": str(_db.port or 5432),
+_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/cronofy_bench")
+_db = urlsplit(_url)
+if _db.scheme == "sqlite":
+    # A file (the sync's threads share it); no fsync per commit, as in the tests.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _db.path,
+            "OPTIONS": {"init_command": "PRAGMA synchronous=OFF"},
+        }
     }
-}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(_db.path.lstrip("/")) or "cronofy_bench",
+            "USER": unquote(_db.username or "") or "postgres",
+            "PASSWORD": unquote(_db.password or ""),
+            "HOST": _db.hostname or "127.0.0.1",
+            "PORT": str(_db.port or 5432),
+        }
+    }
 
 CACHES = {
     "default": {

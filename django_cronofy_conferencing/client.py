@@ -108,15 +108,61 @@ class _TooLarge(Exception):
     pass
 
 
+class HostAdapter(requests.adapters.HTTPAdapter):
+    """requests' ``HTTPAdapter``, keeping what it would recompute on every request.
+
+    Per request, ``HTTPAdapter.send`` parses the URL and rebuilds the
+    connection pool's key (an ``os.path.isdir`` on the CA bundle among it),
+    then checks the bundle on disk again in ``cert_verify``. For the same
+    origin, ``verify``, ``cert`` and proxies the answers never change: each
+    pool is looked up once (again only if urllib3 closed it) and verified
+    once. Everything else is requests' own code path.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pools: dict[tuple, Any] = {}
+        self._verified: set[tuple] = set()
+
+    def get_connection_with_tls_context(
+        self, request: requests.PreparedRequest, verify: Any, proxies: Any = None, cert: Any = None
+    ) -> Any:
+        url = request.url or ""
+        origin = url[: url.find("/", url.find("//") + 2)]  # scheme://host:port
+        key = (origin, verify, cert, tuple(sorted(proxies.items())) if proxies else None)
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:  # new, or closed by urllib3
+            pool = super().get_connection_with_tls_context(
+                request, verify, proxies=proxies, cert=cert
+            )
+            self._pools[key] = pool
+        return pool
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        key = (conn, url[:6].lower() == "https:", verify, cert)
+        if key not in self._verified:
+            super().cert_verify(conn, url, verify, cert)
+            self._verified.add(key)
+
+    def close(self) -> None:
+        self._pools.clear()
+        self._verified.clear()
+        super().close()
+
+
 def new_session(base_url: str) -> requests.Session:
     """A session for one host, with the environment's proxy and CA settings read once.
 
     ``requests`` re-reads ``os.environ`` (proxies, CA bundle) and ``~/.netrc``
     on every request when ``trust_env`` is on: a sizeable share of the CPU of a
     fleet sync. The result for this host is the same, computed here once; and
-    ``.netrc`` credentials are never sent to Cronofy.
+    ``.netrc`` credentials are never sent to Cronofy. Its adapters are
+    ``HostAdapter``: requests' own, minus the per-request pool key and CA
+    bundle checks.
     """
     session = requests.Session()
+    for prefix in ("https://", "http://"):
+        session.mount(prefix, HostAdapter())
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if bundle:
