@@ -186,6 +186,47 @@ def test_a_fixed_number_of_queries_whatever_the_batch_size(sim, link_account):
     assert "INSERT" not in statements
 
 
+def test_a_first_sync_writes_every_account_in_a_fixed_number_of_queries(sim, link_account):
+    """Every account's details change on a first sync: one UPDATE for all of them,
+    whatever their number, each with its own values (the same as one by one)."""
+    counts = []
+    for size in (3, 40):
+        fleet = [
+            link_account(
+                name=f"User {size}-{i}",
+                conferencing_profiles=[sim.profile("zoom"), sim.profile("ms_teams")],
+            )[0]
+            for i in range(size)
+        ]
+        with CaptureQueriesContext(connection) as queries:
+            apply_userinfo_many([(a, info_for(sim, a)) for a in fleet])
+        counts.append(len(queries))
+        updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+        assert len(updates) == 1
+        for account in fleet:
+            stored = LinkedAccount.objects.get(pk=account.pk)
+            sim_account = sim.accounts[account.sub]
+            assert (stored.name, stored.email) == (sim_account.name, sim_account.email)
+            assert stored.userinfo == sim._userinfo(sim_account)
+            assert stored.last_synced_at == account.last_synced_at is not None
+            assert stored.last_sync_error == "" and stored.consecutive_failures == 0
+    assert counts[0] == counts[1]
+
+
+def test_a_first_sync_past_the_parameter_limit_takes_one_more_statement(
+    sim, link_account, monkeypatch
+):
+    monkeypatch.setattr(connection.features, "max_query_params", 60)  # 5 rows a statement
+    fleet = [link_account(name=f"User {i}")[0] for i in range(12)]
+    with CaptureQueriesContext(connection) as queries:
+        apply_userinfo_many([(a, info_for(sim, a)) for a in fleet])
+    updates = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE")]
+    assert len(updates) == 3
+    assert sorted(LinkedAccount.objects.values_list("name", flat=True)) == sorted(
+        f"User {i}" for i in range(12)
+    )
+
+
 def test_changed_details_are_written_per_account(sim, link_account):
     (renamed, sim_renamed), (same, _) = link_account(), link_account()
     apply_userinfo_many([(a, info_for(sim, a)) for a in (renamed, same)])
