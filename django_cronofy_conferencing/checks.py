@@ -6,10 +6,11 @@ E005 DATA_CENTERS malformed       E006 RATE_LIMITS malformed
 E007 a number setting is not a non-negative number
 E008 RATE_LIMIT_CACHE names no cache in CACHES
 E009 an API_PERMISSION_CLASSES entry does not import
-E014 the task queue (USE_CELERY) is on but its package is not installed
+E014 the task queue (TASK_QUEUE "celery") is set but Celery is not installed
 W001 token keys derived from SECRET_KEY
 W002 unknown key in CRONOFY_CONFERENCING (a typo?)
 E010-E013, W004: APPLICATIONS (see check_applications below)
+E015 TASK_QUEUE unknown, not installed or unable to run tasks; USE_CELERY left over
 """
 
 from __future__ import annotations
@@ -298,15 +299,15 @@ def check_api_permission_classes(app_configs=None, **kwargs) -> list:
     return messages
 
 
-#: The queue setting, and the package each of its values needs. When ``TASK_QUEUE``
-#: replaces ``USE_CELERY``, this becomes ``("TASK_QUEUE", {"celery": "celery", ...})``
-#: and ``_configured_queue`` returns ``app_settings.TASK_QUEUE``.
-QUEUE_SETTING = "USE_CELERY"
+#: The queue setting, and the package each of its values needs (Django's tasks
+#: framework, built in or the backport, is E015's).
+QUEUE_SETTING = "TASK_QUEUE"
 QUEUE_PACKAGES = {"celery": "celery"}
 
 
 def _configured_queue() -> str | None:
-    return "celery" if getattr(app_settings, QUEUE_SETTING) else None
+    queue = getattr(app_settings, QUEUE_SETTING)
+    return queue if isinstance(queue, str) else None
 
 
 @register("cronofy_conferencing")
@@ -322,8 +323,75 @@ def check_queue_installed(app_configs=None, **kwargs) -> list:
         Error(
             f"{_key(QUEUE_SETTING)} asks for {queue}, but the {package!r} package is not "
             "installed.",
-            hint='Install it (pip install "django-cronofy-conferencing[celery]") or turn '
-            f"{_key(QUEUE_SETTING)} off.",
+            hint='Install it (pip install "django-cronofy-conferencing[celery]") or set '
+            f"{_key(QUEUE_SETTING)} to None.",
             id=ID.format("E014"),
         )
     ]
+
+
+@register("cronofy_conferencing")
+def check_task_queue(app_configs=None, **kwargs) -> list:
+    """E015: ``TASK_QUEUE`` names a queue that is installed and can run the app's tasks
+    (and ``USE_CELERY``, which it replaced, is gone)."""
+    from .queueing import QUEUES
+
+    def error(message: str, hint: str) -> Error:
+        return Error(message, hint=hint, id=ID.format("E015"))
+
+    messages: list = []
+    if "USE_CELERY" in app_settings.user_settings:
+        messages.append(
+            error(
+                f"{_key('USE_CELERY')} was replaced by {_key('TASK_QUEUE')}.",
+                f"Remove {_key('USE_CELERY')}; set {_key('TASK_QUEUE')} = 'celery' "
+                "(or 'django', or None to sync inline).",
+            )
+        )
+    queue = app_settings.TASK_QUEUE
+    if queue not in QUEUES:
+        messages.append(
+            error(
+                f"{_key('TASK_QUEUE')} is {queue!r}, which is not a queue the app knows.",
+                "Use None (sync inline), 'celery' or 'django' (Django's tasks framework).",
+            )
+        )
+    elif queue == "django":  # (Celery not installed: E014)
+        messages.extend(_django_tasks_errors(error))
+    return messages
+
+
+def _django_tasks_errors(error) -> list:
+    from importlib.util import find_spec
+
+    if find_spec("django.tasks") is None and find_spec("django_tasks") is None:
+        return [
+            error(
+                f"{_key('TASK_QUEUE')} is 'django', but Django's tasks framework is not "
+                "installed (Django 6 has it; on Django 5.2 it is the django-tasks package).",
+                "pip install 'django-cronofy-conferencing[tasks]' (or django-tasks), "
+                "and add 'django_tasks' to INSTALLED_APPS on Django 5.2.",
+            )
+        ]
+    try:
+        from .tasks_django import sync_account_task
+
+        backend = sync_account_task.get_backend()
+    except Exception as exc:  # an unknown or broken TASKS backend
+        return [
+            error(
+                f"{_key('TASK_QUEUE')} is 'django', but the tasks backend cannot be loaded: "
+                f"{type(exc).__name__}: {exc}",
+                "Check the TASKS setting's 'default' backend.",
+            )
+        ]
+    if type(backend).__name__ == "DummyBackend":
+        return [
+            error(
+                f"{_key('TASK_QUEUE')} is 'django', but the TASKS backend is the "
+                "DummyBackend, which never runs a task: no sync would happen.",
+                "Use a backend with a worker (django-tasks-db, RQ, ...), or set "
+                f"{_key('TASK_QUEUE')} = None to sync inline.",
+            )
+        ]
+    return []

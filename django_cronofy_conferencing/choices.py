@@ -218,7 +218,7 @@ def _queue_resync(account: LinkedAccount) -> bool:
     """
     from . import queueing
 
-    if not app_settings.USE_CELERY:
+    if not queueing.queue_enabled():
         return False
     key = f"cronofy_conferencing:stale-resync:{account.pk}"
     try:

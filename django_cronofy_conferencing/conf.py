@@ -66,8 +66,9 @@ DEFAULTS: dict[str, Any] = {
         "rest_framework.permissions.IsAuthenticated",
     ],
     "API_SYNC_THROTTLE_RATE": "12/m",
-    # Queue syncs through Celery where a choice exists (admin, API, push).
-    "USE_CELERY": False,
+    # Where syncs are queued when there is a choice (admin, API, push, cronofy_sync
+    # --queue): None (inline), "celery" or "django" (Django's tasks framework).
+    "TASK_QUEUE": None,
     # Push notifications: a notification-triggered resync of one account happens at
     # most once per this many seconds, whatever the notification type.
     "PUSH_RESYNC_DEBOUNCE": 10,

@@ -51,7 +51,7 @@ from .conf import app_settings
 from .db import non_atomic_requests
 from .exceptions import CronofyError
 from .models import LinkedAccount
-from .queueing import queue_sync
+from .queueing import queue_enabled, queue_sync
 from .redaction import redact
 from .signals import account_gdpr_requested
 from .sync import sync_account
@@ -210,12 +210,11 @@ def _first_in_window(account: LinkedAccount) -> bool:
 
 
 def resync(account: LinkedAccount, *, reason: str = "") -> None:
-    """Sync the account again: queued when a task queue is configured (``USE_CELERY``),
-    else one bounded attempt now.
+    """Sync the account again: queued with ``TASK_QUEUE``, else now.
 
     Never raises a ``CronofyError``: a failed sync is recorded on the account.
     """
-    if app_settings.USE_CELERY:
+    if queue_enabled():
         try:
             queue_sync(account.pk)
         except Exception:

@@ -1,14 +1,98 @@
-"""Hand accounts to the Celery workers (``USE_CELERY``).
+"""The one place the app hands work to a queue: ``TASK_QUEUE``.
 
-Celery is optional: ``tasks`` is imported only when something is queued, so
-the app imports and runs without it installed.
+``None``: nothing is queued (callers sync inline). ``"celery"``: Celery
+(``tasks``, the ``celery`` extra). ``"django"``: Django's tasks framework
+(``tasks_django``; built into Django 6, the ``django-tasks`` backport on 5.2,
+the ``tasks`` extra), on whichever backend the host's ``TASKS`` setting names.
+Neither is imported until something is queued, so the app imports and runs
+without them. Every enqueue happens after the surrounding transaction commits
+(at once outside one): a worker never looks for an account that is not there yet.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
 
-def queue_sync(account_id: int) -> None:
-    """Queue ``sync_account_task`` for one account."""
-    from .tasks import sync_account_task
+from django.core.exceptions import ImproperlyConfigured
+from django.db import router, transaction
+from django.utils import timezone
 
-    sync_account_task.delay(account_id)
+from .conf import SETTINGS_NAME, app_settings
+from .db import keyset_chunks
+
+QUEUES = (None, "celery", "django")
+CHUNK_SIZE = 1000  # account ids read, and enqueued, at a time
+
+
+def configured_queue() -> str | None:
+    """``TASK_QUEUE``, or ImproperlyConfigured naming the key (system check E015)."""
+    queue = app_settings.TASK_QUEUE
+    if queue not in QUEUES:
+        raise ImproperlyConfigured(
+            f"{SETTINGS_NAME}['TASK_QUEUE'] must be None, 'celery' or 'django'; got {queue!r}."
+        )
+    return queue
+
+
+def queue_enabled() -> bool:
+    """Whether syncs go to a queue (the admin, API and push receiver ask this)."""
+    return configured_queue() is not None
+
+
+def after_commit(callback: Callable[[], Any]) -> None:
+    """Run ``callback`` once the write transaction commits (now, outside one)."""
+    from .models import LinkedAccount
+
+    transaction.on_commit(callback, using=router.db_for_write(LinkedAccount))
+
+
+def _sync_task() -> Any:
+    queue = configured_queue()
+    if queue == "celery":
+        from .tasks import sync_account_task
+    elif queue == "django":
+        from .tasks_django import sync_account_task
+    else:
+        raise ImproperlyConfigured(
+            f"{SETTINGS_NAME}['TASK_QUEUE'] is None: there is no queue to hand syncs to."
+        )
+    return sync_account_task
+
+
+def _enqueue(task: Any, account_id: int, synced_before: str | None) -> None:
+    args = (account_id,) if synced_before is None else (account_id, synced_before)
+    if hasattr(task, "delay"):  # Celery
+        task.delay(*args)
+    else:  # Django's tasks framework
+        task.enqueue(*args)
+
+
+def queue_sync(account_id: int, *, synced_before: str | None = None) -> None:
+    """Queue the sync of one account (after commit). ``synced_before``: skip it if
+    something synced it after that moment (ISO 8601)."""
+    task = _sync_task()
+    after_commit(lambda: _enqueue(task, account_id, synced_before))
+
+
+def queue_accounts(queryset: Any, *, synced_before: str | None = None) -> int:
+    """Queue one sync per account of ``queryset``, reading and enqueueing the ids
+    ``CHUNK_SIZE`` at a time (memory stays flat); returns how many."""
+    task = _sync_task()
+    ids = queryset.values_list("pk", flat=True)
+    queued = 0
+    for chunk in keyset_chunks(ids, CHUNK_SIZE, pk_of=lambda pk: pk):
+        after_commit(lambda chunk=chunk: [_enqueue(task, pk, synced_before) for pk in chunk])
+        queued += len(chunk)
+    return queued
+
+
+def queue_due_accounts(stale_after: float | None = None) -> int:
+    """Queue a sync for every due account (``LinkedAccount.objects.due``); an account
+    synced meanwhile by anything else is skipped by its task."""
+    from .models import LinkedAccount
+
+    now = timezone.now()
+    return queue_accounts(
+        LinkedAccount.objects.due(stale_after, now=now), synced_before=now.isoformat()
+    )

@@ -31,6 +31,7 @@ from .redaction import redact
 from .sync_plan import (
     CALENDAR_PROFILE_UPDATE_FIELDS,
     PROFILE_UPDATE_FIELDS,
+    Plan,
     SyncResult,
 )
 from .sync_plan import (
@@ -239,7 +240,7 @@ def apply_userinfo_many(items: Sequence[tuple[LinkedAccount, UserInfo]]) -> list
         # one UPDATE ... FROM (VALUES ...) (``update_accounts``); the others (the
         # usual case) one UPDATE of the sync stamps.
         stamped: list[int] = []
-        detailed: list[_Plan] = []
+        detailed: list[Plan] = []
         for plan in plans:
             if all(
                 getattr(plan.account, name) == plan.account_fields[name]

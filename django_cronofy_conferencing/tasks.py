@@ -1,8 +1,9 @@
 """Celery tasks: the fleet sync spread over workers (the ``celery`` extra).
 
 Only imported where Celery is installed: the rest of the app never imports
-this module at import time (the admin, the API and push notifications import
-it lazily when ``CRONOFY_CONFERENCING["USE_CELERY"]`` is true).
+this module at import time (``queueing`` imports it lazily when
+``CRONOFY_CONFERENCING["TASK_QUEUE"]`` is ``"celery"``). What a task does is
+``jobs``: the same for Django's tasks framework (``tasks_django``).
 
 - ``sync_account_task(account_id)``: sync one account. Transient failures
   (``CronofyUnavailable``, ``RateLimited``) are retried up to
@@ -41,107 +42,76 @@ or ask Cronofy for a higher limit.
 from __future__ import annotations
 
 import logging
-import random
-from datetime import datetime
 from typing import Any
 
 from celery import shared_task
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
-from .db import keyset_chunks
-from .exceptions import CronofyError, CronofyUnavailable, RateLimited
-from .models import LinkedAccount
+from .jobs import (
+    FAN_OUT_CHUNK_SIZE,
+    RETRY_BACKOFF,
+    RETRY_BACKOFF_MAX,
+    SYNC_TASK_MAX_RETRIES,
+    TRANSIENT_ERRORS,
+    due_account_ids,
+    retry_delay,
+    run_sync,
+)
+from .queueing import after_commit
 from .redaction import redact
 
+__all__ = [
+    "FAN_OUT_CHUNK_SIZE",
+    "RETRY_BACKOFF",
+    "RETRY_BACKOFF_MAX",
+    "SYNC_TASK_MAX_RETRIES",
+    "TRANSIENT_ERRORS",
+    "due_account_ids",
+    "retry_delay",
+    "sync_account_task",
+    "sync_due_accounts_task",
+]
+
 logger = logging.getLogger(__name__)
-
-SYNC_TASK_MAX_RETRIES = 5
-RETRY_BACKOFF = 30  # seconds: the first retry waits between 15 and 30 s, then doubling
-RETRY_BACKOFF_MAX = 30 * 60
-FAN_OUT_CHUNK_SIZE = 1000
-
-TRANSIENT_ERRORS = (CronofyUnavailable, RateLimited)
-
-
-def retry_delay(retries: int, retry_after: float | None = None, rng=random) -> float:
-    """Seconds before retry number ``retries + 1``: ``Retry-After`` when Cronofy gave
-    one (plus a little jitter), else exponential backoff with jitter (half to all of
-    ``RETRY_BACKOFF * 2**retries``, capped at ``RETRY_BACKOFF_MAX``)."""
-    if retry_after is not None and retry_after >= 0:
-        return min(float(retry_after), RETRY_BACKOFF_MAX) + rng.uniform(0, 1)
-    ceiling = min(RETRY_BACKOFF * 2**retries, RETRY_BACKOFF_MAX)
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
 @shared_task(bind=True, max_retries=SYNC_TASK_MAX_RETRIES, ignore_result=True)
 def sync_account_task(self, account_id: int, synced_before: str | None = None) -> dict[str, Any]:
-    """Sync one account; retry transient failures only.
-
-    ``synced_before`` (ISO 8601, set by ``sync_due_accounts_task``): skip the
-    account if it was synced after that moment (it is no longer due).
-    """
-    from .sync import sync_account
-
-    account = LinkedAccount.objects.filter(pk=account_id).first()
-    if account is None:
-        return {"account": account_id, "status": "missing"}
-    if account.status != LinkedAccount.Status.ACTIVE:
-        return {"account": account_id, "status": account.status}
-    cutoff = parse_datetime(synced_before) if synced_before else None
-    if cutoff is not None and account.last_synced_at and account.last_synced_at > cutoff:
-        return {"account": account_id, "status": "fresh"}
-    try:
-        result = sync_account(account)
-    except TRANSIENT_ERRORS as exc:
-        if self.request.retries >= self.max_retries:
-            logger.warning(
-                "Giving up on Cronofy account %s after %s retries: %s",
-                account_id,
-                self.request.retries,
-                redact(exc),
-            )
-            return {"account": account_id, "status": "failed", "error": type(exc).__name__}
-        delay = retry_delay(self.request.retries, getattr(exc, "retry_after", None))
-        logger.info(
-            "Sync of Cronofy account %s failed (%s); retry %s in %.0f s",
+    """Sync one account (``jobs.run_sync``); retry transient failures only."""
+    outcome = run_sync(account_id, synced_before)
+    exc = outcome.transient
+    if exc is None:
+        return outcome.summary
+    if self.request.retries >= self.max_retries:
+        logger.warning(
+            "Giving up on Cronofy account %s after %s retries: %s",
             account_id,
-            type(exc).__name__,
-            self.request.retries + 1,
-            delay,
+            self.request.retries,
+            redact(exc),
         )
-        # Retry without ``exc``: the task is re-queued, not failed, so no
-        # exception (with Cronofy's text in it) reaches the result backend.
-        raise self.retry(countdown=delay) from None
-    except CronofyError as exc:
-        # Final (reauthorization required, invalid response, a 4xx): recorded
-        # on the account by sync_account; retrying cannot help.
-        return {"account": account_id, "status": "failed", "error": type(exc).__name__}
-    return {
-        "account": account_id,
-        "status": "synced",
-        "created": result.created,
-        "updated": result.updated,
-        "removed": result.removed,
-        "unchanged": result.unchanged,
-    }
+        return outcome.summary
+    delay = retry_delay(self.request.retries, getattr(exc, "retry_after", None))
+    logger.info(
+        "Sync of Cronofy account %s failed (%s); retry %s in %.0f s",
+        account_id,
+        type(exc).__name__,
+        self.request.retries + 1,
+        delay,
+    )
+    # Retry without ``exc``: the task is re-queued, not failed, so no
+    # exception (with Cronofy's text in it) reaches the result backend.
+    raise self.retry(countdown=delay) from None
 
 
 @shared_task(ignore_result=True)
 def sync_due_accounts_task(stale_after: float | None = None) -> int:
-    """Queue one ``sync_account_task`` per due account; returns how many were queued."""
+    """Queue one ``sync_account_task`` per due account, each chunk after it is read
+    (and after the surrounding transaction commits, if any); returns how many."""
     now = timezone.now()
     queued = 0
     stamp = now.isoformat()
     for ids in due_account_ids(stale_after, now=now):
-        for account_id in ids:
-            sync_account_task.apply_async((account_id, stamp))
+        after_commit(lambda ids=ids: [sync_account_task.apply_async((pk, stamp)) for pk in ids])
         queued += len(ids)
     logger.info("Queued %s Cronofy account syncs", queued)
     return queued
-
-
-def due_account_ids(stale_after: float | None = None, *, now: datetime | None = None):
-    """The ids of the due accounts, in lists of at most ``FAN_OUT_CHUNK_SIZE``."""
-    ids = LinkedAccount.objects.due(stale_after, now=now).values_list("pk", flat=True)
-    return keyset_chunks(ids, FAN_OUT_CHUNK_SIZE, pk_of=lambda pk: pk)

@@ -175,16 +175,83 @@ def test_e014_queue_on_without_its_package(monkeypatch):
     monkeypatch.setattr(
         "importlib.util.find_spec", lambda name: None if name == "celery" else real_find_spec(name)
     )
-    with with_settings(USE_CELERY=True):
+    with with_settings(TASK_QUEUE="celery"):
         found = run_all_checks()
     assert ids(found) == ["cronofy_conferencing.E014"]
     assert f"CRONOFY_CONFERENCING['{app_checks.QUEUE_SETTING}']" in found[0].msg
     assert "celery" in found[0].msg and "pip install" in found[0].hint
-    with with_settings(USE_CELERY=False):
+    with with_settings(TASK_QUEUE=None):
         assert run_all_checks() == []
 
 
 def test_e014_is_quiet_when_the_package_is_there():
     pytest.importorskip("celery")
-    with with_settings(USE_CELERY=True):
+    with with_settings(TASK_QUEUE="celery"):
         assert run_all_checks() == []
+
+
+# -- E015: TASK_QUEUE ----------------------------------------------------------------
+
+
+def _task_queue_errors(**extra):
+    from django.conf import settings as django_settings
+    from django.test import override_settings
+
+    from django_cronofy_conferencing.checks import check_task_queue
+
+    conf = {**django_settings.CRONOFY_CONFERENCING, **extra.pop("conf", {})}
+    with override_settings(CRONOFY_CONFERENCING=conf, **extra):
+        return [m for m in check_task_queue() if m.id == "cronofy_conferencing.E015"]
+
+
+def test_e015_no_queue_or_a_working_one_is_fine():
+    assert _task_queue_errors() == []
+    assert _task_queue_errors(conf={"TASK_QUEUE": "celery"}) == []
+
+
+def test_e015_an_unknown_queue_names_the_key():
+    [error] = _task_queue_errors(conf={"TASK_QUEUE": "rq"})
+    assert "CRONOFY_CONFERENCING['TASK_QUEUE']" in error.msg and "'rq'" in error.msg
+
+
+def test_e015_a_leftover_use_celery_names_both_keys():
+    [error] = _task_queue_errors(conf={"TASK_QUEUE": "celery"})
+    assert "CRONOFY_CONFERENCING['USE_CELERY']" in error.msg
+    assert "CRONOFY_CONFERENCING['TASK_QUEUE']" in error.msg
+
+
+def test_e015_django_tasks_not_installed(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    missing = ("django.tasks", "django_tasks")
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in missing else real(name, *a)
+    )
+    [error] = _task_queue_errors(conf={"TASK_QUEUE": "django"})
+    assert "tasks framework is not installed" in error.msg
+    assert "[tasks]" in error.hint
+
+
+def test_e015_a_backend_that_never_runs_tasks():
+    pytest.importorskip("django_tasks_db")
+    from tests.test_queueing import tasks_backend
+
+    [error] = _task_queue_errors(
+        conf={"TASK_QUEUE": "django"}, TASKS=tasks_backend("dummy.DummyBackend")
+    )
+    assert "DummyBackend" in error.msg and "TASK_QUEUE" in error.msg
+    assert (
+        _task_queue_errors(
+            conf={"TASK_QUEUE": "django"}, TASKS=tasks_backend("immediate.ImmediateBackend")
+        )
+        == []
+    )
+
+
+def test_e015_a_backend_that_cannot_be_loaded():
+    pytest.importorskip("django_tasks_db")
+    [error] = _task_queue_errors(
+        conf={"TASK_QUEUE": "django"}, TASKS={"default": {"BACKEND": "no.such.Backend"}}
+    )
+    assert "cannot be loaded" in error.msg

@@ -240,7 +240,7 @@ def test_stale_account_without_a_queue_is_flagged_and_cronofy_is_not_called(stal
 def test_stale_account_with_a_queue_queues_one_resync(stale, sim, queued, settings):
     before = len(sim.requests)
     with override_settings(
-        CRONOFY_CONFERENCING={**settings.CRONOFY_CONFERENCING, "USE_CELERY": True}
+        CRONOFY_CONFERENCING={**settings.CRONOFY_CONFERENCING, "TASK_QUEUE": "celery"}
     ):
         first = conferencing_choices(stale)
         second = conferencing_choices(stale)
@@ -256,7 +256,7 @@ def test_a_failing_queue_does_not_break_the_choices(stale, monkeypatch, settings
 
     monkeypatch.setattr(queueing, "queue_sync", broken)
     with override_settings(
-        CRONOFY_CONFERENCING={**settings.CRONOFY_CONFERENCING, "USE_CELERY": True}
+        CRONOFY_CONFERENCING={**settings.CRONOFY_CONFERENCING, "TASK_QUEUE": "celery"}
     ):
         result = conferencing_choices(stale)
     assert result.stale and not result.resync_queued

@@ -348,26 +348,28 @@ def test_dead_grant_marks_the_account_and_is_acknowledged(push_client, sim, chan
     assert len(sim.requests) == before
 
 
+@pytest.mark.django_db(transaction=True)  # enqueued on commit: no test transaction around it
 def test_with_celery_the_sync_is_queued(push_client, sim, channelled, settings_with):
     account, sim_account = channelled
     body, headers = sim.notification(sim_account.sub, "profile_disconnected")
     before = len(sim.requests)
     with (
-        settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK, USE_CELERY=True),
+        settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK, TASK_QUEUE="celery"),
         mock.patch("django_cronofy_conferencing.tasks.sync_account_task.delay") as delay,
     ):
-        assert app_settings.USE_CELERY
+        assert app_settings.TASK_QUEUE == "celery"
         assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
     delay.assert_called_once_with(account.pk)
     assert len(sim.requests) == before
 
 
+@pytest.mark.django_db(transaction=True)  # enqueued on commit: no test transaction around it
 def test_with_celery_down_the_sync_happens_now(push_client, sim, channelled, settings_with):
     _account, sim_account = channelled
     disconnect_zoom(sim, sim_account)
     body, headers = sim.notification(sim_account.sub, "profile_disconnected")
     with (
-        settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK, USE_CELERY=True),
+        settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK, TASK_QUEUE="celery"),
         mock.patch(
             "django_cronofy_conferencing.tasks.sync_account_task.delay",
             side_effect=ConnectionError("broker down"),

@@ -1,24 +1,117 @@
-"""One ``queue_sync`` for every place that hands an account to Celery."""
+"""``queueing``: the one place the app enqueues, on Celery or Django's tasks framework."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+from django.test import override_settings
 
 from django_cronofy_conferencing import admin, notifications, queueing
+from django_cronofy_conferencing.admin import accounts as admin_accounts
 from django_cronofy_conferencing.api import views as api_views
+from django_cronofy_conferencing.models import LinkedAccount
+
+pytestmark = pytest.mark.django_db(transaction=True)  # enqueues happen on commit
+
+
+def tasks_backend(name: str) -> dict:
+    """A TASKS setting for Django 6 (django.tasks) or the 5.2 backport (django_tasks)."""
+    from importlib.util import find_spec
+
+    module = "django.tasks" if find_spec("django.tasks") else "django_tasks"
+    return {"default": {"BACKEND": f"{module}.backends.{name}"}}
+
+
+@contextmanager
+def queue(name, **extra):
+    with override_settings(
+        CRONOFY_CONFERENCING={**settings.CRONOFY_CONFERENCING, "TASK_QUEUE": name}, **extra
+    ):
+        yield
+
+
+@pytest.fixture
+def dummy_backend():
+    pytest.importorskip("django_tasks_db")  # the test extra: the framework is installed
+    with queue("django", TASKS=tasks_backend("dummy.DummyBackend")):
+        from django_cronofy_conferencing.tasks_django import sync_account_task
+
+        backend = sync_account_task.get_backend()
+        backend.clear()
+        yield backend
+        backend.clear()
+
+
+def enqueued(backend) -> list[tuple]:
+    return [tuple(result.args) for result in backend.results]
 
 
 def test_admin_api_and_push_notifications_share_one_queue_sync():
     assert admin.queue_sync is queueing.queue_sync
     assert api_views.queue_sync is queueing.queue_sync
     assert notifications.queue_sync is queueing.queue_sync
+    assert admin_accounts.queue_enabled is api_views.queue_enabled is queueing.queue_enabled
 
 
-def test_queue_sync_hands_the_account_id_to_the_task(monkeypatch):
+def test_no_queue_by_default_and_nothing_to_hand_work_to():
+    assert queueing.queue_enabled() is False
+    with pytest.raises(ImproperlyConfigured, match=r"\['TASK_QUEUE'\] is None"):
+        queueing.queue_sync(1)
+
+
+def test_an_unknown_queue_names_the_key():
+    with queue("rq"), pytest.raises(ImproperlyConfigured, match=r"\['TASK_QUEUE'\].*'rq'"):
+        queueing.queue_enabled()
+
+
+def test_celery_queue_sync_hands_the_account_id_to_the_task(monkeypatch):
     pytest.importorskip("celery")
     from django_cronofy_conferencing import tasks
 
     queued: list[int] = []
     monkeypatch.setattr(tasks.sync_account_task, "delay", queued.append)
-    queueing.queue_sync(42)
+    with queue("celery"):
+        assert queueing.queue_enabled()
+        queueing.queue_sync(42)
     assert queued == [42]
+
+
+def test_django_queue_sync_enqueues_after_the_transaction_commits(dummy_backend):
+    with transaction.atomic():
+        queueing.queue_sync(42)
+        assert enqueued(dummy_backend) == []  # a worker could not see the row yet
+    assert enqueued(dummy_backend) == [(42,)]
+
+
+def test_a_rolled_back_transaction_enqueues_nothing(dummy_backend):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        queueing.queue_sync(42)
+        raise RuntimeError
+    assert enqueued(dummy_backend) == []
+
+
+def test_due_accounts_are_enqueued_in_chunks_with_one_stamp(
+    dummy_backend, link_account, monkeypatch
+):
+    monkeypatch.setattr(queueing, "CHUNK_SIZE", 2)
+    due = [link_account()[0] for _ in range(5)]
+    revoked, _ = link_account()
+    LinkedAccount.objects.filter(pk=revoked.pk).update(status=LinkedAccount.Status.REVOKED)
+    assert queueing.queue_due_accounts() == 5
+    args = enqueued(dummy_backend)
+    assert [a[0] for a in args] == [a.pk for a in due]
+    assert len({a[1] for a in args}) == 1
+
+
+def test_immediate_backend_syncs_the_account(sim, link_account):
+    pytest.importorskip("django_tasks_db")
+    account, _ = link_account(conferencing_profiles=[sim.profile("zoom")])
+    with queue("django", TASKS=tasks_backend("immediate.ImmediateBackend")):
+        queueing.queue_sync(account.pk)
+    account.refresh_from_db()
+    assert account.last_synced_at is not None
+    assert account.conferencing_profiles.count() == 1

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 pytest.importorskip("celery")
 
-from django_cronofy_conferencing import tasks
+from django_cronofy_conferencing import jobs, tasks
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.tasks import (
     SYNC_TASK_MAX_RETRIES,
@@ -173,11 +173,11 @@ def test_retry_delay():
     assert len({round(retry_delay(2, rng=rng), 3) for _ in range(20)}) > 10
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # enqueued on commit: no test transaction around it
 def test_sync_due_accounts_task_fans_out_one_task_per_due_account(
     sim, link_account, eager, monkeypatch
 ):
-    monkeypatch.setattr(tasks, "FAN_OUT_CHUNK_SIZE", 3)
+    monkeypatch.setattr(jobs, "FAN_OUT_CHUNK_SIZE", 3)
     due = [link_account(conferencing_profiles=[sim.profile("zoom")])[0] for _ in range(7)]
     fresh, _ = link_account()
     LinkedAccount.objects.filter(pk=fresh.pk).update(last_synced_at=timezone.now())
@@ -208,9 +208,9 @@ def test_sync_due_accounts_task_stale_after(sim, link_account, eager):
     assert sync_due_accounts_task.delay(stale_after=300).get() == 1
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # enqueued on commit: no test transaction around it
 def test_fan_out_chunks_queue_the_tasks(sim, link_account, monkeypatch):
-    monkeypatch.setattr(tasks, "FAN_OUT_CHUNK_SIZE", 2)
+    monkeypatch.setattr(jobs, "FAN_OUT_CHUNK_SIZE", 2)
     accounts = [link_account()[0] for _ in range(5)]
     with mock.patch.object(sync_account_task, "apply_async") as apply_async:
         assert sync_due_accounts_task.apply().get() == 5

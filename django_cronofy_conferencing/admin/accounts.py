@@ -20,7 +20,7 @@ from ..conf import app_settings
 from ..db import non_atomic_requests
 from ..exceptions import CronofyError
 from ..models import LinkedAccount
-from ..queueing import queue_sync
+from ..queueing import queue_enabled, queue_sync
 from ..sync import sync_account
 from .common import STATUS_COLORS, describe_result
 from .profiles import CalendarProfileInline, ConferencingProfileInline
@@ -218,7 +218,7 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
         limit = int(app_settings.ADMIN_SYNC_MAX_ACCOUNTS)
         ids = list(queryset.order_by().values_list("pk", flat=True))
         if len(ids) > limit:
-            if app_settings.USE_CELERY:
+            if queue_enabled():
                 for account_id in ids:
                     queue_sync(account_id)
                 self.message_user(

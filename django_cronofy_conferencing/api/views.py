@@ -41,11 +41,10 @@ from rest_framework.settings import api_settings
 
 from .. import linking
 from ..choices import conferencing_choices
-from ..conf import app_settings
 from ..db import non_atomic_requests
 from ..exceptions import CronofyError, ReauthorizationRequired
 from ..models import CalendarProfile, ConferencingProfile, LinkedAccount
-from ..queueing import queue_sync
+from ..queueing import queue_enabled, queue_sync
 from ..redaction import redact
 from ..sync import sync_account
 from .exceptions import CronofyRateLimited, to_api_exception
@@ -302,8 +301,8 @@ class LinkedAccountViewSet(
     @extend_schema(
         summary="Sync the account's conferencing profiles from Cronofy now",
         description=(
-            "Answers the sync's counts. When the app queues work through Celery "
-            "(USE_CELERY), answers 202 and syncs in a worker. Throttled per user "
+            "Answers the sync's counts. When the app queues work (TASK_QUEUE: Celery "
+            "or Django's tasks), answers 202 and syncs in a worker. Throttled per user "
             "(scope cronofy_sync)."
         ),
         request=None,
@@ -316,7 +315,7 @@ class LinkedAccountViewSet(
     @action(detail=True, methods=["post"])
     def sync(self, request, pk=None):
         account = self.get_object()
-        if app_settings.USE_CELERY:
+        if queue_enabled():
             if account.status != LinkedAccount.Status.ACTIVE:
                 # Answer now what the worker would only record.
                 raise ReauthorizationRequired(

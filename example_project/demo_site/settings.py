@@ -205,10 +205,22 @@ if HAS_SIDECAR:
         SWAGGER_UI_DIST="SIDECAR", SWAGGER_UI_FAVICON_HREF="SIDECAR", REDOC_DIST="SIDECAR"
     )
 
-# -- Celery (optional) ------------------------------------------------------------------
+# -- Background syncs (optional): Celery, or Django's tasks framework --------------------
+#
+# CELERY_BROKER_URL=redis://... : TASK_QUEUE "celery" (`celery -A demo_site worker`).
+# DEMO_TASK_QUEUE=django        : TASK_QUEUE "django" on django-tasks-db (when installed:
+#                                 `manage.py db_worker`); the ImmediateBackend otherwise.
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
-USE_CELERY = bool(CELERY_BROKER_URL)
+TASK_QUEUE = os.environ.get("DEMO_TASK_QUEUE") or ("celery" if CELERY_BROKER_URL else None)
+if TASK_QUEUE == "django":
+    from importlib.util import find_spec
+
+    if find_spec("django.tasks") is None:  # Django 5.2: the django-tasks backport
+        INSTALLED_APPS.append("django_tasks")
+    if find_spec("django_tasks_db"):
+        INSTALLED_APPS.append("django_tasks_db")
+        TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE = {
@@ -262,7 +274,7 @@ else:
         "RATE_LIMITS": [],
     }
 
-CRONOFY_CONFERENCING["USE_CELERY"] = USE_CELERY
+CRONOFY_CONFERENCING["TASK_QUEUE"] = TASK_QUEUE
 
 LOGGING = {
     "version": 1,

@@ -116,8 +116,8 @@ def configure(running: RunningSimulator, site_url: str) -> None:
         },
     }
     value["PUSH_NOTIFICATIONS_CALLBACK_URL"] = site_url.rstrip("/") + "/cronofy/notifications/"
-    # The simulator lives in this process: a Celery worker elsewhere could not reach it.
-    value["USE_CELERY"] = False
+    # The simulator lives in this process: a worker elsewhere could not reach it.
+    value["TASK_QUEUE"] = None
     settings.CRONOFY_CONFERENCING = value
     # The app drops its cached settings, data centers and HTTP clients on this signal.
     setting_changed.send(

@@ -229,6 +229,7 @@ def test_sync_now_refuses_beyond_the_limit(staff_client, accounts, sim):
     assert len(sim.requests) == before
 
 
+@pytest.mark.django_db(transaction=True)  # enqueued on commit: no test transaction around it
 def test_sync_now_queues_beyond_the_limit_with_celery(staff_client, accounts, sim, monkeypatch):
     from django_cronofy_conferencing import tasks
 
@@ -236,7 +237,7 @@ def test_sync_now_queues_beyond_the_limit_with_celery(staff_client, accounts, si
     queued = []
     monkeypatch.setattr(tasks.sync_account_task, "delay", queued.append)
     before = len(sim.requests)
-    with app_settings_with(ADMIN_SYNC_MAX_ACCOUNTS=1, USE_CELERY=True):
+    with app_settings_with(ADMIN_SYNC_MAX_ACCOUNTS=1, TASK_QUEUE="celery"):
         response = post_action(staff_client, "sync_now", [alice.pk, bob.pk])
     assert sorted(queued) == sorted([alice.pk, bob.pk])
     assert messages_of(response) == ["Queued 2 accounts for sync."]
@@ -251,7 +252,7 @@ def test_sync_now_within_the_limit_is_synchronous_even_with_celery(
     alice, _bob = accounts
     queued = []
     monkeypatch.setattr(tasks.sync_account_task, "delay", queued.append)
-    with app_settings_with(USE_CELERY=True):
+    with app_settings_with(TASK_QUEUE="celery"):
         response = post_action(staff_client, "sync_now", [alice.pk])
     assert queued == []
     assert "synced" in messages_of(response)[0]

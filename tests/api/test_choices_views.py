@@ -175,7 +175,7 @@ def test_stale_choices_queue_a_resync_with_a_queue(
     )
     queued: list[int] = []
     monkeypatch.setattr(queueing, "queue_sync", queued.append)
-    settings.CRONOFY_CONFERENCING = {**settings.CRONOFY_CONFERENCING, "USE_CELERY": True}
+    settings.CRONOFY_CONFERENCING = {**settings.CRONOFY_CONFERENCING, "TASK_QUEUE": "celery"}
     body = alice_client.get(choices_url(account.pk)).json()
     assert (body["stale"], body["resync_queued"]) == (True, True)
     assert queued == [account.pk]

@@ -77,7 +77,7 @@ def celery_settings(**extra):
     from django.conf import settings
 
     return override_settings(
-        CRONOFY_CONFERENCING={**settings.CRONOFY_CONFERENCING, "USE_CELERY": True, **extra}
+        CRONOFY_CONFERENCING={**settings.CRONOFY_CONFERENCING, "TASK_QUEUE": "celery", **extra}
     )
 
 
@@ -485,6 +485,7 @@ def test_sync_returns_the_result(alice_client, link_account, sim, user):
     assert [p["profile_relink_url"].startswith("https://") for p in disconnected] == [True]
 
 
+@pytest.mark.django_db(transaction=True)  # enqueued on commit: no test transaction around it
 def test_sync_with_celery_queues_and_answers_202(alice_client, make_account, user, monkeypatch):
     from django_cronofy_conferencing import tasks
 

@@ -1,8 +1,9 @@
 """Sync linked Cronofy accounts' conferencing profiles: ``manage.py cronofy_sync``.
 
 By default every due account: active, and never synced or last synced more
-than ``SYNC_STALE_AFTER`` seconds ago. Run it from cron (or use the Celery
-tasks) to keep a fleet fresh. Accounts are read in chunks and synced by
+than ``SYNC_STALE_AFTER`` seconds ago. Run it from cron to keep a fleet
+fresh; with ``--queue`` it only hands the accounts to ``TASK_QUEUE``'s workers.
+Accounts are read in chunks and synced by
 ``--concurrency`` threads under the app-wide rate limit, so memory stays flat
 and several copies (on several machines, with a shared cache) stay under
 Cronofy's limits together.
@@ -22,8 +23,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Q
 from django.utils import timezone
 
-from ...conf import app_settings
+from ...conf import SETTINGS_NAME, app_settings
 from ...models import LinkedAccount
+from ...queueing import queue_accounts, queue_enabled
 from ...redaction import redact
 from ...sync import SyncResult, stream_accounts, sync_accounts
 from ..utils import resolve_user
@@ -102,6 +104,12 @@ class Command(BaseCommand):
             help="List the accounts that would be synced; call nothing.",
         )
         parser.add_argument(
+            "--queue",
+            action="store_true",
+            help="Hand the selected accounts to the configured queue (TASK_QUEUE: Celery or "
+            "Django's tasks) instead of syncing them here.",
+        )
+        parser.add_argument(
             "--chunk-size",
             type=int,
             default=500,
@@ -163,6 +171,9 @@ class Command(BaseCommand):
             self.stderr.write(
                 f"Skipped account {self.describe(account)}: {account.status.replace('_', ' ')}."
             )
+        if options["queue"] and not options["dry_run"]:
+            self.queue(queryset, started)
+            return
         accounts = stream_accounts(queryset, chunk_size=options["chunk_size"])
         if options["dry_run"]:
             self.dry_run(accounts)
@@ -182,6 +193,16 @@ class Command(BaseCommand):
         return (
             f"None of the selected accounts could be synced ({active} active of {linked} linked)."
         )
+
+    def queue(self, queryset, started) -> None:
+        if not queue_enabled():
+            raise CommandError(
+                f"--queue needs a queue: set {SETTINGS_NAME}['TASK_QUEUE'] to 'celery' or 'django'."
+            )
+        # Each task skips its account if something synced it after this command started.
+        count = queue_accounts(queryset, synced_before=started.isoformat())
+        noun = "account" if count == 1 else "accounts"
+        self.stdout.write(f"Queued {count} Cronofy {noun} for sync ({app_settings.TASK_QUEUE}).")
 
     def dry_run(self, accounts: Iterable[LinkedAccount]) -> None:
         count = 0

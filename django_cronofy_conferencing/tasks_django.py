@@ -1,0 +1,75 @@
+"""Django's tasks framework: the fleet sync spread over its workers (``TASK_QUEUE = "django"``).
+
+``django.tasks`` on Django 6; the ``django-tasks`` backport on Django 5.2 (the
+``tasks`` extra). The backend is the host's (``TASKS``): django-tasks-db with
+its ``db_worker``, RQ, a cloud queue... The same work as the Celery tasks
+(``jobs``):
+
+- ``sync_account_task(account_id, synced_before=None, retries=0)``: sync one
+  account. A transient failure is retried up to ``SYNC_TASK_MAX_RETRIES``
+  times with jittered backoff (``Retry-After`` honoured) by enqueueing the
+  task again with ``run_after``, where the backend supports deferring
+  (``supports_defer``); on one that does not, the failure stays recorded on the
+  account and the next sweep tries again.
+- ``sync_due_accounts_task(stale_after=None)``: queue one sync per due account
+  (run it periodically, e.g. from cron: ``manage.py cronofy_sync --queue``
+  does the same in the command's process).
+
+Importing this module needs the framework installed (``queueing`` imports it
+only when ``TASK_QUEUE`` is ``"django"``).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from .jobs import SYNC_TASK_MAX_RETRIES, retry_delay, run_sync
+from .queueing import after_commit, queue_due_accounts
+from .redaction import redact
+
+try:  # Django 6
+    from django.tasks import task
+except ImportError:  # Django 5.2: the backport
+    from django_tasks import task
+
+logger = logging.getLogger(__name__)
+
+
+@task()
+def sync_account_task(
+    account_id: int, synced_before: str | None = None, retries: int = 0
+) -> dict[str, Any]:
+    """Sync one account (``jobs.run_sync``); retry transient failures where deferring works."""
+    outcome = run_sync(account_id, synced_before)
+    exc = outcome.transient
+    if exc is None:
+        return outcome.summary
+    backend = sync_account_task.get_backend()
+    if retries >= SYNC_TASK_MAX_RETRIES or not backend.supports_defer:
+        logger.warning(
+            "Giving up on Cronofy account %s after %s retries: %s", account_id, retries, redact(exc)
+        )
+        return outcome.summary
+    delay = retry_delay(retries, getattr(exc, "retry_after", None))
+    logger.info(
+        "Sync of Cronofy account %s failed (%s); retry %s in %.0f s",
+        account_id,
+        type(exc).__name__,
+        retries + 1,
+        delay,
+    )
+    again = sync_account_task.using(run_after=timezone.now() + timedelta(seconds=delay))
+    after_commit(lambda: again.enqueue(account_id, synced_before, retries + 1))
+    return {**outcome.summary, "status": "retrying", "retry_in": round(delay, 1)}
+
+
+@task()
+def sync_due_accounts_task(stale_after: float | None = None) -> int:
+    """Queue one ``sync_account_task`` per due account; returns how many."""
+    queued = queue_due_accounts(stale_after)
+    logger.info("Queued %s Cronofy account syncs", queued)
+    return queued
