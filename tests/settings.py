@@ -1,5 +1,6 @@
 """Settings for the test suite: SQLite by default, PostgreSQL when DATABASE_URL is set."""
 
+import importlib.util
 import os
 from urllib.parse import unquote, urlsplit
 
@@ -77,6 +78,16 @@ INSTALLED_APPS = [
     "django_cronofy_conferencing",
 ]
 
+# Django's tasks framework with the ORM-based backend (django-tasks-db, the test
+# extra): installed so the test database has its table; the db_worker processes of
+# tests/integration/test_django_tasks_worker.py get CRONOFY_TASKS_BACKEND=db.
+if importlib.util.find_spec("django_tasks_db"):
+    if importlib.util.find_spec("django.tasks") is None:  # Django 5.2: the backport
+        INSTALLED_APPS.append("django_tasks")
+    INSTALLED_APPS.append("django_tasks_db")
+if os.environ.get("CRONOFY_TASKS_BACKEND") == "db":
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -138,6 +149,8 @@ if os.environ.get("CRONOFY_SIM_API_URL"):
             "app_url": os.environ.get("CRONOFY_SIM_APP_URL", os.environ["CRONOFY_SIM_API_URL"]),
         }
     }
+if os.environ.get("CRONOFY_TASK_QUEUE"):
+    CRONOFY_CONFERENCING["TASK_QUEUE"] = os.environ["CRONOFY_TASK_QUEUE"]
 if os.environ.get("CRONOFY_RATE_LIMITS"):
     CRONOFY_CONFERENCING["RATE_LIMITS"] = os.environ["CRONOFY_RATE_LIMITS"].split(",")
 
