@@ -282,3 +282,34 @@ def test_threads(sim, link_account):
     assert "Synced 24 of 24 Cronofy accounts" in out
     assert ConferencingProfile.objects.count() == 24
     assert sorted(synced_subs(sim)) == sorted(a.sub for a in accounts)
+
+
+# -- --queue: hand the accounts to TASK_QUEUE ------------------------------------------
+
+
+def test_queue_needs_a_configured_queue(sim, link_account):
+    link_account()
+    with pytest.raises(CommandError, match=r"--queue needs a queue.*\['TASK_QUEUE'\]"):
+        run("--queue")
+    assert sim.requests == []
+
+
+@pytest.mark.django_db(transaction=True)  # enqueued on commit: no test transaction around it
+def test_queue_hands_the_due_accounts_to_the_queue_and_calls_nothing(sim, link_account):
+    pytest.importorskip("django_tasks_db")
+    from tests.test_queueing import enqueued, queue, tasks_backend
+
+    due = [link_account()[0] for _ in range(3)]
+    fresh, _ = link_account()
+    LinkedAccount.objects.filter(pk=fresh.pk).update(last_synced_at=timezone.now())
+    with queue("django", TASKS=tasks_backend("dummy.DummyBackend")):
+        from django_cronofy_conferencing.tasks_django import sync_account_task
+
+        backend = sync_account_task.get_backend()
+        backend.clear()
+        out, _err = run("--queue")
+        args = enqueued(backend)
+        backend.clear()
+    assert "Queued 3 Cronofy accounts for sync (django)." in out
+    assert sorted(a[0] for a in args) == sorted(a.pk for a in due)
+    assert sim.requests == []
