@@ -604,13 +604,14 @@ def main() -> None:
         "BENCH_CACHE_PREFIX": f"cronofy-bench-{uuid.uuid4().hex[:8]}",
     }
     os.environ.update(env)
-    ensure_database(args.database_url)
+    phases = args.phases.split(",")
+    if set(phases) - {"sqlite"}:
+        ensure_database(args.database_url)
     sqlite_url = f"sqlite:///{Path(args.sqlite_path).resolve()}"
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average "
         f"{load_average():.2f}; database {args.database_url}"
     )
-    phases = args.phases.split(",")
     results: dict[str, dict] = {}
     sizes = {"small": args.small, "large": args.large, "sqlite": args.small}
     for name in ("small", "large", "sqlite"):
