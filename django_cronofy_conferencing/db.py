@@ -52,6 +52,17 @@ def non_atomic_requests(view: View) -> View:
     return view
 
 
+def after_commit(callback: Callable[[], Any], model: Any = None) -> None:
+    """Run ``callback`` once the transaction writing ``model`` (default
+    ``LinkedAccount``) commits; at once outside one. What every enqueue goes
+    through: a worker never looks for a row that is not committed yet."""
+    from django.db import router
+
+    if model is None:
+        from .models import LinkedAccount as model
+    transaction.on_commit(callback, using=router.db_for_write(model))
+
+
 def keyset_chunks(
     queryset: Any, chunk_size: int, pk_of: Callable[[Any], Any] = lambda row: row.pk
 ) -> Iterator[list]:

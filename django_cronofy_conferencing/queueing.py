@@ -11,15 +11,13 @@ without them. Every enqueue happens after the surrounding transaction commits
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import router, transaction
 from django.utils import timezone
 
 from .conf import SETTINGS_NAME, app_settings
-from .db import keyset_chunks
+from .db import after_commit, keyset_chunks
 
 QUEUES = (None, "celery", "django")
 CHUNK_SIZE = 1000  # account ids read, and enqueued, at a time
@@ -38,13 +36,6 @@ def configured_queue() -> str | None:
 def queue_enabled() -> bool:
     """Whether syncs go to a queue (the admin, API and push receiver ask this)."""
     return configured_queue() is not None
-
-
-def after_commit(callback: Callable[[], Any]) -> None:
-    """Run ``callback`` once the write transaction commits (now, outside one)."""
-    from .models import LinkedAccount
-
-    transaction.on_commit(callback, using=router.db_for_write(LinkedAccount))
 
 
 def _sync_task() -> Any:

@@ -47,6 +47,7 @@ from typing import Any
 from celery import shared_task
 from django.utils import timezone
 
+from .db import after_commit
 from .jobs import (
     FAN_OUT_CHUNK_SIZE,
     RETRY_BACKOFF,
@@ -57,7 +58,6 @@ from .jobs import (
     retry_delay,
     run_sync,
 )
-from .queueing import after_commit
 from .redaction import redact
 
 __all__ = [

@@ -27,8 +27,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from .jobs import SYNC_TASK_MAX_RETRIES, retry_delay, run_sync
-from .queueing import after_commit, queue_due_accounts
+from .db import after_commit
+from .jobs import SYNC_TASK_MAX_RETRIES, due_account_ids, retry_delay, run_sync
 from .redaction import redact
 
 try:  # Django 6
@@ -69,7 +69,12 @@ def sync_account_task(
 
 @task()
 def sync_due_accounts_task(stale_after: float | None = None) -> int:
-    """Queue one ``sync_account_task`` per due account; returns how many."""
-    queued = queue_due_accounts(stale_after)
+    """Queue one ``sync_account_task`` per due account, each chunk after commit;
+    returns how many (an account synced meanwhile is skipped by its task)."""
+    now = timezone.now()
+    stamp, queued = now.isoformat(), 0
+    for ids in due_account_ids(stale_after, now=now):
+        after_commit(lambda ids=ids: [sync_account_task.enqueue(pk, stamp) for pk in ids])
+        queued += len(ids)
     logger.info("Queued %s Cronofy account syncs", queued)
     return queued

@@ -215,7 +215,7 @@ def test_e015_an_unknown_queue_names_the_key():
 
 
 def test_e015_a_leftover_use_celery_names_both_keys():
-    [error] = _task_queue_errors(conf={"TASK_QUEUE": "celery"})
+    [error] = _task_queue_errors(conf={"USE_CELERY": True})
     assert "CRONOFY_CONFERENCING['USE_CELERY']" in error.msg
     assert "CRONOFY_CONFERENCING['TASK_QUEUE']" in error.msg
 
