@@ -216,7 +216,7 @@ def test_a_first_sync_writes_every_account_in_a_fixed_number_of_queries(sim, lin
 def test_a_first_sync_past_the_parameter_limit_takes_one_more_statement(
     sim, link_account, monkeypatch
 ):
-    monkeypatch.setattr(connection.features, "max_query_params", 60)  # 5 rows a statement
+    monkeypatch.setattr(type(connection.features), "max_query_params", 60)  # 5 rows a statement
     fleet = [link_account(name=f"User {i}")[0] for i in range(12)]
     with CaptureQueriesContext(connection) as queries:
         apply_userinfo_many([(a, info_for(sim, a)) for a in fleet])
