@@ -159,10 +159,9 @@ class ConferencingProfileQuerySet(models.QuerySet):
         return self.filter(account__user=user)
 
 
-class ConferencingProfile(models.Model):
-    account = models.ForeignKey(
-        LinkedAccount, on_delete=models.CASCADE, related_name="conferencing_profiles"
-    )
+class Profile(models.Model):
+    """What conferencing and calendar profiles share: Cronofy's fields and the history."""
+
     profile_id = models.CharField(max_length=255)
     provider_name = models.CharField(max_length=100, db_index=True)
     profile_name = models.CharField(max_length=500, blank=True)
@@ -175,16 +174,9 @@ class ConferencingProfile(models.Model):
     connection_changed_at = models.DateTimeField(null=True, blank=True)
     removed_at = models.DateTimeField(null=True, blank=True)
 
-    objects = ConferencingProfileQuerySet.as_manager()
-
     class Meta:
-        verbose_name = _("conferencing profile")
+        abstract = True
         ordering = ["account_id", "provider_name", "profile_name", "profile_id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["account", "profile_id"], name="cronofy_conferencing_unique_profile"
-            ),
-        ]
 
     def __str__(self) -> str:
         return f"{provider_label(self.provider_name)}: {self.profile_name or self.profile_id}"
@@ -197,6 +189,22 @@ class ConferencingProfile(models.Model):
         return self.account.last_synced_at
 
 
+class ConferencingProfile(Profile):
+    account = models.ForeignKey(
+        LinkedAccount, on_delete=models.CASCADE, related_name="conferencing_profiles"
+    )
+
+    objects = ConferencingProfileQuerySet.as_manager()
+
+    class Meta(Profile.Meta):
+        verbose_name = _("conferencing profile")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "profile_id"], name="cronofy_conferencing_unique_profile"
+            ),
+        ]
+
+
 class CalendarProfileQuerySet(ConferencingProfileQuerySet):
     """The same helpers as conferencing profiles: ``present``, ``connected``, ``disconnected``..."""
 
@@ -205,7 +213,7 @@ class CalendarProfileQuerySet(ConferencingProfileQuerySet):
         return self.disconnected()
 
 
-class CalendarProfile(models.Model):
+class CalendarProfile(Profile):
     """One entry of UserInfo's ``cronofy.data.profiles``: a calendar service (Google, ...).
 
     Its calendars are kept as JSON on the row (``calendars``, a list of objects with
@@ -217,40 +225,18 @@ class CalendarProfile(models.Model):
     account = models.ForeignKey(
         LinkedAccount, on_delete=models.CASCADE, related_name="calendar_profiles"
     )
-    profile_id = models.CharField(max_length=255)
-    provider_name = models.CharField(max_length=100, db_index=True)
     provider_service = models.CharField(max_length=100, blank=True)
-    profile_name = models.CharField(max_length=500, blank=True)
-    profile_connected = models.BooleanField()
-    profile_relink_url = models.CharField(
-        max_length=2048, blank=True, validators=[validate_https_url]
-    )
     calendars = models.JSONField(default=list, blank=True)
-
-    first_seen_at = models.DateTimeField(default=timezone.now)
-    connection_changed_at = models.DateTimeField(null=True, blank=True)
-    removed_at = models.DateTimeField(null=True, blank=True)
 
     objects = CalendarProfileQuerySet.as_manager()
 
-    class Meta:
+    class Meta(Profile.Meta):
         verbose_name = _("calendar profile")
-        ordering = ["account_id", "provider_name", "profile_name", "profile_id"]
         constraints = [
             models.UniqueConstraint(
                 fields=["account", "profile_id"], name="cronofy_conferencing_unique_cal_profile"
             ),
         ]
-
-    def __str__(self) -> str:
-        return f"{provider_label(self.provider_name)}: {self.profile_name or self.profile_id}"
-
-    @property
-    def last_seen_at(self) -> datetime | None:
-        """When Cronofy last listed it: its account's last successful sync while present."""
-        if self.removed_at is not None:
-            return None
-        return self.account.last_synced_at
 
     def writable_calendars(self) -> list[dict]:
         """Calendars an event can be written to: neither read-only nor deleted."""
