@@ -19,8 +19,14 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imports_of(path: Path) -> set[str]:
-    """Package modules ``path`` imports, resolved to the deepest existing module."""
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts}
+
+
+def imports_of(path: Path, known: set[str]) -> set[str]:
+    """Package modules ``path`` imports: ``from X import name`` counts ``X`` (a
+    package's ``__init__`` runs on it, so ``from . import y`` in a module the
+    package's ``__init__`` imports is a cycle) and the module ``X.name`` if any."""
     here = module_name(path)
     package = here if path.name == "__init__.py" else here.rsplit(".", 1)[0]
     found: set[str] = set()
@@ -32,27 +38,22 @@ def imports_of(path: Path) -> set[str]:
                 target = ".".join([*base, node.module] if node.module else base)
             else:
                 target = node.module or ""
-            names = [f"{target}.{alias.name}" for alias in node.names] + [target]
+            found.add(target)
+            found.update(f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in known)
         elif isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        else:
-            continue
-        for name in names:
-            if name.startswith(NAME):
-                found.add(name)
-    return found
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.startswith(NAME)}
 
 
 def graph() -> dict[str, set[str]]:
-    modules = {module_name(p): p for p in PACKAGE.rglob("*.py") if "migrations" not in p.parts}
+    known = modules()
     edges: dict[str, set[str]] = {}
-    for name, path in modules.items():
+    for name, path in known.items():
         targets = set()
-        for imported in imports_of(path):
-            while imported and imported not in modules:
+        for imported in imports_of(path, set(known)):
+            while imported and imported not in known:
                 imported = imported.rsplit(".", 1)[0] if "." in imported else ""
-            # A package's __init__ is not a dependency of its own submodules.
-            if imported and imported != name and not name.startswith(imported + "."):
+            if imported and imported != name:
                 targets.add(imported)
         edges[name] = targets
     return edges

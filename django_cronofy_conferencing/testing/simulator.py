@@ -15,7 +15,25 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from . import events as sim_events
+from .events import (
+    EventStore,
+    set_calendar_profile_connected,
+)
+from .events import (
+    calendar as sim_calendar,
+)
+from .events import (
+    calendar_profile as sim_calendar_profile,
+)
+from .events import (
+    generate as generate_event_conferencing,
+)
+from .events import (
+    handle as handle_events,
+)
+from .events import (
+    match_endpoint as match_events_endpoint,
+)
 
 DEFAULT_CLIENT_ID = "sim_client_id"
 DEFAULT_CLIENT_SECRET = "sim_client_secret_0123456789"
@@ -193,7 +211,7 @@ class SimulatedCronofy:
         self.conferencing_authorizations: dict[str, dict[str, Any]] = {}
         self.faults: list[Fault] = []
         self.requests: list[RecordedRequest] = []
-        self.events = sim_events.EventStore()
+        self.events = EventStore()
         #: The client's waits between retries under ``simulated_cronofy()`` (not slept).
         self.retry_waits: list[float] = []
         self.lock = threading.RLock()
@@ -247,20 +265,18 @@ class SimulatedCronofy:
         return entry
 
     #: Calendar profiles and events (``testing.events``).
-    calendar_profile = staticmethod(sim_events.calendar_profile)
-    calendar = staticmethod(sim_events.calendar)
+    calendar_profile = staticmethod(sim_calendar_profile)
+    calendar = staticmethod(sim_calendar)
 
     def set_calendar_profile_connected(
         self, sub: str, profile_id: str, connected: bool
     ) -> dict[str, Any]:
         with self.lock:
-            return sim_events.set_calendar_profile_connected(
-                self.accounts[sub], profile_id, connected
-            )
+            return set_calendar_profile_connected(self.accounts[sub], profile_id, connected)
 
     def generate_conferencing(self, sub: str | None = None) -> None:
         """Run the pending conferencing generation now (see ``EventStore.pending_reads``)."""
-        sim_events.generate(self, sub)
+        generate_event_conferencing(self, sub)
 
     def add_account(
         self,
@@ -463,7 +479,7 @@ class SimulatedCronofy:
     def handle(self, request: SimRequest, data_center: str | None = None) -> SimResponse:
         endpoint = _endpoint(request.method.upper(), request.path.rstrip("/") or "/")
         if endpoint == "unknown":
-            endpoint = sim_events.match_endpoint(request.method, request.path) or endpoint
+            endpoint = match_events_endpoint(request.method, request.path) or endpoint
         token_sub = self._sub_for_token(request.bearer())
         form = request.form() if request.method.upper() == "POST" else {}
         json_body = request.json() if "json" in request.headers.get("content-type", "") else None
@@ -550,7 +566,7 @@ class SimulatedCronofy:
             del self.channels[channel_id]
             return SimResponse(202, "")
         if endpoint in ("upsert_event", "read_events"):
-            status, data = sim_events.handle(self, endpoint, account, request, json_body)
+            status, data = handle_events(self, endpoint, account, request, json_body)
             return SimResponse(status, "") if data is None else SimResponse.json(status, data)
         return SimResponse.json(404, {"error": "not_found"})
 
