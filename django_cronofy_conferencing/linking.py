@@ -28,9 +28,10 @@ from .exceptions import (
 )
 from .fields import KEYS_SETTING
 from .models import LinkedAccount
-from .payloads import TokenSet, parse_token_response, parse_userinfo
+from .payloads import parse_userinfo
 from .redaction import redact, remember_secret
 from .sync import SyncResult, sync_account
+from .token_payloads import TokenSet, parse_token_response
 from .tokens import ensure_access_token, expires_at, refresh_access_token, revoke
 
 logger = logging.getLogger(__name__)

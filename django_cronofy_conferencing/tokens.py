@@ -22,9 +22,9 @@ from .conf import app_settings
 from .db import row_lock_transaction, write_lock
 from .exceptions import InvalidGrant, ReauthorizationRequired
 from .models import LinkedAccount
-from .payloads import TokenSet, parse_token_response
 from .redaction import redact, remember_secret
 from .signals import account_reauthorization_required
+from .token_payloads import TokenSet, parse_token_response
 
 logger = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from django_cronofy_conferencing.exceptions import (
 )
 from django_cronofy_conferencing.fields import EncryptedValue
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
-from django_cronofy_conferencing.payloads import TokenSet
 from django_cronofy_conferencing.sync import sync_account
+from django_cronofy_conferencing.token_payloads import TokenSet
 
 DATA_CENTERS = sorted(BUILTIN_DATA_CENTERS)
 REDIRECT = "https://example.com/cronofy/callback/"

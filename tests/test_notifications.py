@@ -21,9 +21,9 @@ from django_cronofy_conferencing.notifications import (
     RESYNC_TYPES,
     signature_valid,
 )
-from django_cronofy_conferencing.payloads import TokenSet
 from django_cronofy_conferencing.signals import account_gdpr_requested
 from django_cronofy_conferencing.testing import DEFAULT_CLIENT_SECRET
+from django_cronofy_conferencing.token_payloads import TokenSet
 
 pytestmark = pytest.mark.django_db
 

@@ -22,10 +22,10 @@ from django_cronofy_conferencing.payloads import (
     MAX_DEPTH,
     MAX_PROFILES,
     ConferencingProfileData,
-    parse_token_response,
     parse_userinfo,
 )
 from django_cronofy_conferencing.sync import sync_account
+from django_cronofy_conferencing.token_payloads import parse_token_response
 
 from .conftest import load_payload
 

@@ -18,9 +18,9 @@ from django_cronofy_conferencing import linking
 from django_cronofy_conferencing.client import get_client
 from django_cronofy_conferencing.exceptions import CronofyError
 from django_cronofy_conferencing.models import LinkedAccount
-from django_cronofy_conferencing.payloads import parse_token_response
 from django_cronofy_conferencing.sync import sync_account
 from django_cronofy_conferencing.testing import DEFAULT_CLIENT_SECRET
+from django_cronofy_conferencing.token_payloads import parse_token_response
 
 pytestmark = pytest.mark.django_db
 
@@ -293,9 +293,9 @@ def test_code_exchange_error_report_has_no_secret(sim, monkeypatch, where):
     else:
         # Fails inside parse_token_response itself (a patched function's own frame
         # would hold the body it was given: a frame of this test, not of the app).
-        from django_cronofy_conferencing import payloads
+        from django_cronofy_conferencing import token_payloads
 
-        monkeypatch.setattr(payloads, "_PRINTABLE_ASCII", None)
+        monkeypatch.setattr(token_payloads, "_PRINTABLE_ASCII", None)
     # The code is looked up inside the call: a local of this test would be in the report.
     html = html_report_of(
         lambda: linking.exchange_code("us", next(iter(sim.codes)), "https://example.com/cb")

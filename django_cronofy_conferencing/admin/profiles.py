@@ -70,10 +70,16 @@ class CalendarProfileInline(CalendarsMixin, ReadOnlyProfileMixin, admin.TabularI
     readonly_fields = fields
 
 
-@admin.register(ConferencingProfile)
-class ConferencingProfileAdmin(ReadOnlyProfileMixin, admin.ModelAdmin):
-    """Read-only: these rows are written only by sync."""
+class ProfileAdmin(ReadOnlyProfileMixin, admin.ModelAdmin):
+    """Both kinds of profile: read-only (written only by sync), the same filters."""
 
+    list_select_related = ("account",)
+    list_filter = (ProviderNameFilter, "profile_connected", PresenceFilter)
+    search_fields = ("profile_name", "profile_id")
+
+
+@admin.register(ConferencingProfile)
+class ConferencingProfileAdmin(ProfileAdmin):
     list_display = (
         "provider",
         "profile_name",
@@ -83,9 +89,6 @@ class ConferencingProfileAdmin(ReadOnlyProfileMixin, admin.ModelAdmin):
         "removed",
         "relink",
     )
-    list_select_related = ("account",)
-    list_filter = (ProviderNameFilter, "profile_connected", PresenceFilter)
-    search_fields = ("profile_name", "profile_id")
     fields = (
         "account_link",
         "provider",
@@ -103,9 +106,7 @@ class ConferencingProfileAdmin(ReadOnlyProfileMixin, admin.ModelAdmin):
 
 
 @admin.register(CalendarProfile)
-class CalendarProfileAdmin(CalendarsMixin, ReadOnlyProfileMixin, admin.ModelAdmin):
-    """Read-only: these rows are written only by sync."""
-
+class CalendarProfileAdmin(CalendarsMixin, ProfileAdmin):
     list_display = (
         "provider",
         "profile_name",
@@ -116,9 +117,6 @@ class CalendarProfileAdmin(CalendarsMixin, ReadOnlyProfileMixin, admin.ModelAdmi
         "removed",
         "relink",
     )
-    list_select_related = ("account",)
-    list_filter = (ProviderNameFilter, "profile_connected", PresenceFilter)
-    search_fields = ("profile_name", "profile_id")
     fields = (
         "account_link",
         "provider",

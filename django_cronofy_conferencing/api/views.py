@@ -71,6 +71,10 @@ _PROFILE_ID = re.compile(r"[\x21-\x7e]{1,255}")
 _ACCOUNT_ID = re.compile(r"[1-9][0-9]{0,18}")
 _MAX_ID = 2**63 - 1
 
+PROFILE_ID_PARAMETER = OpenApiParameter(
+    "profile_id", OpenApiTypes.STR, location="path", description="Cronofy's profile id (pro_...)."
+)
+
 CRONOFY_ERROR_RESPONSES = {
     409: OpenApiResponse(
         CronofyReauthorizationErrorSerializer,
@@ -182,14 +186,7 @@ class ConferencingProfileViewSet(CronofyViewSetMixin, viewsets.ReadOnlyModelView
 
     @extend_schema(
         summary="Retrieve one of the user's conferencing profiles",
-        parameters=[
-            OpenApiParameter(
-                "profile_id",
-                OpenApiTypes.STR,
-                location="path",
-                description="Cronofy's profile id (pro_...).",
-            )
-        ],
+        parameters=[PROFILE_ID_PARAMETER],
     )
     def retrieve(self, request, *args, **kwargs):
         return super().retrieve(request, *args, **kwargs)
@@ -210,14 +207,7 @@ class CalendarProfileViewSet(ConferencingProfileViewSet):
 
     @extend_schema(
         summary="Retrieve one of the user's calendar profiles",
-        parameters=[
-            OpenApiParameter(
-                "profile_id",
-                OpenApiTypes.STR,
-                location="path",
-                description="Cronofy's profile id (pro_...).",
-            )
-        ],
+        parameters=[PROFILE_ID_PARAMETER],
     )
     def retrieve(self, request, *args, **kwargs):
         return super().retrieve(request, *args, **kwargs)

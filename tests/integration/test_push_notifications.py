@@ -17,8 +17,8 @@ from django.test import override_settings
 
 from django_cronofy_conferencing import linking
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
-from django_cronofy_conferencing.payloads import TokenSet
 from django_cronofy_conferencing.testing import SimulatedCronofy, serve_simulator
+from django_cronofy_conferencing.token_payloads import TokenSet
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -28,8 +28,9 @@ from ...client import get_client
 from ...conf import app_settings
 from ...datacenters import UnknownDataCenter, get_data_center, get_data_centers
 from ...exceptions import AccessTokenRejected, CronofyError, InvalidGrant
-from ...payloads import TokenSet, parse_userinfo
+from ...payloads import parse_userinfo
 from ...redaction import redact, remember_secret
+from ...token_payloads import TokenSet
 from ..utils import resolve_user
 
 ENV_ACCESS_TOKEN = "CRONOFY_ACCESS_TOKEN"

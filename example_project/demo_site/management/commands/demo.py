@@ -22,7 +22,7 @@ from django.db import transaction
 
 from django_cronofy_conferencing import linking
 from django_cronofy_conferencing.models import LinkedAccount
-from django_cronofy_conferencing.payloads import TokenSet
+from django_cronofy_conferencing.token_payloads import TokenSet
 
 from ... import simulator
 
