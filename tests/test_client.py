@@ -17,8 +17,6 @@ from django_cronofy_conferencing.client import (
     CronofyClient,
     client_credentials,
     get_client,
-    new_session,
-    parse_retry_after,
 )
 from django_cronofy_conferencing.datacenters import UnknownDataCenter
 from django_cronofy_conferencing.exceptions import (
@@ -33,6 +31,7 @@ from django_cronofy_conferencing.exceptions import (
 )
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.sync import SyncResult, sync_account
+from django_cronofy_conferencing.transport import new_session, parse_retry_after
 
 BACKOFF = 0.5  # tests/settings.py RETRY_BACKOFF
 MAX_RETRIES = 3  # the default

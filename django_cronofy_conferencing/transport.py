@@ -1,0 +1,121 @@
+"""HTTP plumbing under ``client``: the session and adapter, and header parsing.
+
+Kept apart from the request loop so each reads on its own; nothing here knows
+Cronofy's endpoints or errors.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import time
+from typing import Any
+
+import requests
+
+#: A ``Retry-After`` longer than this (a day) is treated as this long.
+MAX_RETRY_AFTER = 86400.0
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), or None.
+
+    Capped at ``MAX_RETRY_AFTER``: a header of hundreds of digits is a
+    server's mistake, not a reason to overflow or to wait for ever. Only ASCII
+    digits count (``"²".isdigit()`` is true too).
+    """
+    if not value or not isinstance(value, str):
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER)  # float("9" * 400) is inf, not an error
+    if len(value) > 64:  # longer than any HTTP-date
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:
+        return None
+    try:
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    except (OverflowError, ValueError, OSError):
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER)
+
+
+class Redacted(dict):
+    """A dict of request headers or form fields that hides its values from reprs.
+
+    Passed to ``requests`` as is, so a frame of ``requests`` in an exception
+    report (Django's technical 500 page, the mail of ``AdminEmailHandler``,
+    an error tracker's local variables) shows keys only.
+    """
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{k!r}: '[redacted]'" for k in self) + "}"
+
+    __str__ = __repr__
+
+
+class HostAdapter(requests.adapters.HTTPAdapter):
+    """requests' ``HTTPAdapter``, keeping what it would recompute on every request.
+
+    Per request, ``HTTPAdapter.send`` parses the URL and rebuilds the
+    connection pool's key (an ``os.path.isdir`` on the CA bundle among it),
+    then checks the bundle on disk again in ``cert_verify``. For the same
+    origin, ``verify``, ``cert`` and proxies the answers never change: each
+    pool is looked up once (again only if urllib3 closed it) and verified
+    once. Everything else is requests' own code path.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pools: dict[tuple, Any] = {}
+        self._verified: set[tuple] = set()
+
+    def get_connection_with_tls_context(
+        self, request: requests.PreparedRequest, verify: Any, proxies: Any = None, cert: Any = None
+    ) -> Any:
+        url = request.url or ""
+        origin = url[: url.find("/", url.find("//") + 2)]  # scheme://host:port
+        key = (origin, verify, cert, tuple(sorted(proxies.items())) if proxies else None)
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:  # new, or closed by urllib3
+            pool = super().get_connection_with_tls_context(
+                request, verify, proxies=proxies, cert=cert
+            )
+            self._pools[key] = pool
+        return pool
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        key = (conn, url[:6].lower() == "https:", verify, cert)
+        if key not in self._verified:
+            super().cert_verify(conn, url, verify, cert)
+            self._verified.add(key)
+
+    def close(self) -> None:
+        self._pools.clear()
+        self._verified.clear()
+        super().close()
+
+
+def new_session(base_url: str) -> requests.Session:
+    """A session for one host, with the environment's proxy and CA settings read once.
+
+    ``requests`` re-reads ``os.environ`` (proxies, CA bundle) and ``~/.netrc``
+    on every request when ``trust_env`` is on: a sizeable share of the CPU of a
+    fleet sync. The result for this host is the same, computed here once; and
+    ``.netrc`` credentials are never sent to Cronofy. Its adapters are
+    ``HostAdapter``: requests' own, minus the per-request pool key and CA
+    bundle checks.
+    """
+    session = requests.Session()
+    for prefix in ("https://", "http://"):
+        session.mount(prefix, HostAdapter())
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        session.verify = bundle
+    session.trust_env = False
+    return session
