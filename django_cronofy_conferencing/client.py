@@ -36,7 +36,7 @@ from .exceptions import (
 )
 from .ratelimit import RateLimiter
 from .redaction import redact, remember_secret
-from .transport import Redacted, new_session, parse_retry_after
+from .transport import Redacted, RequestPreparer, new_session, parse_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,7 @@ class CronofyClient:
         )
         self.session = session or new_session(self.data_center.api_url)
         self.session.headers["User-Agent"] = app_settings.USER_AGENT or USER_AGENT
+        self._preparer = RequestPreparer(self.session)
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.rate_limiter = rate_limiter
@@ -197,14 +198,13 @@ class CronofyClient:
         if remaining <= 0:
             raise _DeadlineExceeded
         connect_timeout, read_timeout = self.timeout
-        response = self.session.request(
+        response = self._preparer.send(
             method,
             url,
             headers=headers,
             json=json,
             data=data,
             timeout=(min(connect_timeout, remaining), min(read_timeout, remaining)),
-            stream=True,
         )
         try:
             error = response.status_code >= 400

@@ -343,20 +343,23 @@ def test_user_agent_accept_and_timeouts(sim, settings, monkeypatch, settings_wit
     with settings_with(CONNECT_TIMEOUT=2, REQUEST_TIMEOUT=9):
         client = CronofyClient("us")
     seen = {}
-    original = client.session.request
+    original = client.session.send
 
-    def spy(method, url, **kwargs):
-        seen.update(kwargs, url=url, ua=client.session.headers["User-Agent"])
-        return original(method, url, **kwargs)
+    def spy(prepared, **kwargs):
+        seen.update(kwargs, url=prepared.url, headers=dict(prepared.headers))
+        return original(prepared, **kwargs)
 
-    monkeypatch.setattr(client.session, "request", spy)
+    monkeypatch.setattr(client.session, "send", spy)
     account = sim.add_account()
-    client.userinfo(account.access_token)
-    assert seen["timeout"] == (2.0, 9.0)
-    assert seen["url"] == "https://api.cronofy.com/v1/userinfo"
-    assert seen["headers"]["Accept"] == "application/json"
-    assert seen["headers"]["Authorization"] == f"Bearer {account.access_token}"
-    assert seen["ua"] == USER_AGENT
+    for _ in range(2):  # the second from the prepared template
+        seen.clear()
+        client.userinfo(account.access_token)
+        assert seen["timeout"] == (2.0, 9.0)
+        assert seen["url"] == "https://api.cronofy.com/v1/userinfo"
+        assert seen["headers"]["Accept"] == "application/json"
+        assert seen["headers"]["Authorization"] == f"Bearer {account.access_token}"
+        assert seen["headers"]["User-Agent"] == USER_AGENT
+        assert seen["stream"] is True
     assert USER_AGENT.startswith("django-cronofy-conferencing/")
 
 
@@ -588,3 +591,32 @@ def test_every_credential_sent_is_remembered_for_redaction(sim):
     account = sim.add_account()
     CronofyClient("us").userinfo(account.access_token)
     assert redact(f"echo {account.access_token}") == f"echo {REDACTED}"
+
+
+def test_a_url_is_prepared_once_and_each_request_has_its_own_headers(sim, monkeypatch):
+    import requests
+
+    client = CronofyClient("us")
+    prepared_urls = []
+    original = requests.PreparedRequest.prepare_url
+
+    def counting(self, url, params):
+        prepared_urls.append(url)
+        return original(self, url, params)
+
+    monkeypatch.setattr(requests.PreparedRequest, "prepare_url", counting)
+    first, second = sim.add_account(), sim.add_account()
+    assert client.userinfo(first.access_token)["sub"] == first.sub
+    assert client.userinfo(second.access_token)["sub"] == second.sub
+    assert client.userinfo(first.access_token)["sub"] == first.sub
+    assert prepared_urls == ["https://api.cronofy.com/v1/userinfo"]
+
+
+def test_a_header_value_with_a_line_break_is_refused_before_sending(sim):
+    client = CronofyClient("us", max_retries=0)
+    account = sim.add_account()
+    client.userinfo(account.access_token)  # the template exists
+    calls = len(sim.requests)
+    with pytest.raises(CronofyUnavailable):
+        client.userinfo(account.access_token + "\r\nX-Injected: 1")
+    assert len(sim.requests) == calls
