@@ -296,18 +296,18 @@ def _profile_fields(item: Any, where: str, seen: set[str]) -> dict[str, Any]:
 
 
 def _depth(data: Any) -> int:
-    """Nesting depth of decoded JSON, computed without recursion."""
-    deepest = 0
-    stack = [(data, 1)]
-    while stack:
-        value, level = stack.pop()
-        if isinstance(value, dict | list):
-            deepest = max(deepest, level)
-            if level > MAX_DEPTH:
-                break
+    """Nesting depth of decoded JSON, level by level without recursion (containers
+    only: scalars, most of a body, are never queued); stops past ``MAX_DEPTH``."""
+    depth = 0
+    level = [data] if isinstance(data, dict | list) else []
+    while level and depth <= MAX_DEPTH:
+        depth += 1
+        below = []
+        for value in level:
             children = value.values() if isinstance(value, dict) else value
-            stack.extend((child, level + 1) for child in children)
-    return deepest
+            below.extend(child for child in children if isinstance(child, dict | list))
+        level = below
+    return depth
 
 
 def _storable(data: dict) -> None:
