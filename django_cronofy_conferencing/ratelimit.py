@@ -121,25 +121,29 @@ class _HeldConnection:
     """
 
     def __init__(self, pool: Any) -> None:
+        from redis.exceptions import ConnectionError, TimeoutError
+
+        self.dropped = (ConnectionError, TimeoutError)
         self.pool = pool
-        self.connection = pool.get_connection()
+        try:
+            self.connection = pool.get_connection()
+        except TypeError:  # redis-py 5 wants a command name
+            self.connection = pool.get_connection("SET")
 
     def set_if_absent(self, key: str, timeout: int) -> bool:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
+        try:
+            return self._set(key, timeout)
+        except self.dropped:
+            return self._set(key, timeout)  # once more, on a new connection
 
-        for attempt in (1, 2):
-            try:
-                self.connection.send_command("SET", key, 1, "EX", timeout, "NX")
-                return self.connection.read_response() is not None
-            except (RedisConnectionError, RedisTimeoutError):
-                self.connection.disconnect()  # the next send connects again
-                if attempt == 2:
-                    raise
-            except BaseException:
-                self.connection.disconnect()  # a half-read reply must not be read as the next
-                raise
-        raise AssertionError("unreachable")
+    def _set(self, key: str, timeout: int) -> bool:
+        try:
+            self.connection.send_command("SET", key, 1, "EX", timeout, "NX")
+            return self.connection.read_response() is not None
+        except BaseException:
+            # Dropped, or a reply half read: the next send connects afresh.
+            self.connection.disconnect()
+            raise
 
     def __del__(self) -> None:
         # At interpreter shutdown the pool may be gone already.

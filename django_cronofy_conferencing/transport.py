@@ -112,8 +112,11 @@ class RequestPreparer:
     with its own headers (validated as ``requests`` does) on top; one with a
     body is prepared in full. ``Session.send`` is requests' documented path
     for prepared requests: adapters, hooks and redirects as usual. Session
-    cookies are not sent (the API has no use for them).
+    cookies are not sent (the API has no use for them). At most
+    ``max_templates`` URLs are kept (some carry a calendar or channel id).
     """
+
+    max_templates = 256
 
     def __init__(self, session: requests.Session) -> None:
         self.session = session
@@ -125,6 +128,8 @@ class RequestPreparer:
             session = self.session
             template = requests.Request(method, url, headers=dict(session.headers)).prepare()
             settings = session.merge_environment_settings(url, {}, True, None, None)
+            if len(self._cache) >= self.max_templates:
+                self._cache.clear()
             entry = self._cache[(method, url)] = (template, settings)
         return entry
 

@@ -620,3 +620,15 @@ def test_a_header_value_with_a_line_break_is_refused_before_sending(sim):
     with pytest.raises(CronofyUnavailable):
         client.userinfo(account.access_token + "\r\nX-Injected: 1")
     assert len(sim.requests) == calls
+
+
+def test_the_prepared_templates_stay_bounded(sim, monkeypatch):
+    from django_cronofy_conferencing.transport import RequestPreparer
+
+    monkeypatch.setattr(RequestPreparer, "max_templates", 3)
+    client = CronofyClient("us")
+    account = sim.add_account()
+    for _ in range(5):
+        for path in ("/v1/userinfo", "/v1/channels", "/v1/userinfo?a=1", "/v1/userinfo?b=2"):
+            client.request("GET", path, access_token=account.access_token)
+            assert len(client._preparer._cache) <= 3
