@@ -19,24 +19,27 @@ from urllib.parse import quote, urlencode
 import requests
 from django.core.exceptions import ImproperlyConfigured
 from django.views.decorators.debug import sensitive_variables
-from urllib3.exceptions import HTTPError as Urllib3Error
 
 from . import __version__
 from .applications import get_application
+from .client_errors import error_for
 from .conf import app_settings, on_reload
 from .datacenters import DataCenter, get_data_center
 from .exceptions import (
-    AccessTokenRejected,
     CronofyAPIError,
     CronofyUnavailable,
-    CronofyValidationError,
-    InvalidGrant,
     InvalidResponse,
-    RateLimited,
 )
 from .ratelimit import RateLimiter
-from .redaction import redact, remember_secret
-from .transport import Redacted, RequestPreparer, new_session, parse_retry_after
+from .redaction import remember_secret
+from .transport import (
+    BodyTooLarge,
+    DeadlineExceeded,
+    Redacted,
+    RequestPreparer,
+    new_session,
+    read_body,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,23 +48,8 @@ _sleep: Callable[[float], None] = time.sleep
 
 USER_AGENT = f"django-cronofy-conferencing/{__version__} python-requests/{requests.__version__}"
 
-#: Characters of an error response body handed (redacted) to a ``CronofyAPIError``.
-ERROR_BODY_LIMIT = 2000
-# How much of the body is redacted before the cut: longer than any token past the limit.
-_ERROR_BODY_SCAN = ERROR_BODY_LIMIT + 8192
-
-
 #: Bytes of an error response body read at most (the rest is dropped unread).
 ERROR_BODY_READ_LIMIT = 64 * 1024
-_READ_CHUNK = 64 * 1024
-
-
-class _DeadlineExceeded(Exception):
-    pass
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class CronofyClient:
@@ -145,13 +133,13 @@ class CronofyClient:
             retry_after: float | None = None
             try:
                 response = self._send(method, url, headers, json, data, deadline)
-            except _DeadlineExceeded:
+            except DeadlineExceeded:
                 error: CronofyAPIError = CronofyUnavailable(
                     f"Cronofy did not answer {where} within REQUEST_DEADLINE ({self.deadline:g} s)."
                 )
                 # The request may have reached Cronofy; no time is left anyway.
                 retryable = False
-            except _TooLarge:
+            except BodyTooLarge:
                 raise InvalidResponse(
                     f"Invalid response to {where}: the body is larger than "
                     f"MAX_RESPONSE_BYTES ({self.max_body} bytes)."
@@ -174,7 +162,7 @@ class CronofyClient:
                 )
                 if response.status_code < 400:
                     return response
-                error = self._error_for(method, path, response, secrets)
+                error = error_for(method, path, self.data_center.id, response, secrets)
                 retry_after = getattr(error, "retry_after", None)
                 retryable = response.status_code == 429 or (
                     idempotent and response.status_code >= 500
@@ -196,7 +184,7 @@ class CronofyClient:
         """One attempt: send, then read the body in chunks against the deadline and the cap."""
         remaining = deadline - self.clock()
         if remaining <= 0:
-            raise _DeadlineExceeded
+            raise DeadlineExceeded
         connect_timeout, read_timeout = self.timeout
         response = self._preparer.send(
             method,
@@ -209,96 +197,13 @@ class CronofyClient:
         try:
             error = response.status_code >= 400
             limit = min(self.max_body, ERROR_BODY_READ_LIMIT) if error else self.max_body
-            response._content = self._read_body(response, deadline, limit, truncate=error)
+            response._content = read_body(
+                response, deadline, limit, truncate=error, clock=self.clock
+            )
             response._content_consumed = True
         finally:
             response.close()  # back to the pool when read to the end; else dropped
         return response
-
-    def _read_body(
-        self, response: requests.Response, deadline: float, limit: int, *, truncate: bool
-    ) -> bytes:
-        """The (decoded) body, at most ``limit`` bytes, read before ``deadline``.
-
-        Each read returns what has arrived (``read1``), so a server that
-        trickles a byte at a time is noticed between reads, not after the body.
-        """
-        length = response.headers.get("Content-Length", "")
-        if not truncate and length.isascii() and length.isdigit() and int(length) > limit:
-            raise _TooLarge
-        raw = response.raw
-        read = getattr(raw, "read1", None) or raw.read
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            remaining = deadline - self.clock()
-            if remaining <= 0:
-                raise _DeadlineExceeded
-            _shorten_read_timeout(raw, remaining)
-            try:
-                chunk = read(_READ_CHUNK, decode_content=True)
-            except (Urllib3Error, OSError) as exc:  # as requests maps them when it reads
-                raise _map_read_error(exc) from None
-            if not chunk:
-                response._content_consumed = True
-                return b"".join(chunks)
-            size += len(chunk)
-            if size > limit:
-                if truncate:
-                    chunks.append(chunk[: len(chunk) - (size - limit)])
-                    return b"".join(chunks)  # the rest stays unread; the connection is dropped
-                raise _TooLarge
-            chunks.append(chunk)
-
-    @sensitive_variables("secrets", "body")
-    def _error_for(
-        self, method: str, path: str, response: requests.Response, secrets: tuple
-    ) -> CronofyAPIError:
-        status = response.status_code
-        # Redact, then cut: a cut first could leave the head of a secret that
-        # straddles the limit unrecognised. Only a bounded prefix is scanned.
-        body = redact(response.text[:_ERROR_BODY_SCAN], secrets)[:ERROR_BODY_LIMIT]
-        where = f"{method} {path} ({self.data_center.id})"
-        if status == 429:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            return RateLimited(
-                f"Cronofy rate limit reached on {where}.",
-                status_code=status,
-                body=body,
-                retry_after=retry_after,
-            )
-        if status >= 500:
-            return CronofyUnavailable(
-                f"Cronofy failed with HTTP {status} on {where}.", status_code=status, body=body
-            )
-        if status == 401:
-            return AccessTokenRejected(
-                f"Cronofy rejected the access token on {where} (HTTP 401).",
-                status_code=status,
-                body=body,
-            )
-        if status == 422:
-            errors = _validation_errors(response, secrets)
-            fields = ", ".join(sorted(errors)) or "no field named"
-            return CronofyValidationError(
-                f"Cronofy refused the request on {where} (HTTP 422: {fields}).",
-                status_code=status,
-                body=body,
-                errors=errors,
-            )
-        error_code = _oauth_error(response) if status == 400 else ""
-        if error_code == "invalid_grant" and path.startswith("/oauth/"):
-            # Only a dead grant means "connect again"; invalid_client is our config.
-            return InvalidGrant(
-                f"Cronofy refused the grant on {where}: invalid_grant.",
-                status_code=status,
-                body=body,
-                error=error_code,
-            )
-        detail = f" ({error_code})" if error_code else ""
-        return CronofyAPIError(
-            f"Cronofy answered HTTP {status}{detail} on {where}.", status_code=status, body=body
-        )
 
     @sensitive_variables("text")
     def _json(self, response: requests.Response, what: str) -> Any:
@@ -409,63 +314,6 @@ class CronofyClient:
         if not isinstance(body, dict) or not isinstance(body.get("events"), list):
             raise InvalidResponse("Invalid read events response: no events array.")
         return body
-
-
-def _validation_errors(
-    response: requests.Response, secrets: tuple
-) -> dict[str, list[dict[str, str]]]:
-    """Cronofy's 422 body ``{"errors": {field: [{"key", "description"}]}}``, bounded."""
-    try:
-        body = response.json()
-    except (ValueError, RecursionError):
-        return {}
-    errors = body.get("errors") if isinstance(body, dict) else None
-    if not isinstance(errors, dict):
-        return {}
-    result: dict[str, list[dict[str, str]]] = {}
-    for name, problems in list(errors.items())[:50]:
-        if not isinstance(name, str) or not isinstance(problems, list):
-            continue
-        result[redact(name[:100], secrets)] = [
-            {
-                "key": redact(str(p.get("key", ""))[:100], secrets),
-                "description": redact(str(p.get("description", ""))[:500], secrets),
-            }
-            for p in problems[:10]
-            if isinstance(p, dict)
-        ]
-    return result
-
-
-def _shorten_read_timeout(raw: Any, remaining: float) -> None:
-    """Let no single socket read outlive the deadline (best effort: urllib3's socket)."""
-    sock = getattr(getattr(raw, "_connection", None), "sock", None)
-    if sock is None:
-        return
-    try:
-        current = sock.gettimeout()
-        if current is None or current > remaining:
-            sock.settimeout(max(remaining, 0.001))
-    except OSError:
-        pass
-
-
-def _map_read_error(exc: Exception) -> requests.RequestException:
-    """A urllib3 error while reading the body, as the ``requests`` error it stands for."""
-    from urllib3.exceptions import ReadTimeoutError
-
-    if isinstance(exc, ReadTimeoutError | TimeoutError):
-        return requests.ReadTimeout(type(exc).__name__)
-    return requests.ConnectionError(type(exc).__name__)
-
-
-def _oauth_error(response: requests.Response) -> str:
-    try:
-        body = response.json()
-    except (ValueError, RecursionError):
-        return ""
-    error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, str) and error.isascii() and len(error) < 64 else ""
 
 
 def client_credentials(data_center: str) -> dict[str, str]:

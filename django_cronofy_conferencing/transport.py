@@ -9,10 +9,12 @@ from __future__ import annotations
 import email.utils
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import requests
 from django.views.decorators.debug import sensitive_variables
+from urllib3.exceptions import HTTPError as Urllib3Error
 
 #: A ``Retry-After`` longer than this (a day) is treated as this long.
 MAX_RETRY_AFTER = 86400.0
@@ -43,6 +45,81 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     except (OverflowError, ValueError, OSError):
         return None
     return min(max(0.0, seconds), MAX_RETRY_AFTER)
+
+
+READ_CHUNK = 64 * 1024
+
+
+class DeadlineExceeded(Exception):
+    """The call's overall deadline passed while the body was being read."""
+
+
+class BodyTooLarge(Exception):
+    """The body is (or declares itself) longer than the limit."""
+
+
+def read_body(
+    response: requests.Response,
+    deadline: float,
+    limit: int,
+    *,
+    truncate: bool,
+    clock: Callable[[], float] = time.monotonic,
+) -> bytes:
+    """The (decoded) body, at most ``limit`` bytes (cut there if ``truncate``, else
+    ``BodyTooLarge``), read before ``deadline`` (else ``DeadlineExceeded``).
+
+    Each read returns what has arrived (``read1``), so a server that
+    trickles a byte at a time is noticed between reads, not after the body.
+    """
+    length = response.headers.get("Content-Length", "")
+    if not truncate and length.isascii() and length.isdigit() and int(length) > limit:
+        raise BodyTooLarge
+    raw = response.raw
+    read = getattr(raw, "read1", None) or raw.read
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise DeadlineExceeded
+        shorten_read_timeout(raw, remaining)
+        try:
+            chunk = read(READ_CHUNK, decode_content=True)
+        except (Urllib3Error, OSError) as exc:  # as requests maps them when it reads
+            raise map_read_error(exc) from None
+        if not chunk:
+            response._content_consumed = True
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            if truncate:
+                chunks.append(chunk[: len(chunk) - (size - limit)])
+                return b"".join(chunks)  # the rest stays unread; the connection is dropped
+            raise BodyTooLarge
+        chunks.append(chunk)
+
+
+def shorten_read_timeout(raw: Any, remaining: float) -> None:
+    """Let no single socket read outlive the deadline (best effort: urllib3's socket)."""
+    sock = getattr(getattr(raw, "_connection", None), "sock", None)
+    if sock is None:
+        return
+    try:
+        current = sock.gettimeout()
+        if current is None or current > remaining:
+            sock.settimeout(max(remaining, 0.001))
+    except OSError:
+        pass
+
+
+def map_read_error(exc: Exception) -> requests.RequestException:
+    """A urllib3 error while reading the body, as the ``requests`` error it stands for."""
+    from urllib3.exceptions import ReadTimeoutError
+
+    if isinstance(exc, ReadTimeoutError | TimeoutError):
+        return requests.ReadTimeout(type(exc).__name__)
+    return requests.ConnectionError(type(exc).__name__)
 
 
 class Redacted(dict):

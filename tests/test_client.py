@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from django_cronofy_conferencing import exceptions, linking
+from django_cronofy_conferencing.client_errors import ERROR_BODY_LIMIT
 from django_cronofy_conferencing.client import (
-    ERROR_BODY_LIMIT,
     USER_AGENT,
     CronofyClient,
     client_credentials,

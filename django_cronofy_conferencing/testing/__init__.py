@@ -8,7 +8,9 @@ with the ``responses`` library (every data center's API host), so code using
 adapter, so a test can flip a profile and see it through any of them;
 ``HTTPServerAdapter`` serves it on a loopback port (benchmarks, workers, demos).
 
-Modules: ``simulator`` (state and handler), ``responses_adapter``, ``http``.
+Modules: ``simulator`` (state), ``endpoints`` (its request handler), ``records``
+(the requests, responses and faults they exchange), ``events``, ``responses_adapter``,
+``http``.
 
     from django_cronofy_conferencing.testing import simulated_cronofy
 

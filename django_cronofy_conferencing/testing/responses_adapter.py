@@ -8,10 +8,8 @@ from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
-from .simulator import (
-    SimRequest,
-    SimulatedCronofy,
-)
+from .records import SimRequest
+from .simulator import SimulatedCronofy
 
 
 class ResponsesAdapter:

@@ -198,6 +198,19 @@ def test_stop_closes_keep_alive_connections_and_frees_the_port():
         sock.bind(("127.0.0.1", port))
 
 
+def test_stop_from_another_thread_ends_serve_forever():
+    """A server process serves in its main thread and stops from a signal handler's."""
+    import threading
+
+    server = HTTPServerAdapter(SimulatedCronofy())
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    assert requests.get(f"{server.url}/v1/userinfo", timeout=5).status_code == 401
+    server.stop()
+    serving.join(timeout=5)
+    assert not serving.is_alive()  # was: polling the closed socket at full CPU, for ever
+
+
 def test_registered_adds_the_data_center_only_inside_the_block():
     from django_cronofy_conferencing.datacenters import UnknownDataCenter
 
