@@ -9,13 +9,23 @@ listed", exactly like an empty array: a sync then marks stored ones removed.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from .exceptions import InvalidResponse
+from .payload_storage import MAX_DEPTH, MAX_UNKNOWN_KEYS_JSON, kept_keys, storage_problem
+
+__all__ = [  # the storage limits stay importable from here
+    "MAX_DEPTH",
+    "MAX_UNKNOWN_KEYS_JSON",
+    "CalendarData",
+    "CalendarProfileData",
+    "ConferencingProfileData",
+    "UserInfo",
+    "parse_userinfo",
+]
 
 # Column sizes in models.py: a longer value is a malformed response, not a DB error.
 MAX_SUB = 255
@@ -34,19 +44,8 @@ MAX_CALENDAR_ID = 255
 MAX_CALENDAR_NAME = 500
 MAX_CALENDARS_PER_PROFILE = 1000
 MAX_CALENDARS = 10_000  # all calendar profiles together
-#: Bytes (as JSON) of the keys this app does not model that are kept in ``userinfo``:
-#: the rest is dropped, so a huge body of unknown keys is never stored or rendered.
-MAX_UNKNOWN_KEYS_JSON = 64 * 1024
-_MODELLED_KEYS = frozenset({"sub", "email", "name", "zoneinfo", "cronofy.type", "cronofy.data"})
-_MODELLED_DATA_KEYS = frozenset({"authorization", "profiles", "conferencing_profiles"})
-# Real UserInfo nests about five levels; deeper bodies are refused before they
-# reach json.dumps (recursive) when the JSON column is written.
-MAX_DEPTH = 32
-
 _PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+\Z")  # \Z: "$" also matches before a final newline
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x1f\x7f-\x9f\s]")
-# An escaped NUL in json.dumps output: "\u0000" preceded by an even number of backslashes.
-_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 @dataclass(frozen=True)
@@ -295,39 +294,12 @@ def _profile_fields(item: Any, where: str, seen: set[str]) -> dict[str, Any]:
     }
 
 
-def _depth(data: Any) -> int:
-    """Nesting depth of decoded JSON, level by level without recursion (containers
-    only: scalars, most of a body, are never queued); stops past ``MAX_DEPTH``."""
-    depth = 0
-    level = [data] if isinstance(data, dict | list) else []
-    while level and depth <= MAX_DEPTH:
-        depth += 1
-        below = []
-        for value in level:
-            children = value.values() if isinstance(value, dict) else value
-            below.extend(child for child in children if isinstance(child, dict | list))
-        level = below
-    return depth
-
-
 def _storable(data: dict) -> None:
-    """The raw body is kept as JSON: refuse what a JSON column cannot hold.
-
-    Runs after the modelled fields were checked, so a bad value there gets a
-    message naming its field; this catches the same problems in other keys.
-    """
-    if _depth(data) > MAX_DEPTH:
-        raise _fail("the body", f"is nested more than {MAX_DEPTH} levels deep")
-    try:
-        text = json.dumps(data, allow_nan=False, ensure_ascii=False)
-    except (ValueError, TypeError):
-        raise _fail("the body", "contains a number JSON cannot store (NaN or Infinity)") from None
-    if _ESCAPED_NUL.search(text):
-        raise _fail("the body", "contains a NUL character")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _fail("the body", "is not valid Unicode (a lone surrogate)") from None
+    """Refuse what the JSON column cannot hold (``payload_storage``). Runs after the
+    modelled fields were checked, so a bad value there gets a message naming its field."""
+    problem = storage_problem(data)
+    if problem:
+        raise _fail("the body", problem)
 
 
 def parse_userinfo(data: Any, *, expected_sub: str | None = None) -> UserInfo:
@@ -413,27 +385,5 @@ def parse_userinfo(data: Any, *, expected_sub: str | None = None) -> UserInfo:
         scope=scope,
         conferencing_profiles=profiles,
         calendar_profiles=calendar_profiles,
-        raw=_kept(data),
+        raw=kept_keys(data),
     )
-
-
-def _kept(data: dict) -> dict:
-    """``data`` with its unmodelled keys cut to ``MAX_UNKNOWN_KEYS_JSON`` bytes (first kept)."""
-    budget = MAX_UNKNOWN_KEYS_JSON
-
-    def keep(mapping: dict, modelled: frozenset) -> dict:
-        nonlocal budget
-        kept = {}
-        for key, value in mapping.items():
-            if key not in modelled:
-                size = len(json.dumps({key: value}, ensure_ascii=False).encode())
-                if size > budget:
-                    continue
-                budget -= size
-            kept[key] = value
-        return kept
-
-    raw = keep(data, _MODELLED_KEYS)
-    if isinstance(raw.get("cronofy.data"), dict):
-        raw["cronofy.data"] = keep(raw["cronofy.data"], _MODELLED_DATA_KEYS)
-    return raw

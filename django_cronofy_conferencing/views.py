@@ -35,11 +35,17 @@ from .applications import linkable_data_centers
 from .conf import app_settings
 from .datacenters import UnknownDataCenter
 from .db import non_atomic_requests
+from .error_pages import (
+    denied,
+    error_page,
+    invalid_provider,
+    over_budget,
+    unavailable,
+    unknown_data_center,
+)
 from .exceptions import (
     CronofyError,
-    CronofyUnavailable,
     InvalidGrant,
-    RateLimited,
     ReauthorizationRequired,
 )
 from .models import LinkedAccount
@@ -49,26 +55,12 @@ from .sync import sync_account
 
 logger = logging.getLogger(__name__)
 
-TEMPLATE_ERROR = "django_cronofy_conferencing/error.html"
 TEMPLATE_CONFERENCING_CONNECT = "django_cronofy_conferencing/conferencing_connect.html"
 TEMPLATE_CONNECT = "django_cronofy_conferencing/connect.html"
 
 # Cronofy's provider names are short lowercase identifiers (zoom, ms_teams, go_to, ...).
 _PROVIDER_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}\Z")  # not "$": it allows a final newline
 _PROFILE_ID = re.compile(r"^[\x21-\x7e]{1,255}\Z")
-
-
-def _error(
-    request: HttpRequest, title: str, message: str, *, status: int = 400, retry_url: str = ""
-) -> HttpResponse:
-    """The app's error page (``status`` 200 for outcomes that are no error, like a refusal)."""
-    context = {
-        "title": title,
-        "message": message,
-        "retry_url": retry_url,
-        "continue_url": resolve_url(app_settings.LINK_REDIRECT_URL),
-    }
-    return render(request, TEMPLATE_ERROR, context, status=status)
 
 
 def _connect_url(data_center: str = "", provider_name: str = "") -> str:
@@ -101,48 +93,6 @@ def _provider_name(value: str | None) -> str | None:
     return value if _PROVIDER_NAME.match(value) else None
 
 
-def _unknown_data_center(request: HttpRequest, message: str) -> HttpResponse:
-    return _error(request, _("Unknown data center"), message)
-
-
-def _invalid_provider(request: HttpRequest, retry_url: str = "") -> HttpResponse:
-    return _error(
-        request,
-        _("Unknown provider"),
-        _("That conferencing provider name is not valid."),
-        retry_url=retry_url,
-    )
-
-
-def _over_budget(request: HttpRequest, retry_url: str = "") -> HttpResponse:
-    return _error(
-        request,
-        _("Too many requests"),
-        _("You have made many requests to Cronofy in a short time. Please wait a minute."),
-        status=429,
-        retry_url=retry_url,
-    )
-
-
-def _unavailable(request: HttpRequest, exc: CronofyError, retry_url: str) -> HttpResponse:
-    logger.warning("Cronofy call failed in the browser flow: %s", redact(exc))
-    if isinstance(exc, CronofyUnavailable | RateLimited):
-        return _error(
-            request,
-            _("Cronofy is not available"),
-            _("Cronofy could not be reached just now. Please try again in a few minutes."),
-            status=503,
-            retry_url=retry_url,
-        )
-    return _error(
-        request,
-        _("Something went wrong"),
-        _("Cronofy sent an answer we could not use. Please try again."),
-        status=502,
-        retry_url=retry_url,
-    )
-
-
 # -- linking an account -------------------------------------------------------
 
 
@@ -167,7 +117,7 @@ def connect(request: HttpRequest) -> HttpResponse:
         # Unknown, or known but without a Cronofy application here: refused before
         # any redirect, and nothing is stored.
         known = ", ".join(linkable) or _("none is configured")
-        return _unknown_data_center(
+        return unknown_data_center(
             request,
             _(
                 "Accounts cannot be linked from that Cronofy data center here. "
@@ -177,7 +127,7 @@ def connect(request: HttpRequest) -> HttpResponse:
         )
     provider_name = _provider_name(params.get("provider_name"))
     if provider_name is None:
-        return _invalid_provider(request)
+        return invalid_provider(request)
     next_url = _safe_next(request, params.get("next"))
     if request.method != "POST":
         context = {"data_center": dc, "provider_name": provider_name, "next_url": next_url}
@@ -208,15 +158,15 @@ def callback(request: HttpRequest) -> HttpResponse:
     # minute later (the code lasts ten). No link to it: it carries the code.
     calls_cronofy = not error and request.GET.get("code") and request.GET.get("state")
     if calls_cronofy and not userlimits.allow(request.user, "oauth_callback"):
-        return _over_budget(request)
+        return over_budget(request)
     try:
         pending = oauth_state.consume(request, request.GET.get("state"))
     except oauth_state.InvalidState as exc:
         if error == "access_denied":
             # Harmless whatever the state: nothing is stored, the user is told.
-            return _denied(request, _connect_url())
+            return denied(request, _connect_url())
         logger.info("Cronofy OAuth callback refused: %s", exc)
-        return _error(
+        return error_page(
             request,
             _("This link has expired"),
             _(
@@ -229,9 +179,9 @@ def callback(request: HttpRequest) -> HttpResponse:
     not_linked = _("Cronofy could not link your account")
     if error:
         if error == "access_denied":
-            return _denied(request, retry_url)
+            return denied(request, retry_url)
         logger.info("Cronofy OAuth callback with error %r", redact(error)[:64])
-        return _error(
+        return error_page(
             request,
             not_linked,
             _("Cronofy did not complete the authorization. Nothing was linked."),
@@ -239,7 +189,7 @@ def callback(request: HttpRequest) -> HttpResponse:
         )
     code = request.GET.get("code")
     if not code or len(code) > 512:
-        return _error(
+        return error_page(
             request,
             not_linked,
             _("Cronofy sent no authorization code. Nothing was linked."),
@@ -252,11 +202,11 @@ def callback(request: HttpRequest) -> HttpResponse:
         tokens = linking.exchange_code(dc.id, code, pending.redirect_uri)
         result = linking.link_account(request.user, dc, tokens)
     except UnknownDataCenter:
-        return _unknown_data_center(
+        return unknown_data_center(
             request, _("That Cronofy data center is no longer configured. Nothing was linked.")
         )
     except InvalidGrant:
-        return _error(
+        return error_page(
             request,
             _("This link has expired"),
             _(
@@ -266,9 +216,9 @@ def callback(request: HttpRequest) -> HttpResponse:
             retry_url=retry_url,
         )
     except linking.AccountLinkConflict as exc:
-        return _error(request, _("Account already linked"), str(exc), status=409)
+        return error_page(request, _("Account already linked"), str(exc), status=409)
     except CronofyError as exc:
-        return _unavailable(request, exc, retry_url)
+        return unavailable(request, exc, retry_url)
 
     account = result.account
     label = account.email or account.name or account.sub
@@ -287,19 +237,6 @@ def callback(request: HttpRequest) -> HttpResponse:
             % {"account": label},
         )
     return HttpResponseRedirect(pending.next_url or resolve_url(app_settings.LINK_REDIRECT_URL))
-
-
-def _denied(request: HttpRequest, retry_url: str) -> HttpResponse:
-    return _error(
-        request,
-        _("Cronofy was not linked"),
-        _(
-            "You chose not to give access to your Cronofy account, so nothing was "
-            "linked. You can connect it at any time."
-        ),
-        status=200,
-        retry_url=retry_url,
-    )
 
 
 # -- conferencing providers ---------------------------------------------------
@@ -324,19 +261,19 @@ def conferencing_connect(request: HttpRequest, account_id: int) -> HttpResponse:
         )
     provider_name = _provider_name(request.POST.get("provider_name"))
     if provider_name is None:
-        return _invalid_provider(
+        return invalid_provider(
             request, reverse("cronofy_conferencing:conferencing_connect", args=[account.pk])
         )
     retry_url = reverse("cronofy_conferencing:conferencing_connect", args=[account.pk])
     if not userlimits.allow(request.user, "conferencing_authorization"):
-        return _over_budget(request, retry_url)
+        return over_budget(request, retry_url)
     redirect_uri = conferencing_return_url(request, account)
     try:
         url = linking.create_conferencing_authorization(
             account, redirect_uri, provider_name or None
         )
     except ReauthorizationRequired:
-        return _error(
+        return error_page(
             request,
             _("Connect Cronofy again"),
             _(
@@ -347,7 +284,7 @@ def conferencing_connect(request: HttpRequest, account_id: int) -> HttpResponse:
             retry_url=_connect_url(account.data_center),
         )
     except CronofyError as exc:
-        return _unavailable(request, exc, retry_url)
+        return unavailable(request, exc, retry_url)
     return HttpResponseRedirect(url)
 
 
@@ -379,14 +316,14 @@ def conferencing_return(request: HttpRequest, account_id: int, flow: str = "") -
         message = _(
             "You chose not to connect a conferencing provider. You can add one at any time."
         )
-        return _error(request, title, message, status=200, retry_url=retry_url)
+        return error_page(request, title, message, status=200, retry_url=retry_url)
     if error:
         message = _("Cronofy did not complete the connection.")
-        return _error(request, title, message, retry_url=retry_url)
+        return error_page(request, title, message, retry_url=retry_url)
     profile_id = request.GET.get("last_linked_profile_id", "")
     if not _PROFILE_ID.match(profile_id):
         message = _("Cronofy did not say which conferencing profile was added.")
-        return _error(request, title, message, retry_url=retry_url)
+        return error_page(request, title, message, retry_url=retry_url)
     if not oauth_state.consume_return(request.user, account.pk, flow) or not userlimits.allow(
         request.user, "conferencing_return"
     ):

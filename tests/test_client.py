@@ -11,13 +11,13 @@ import pytest
 import requests
 
 from django_cronofy_conferencing import exceptions, linking
-from django_cronofy_conferencing.client_errors import ERROR_BODY_LIMIT
 from django_cronofy_conferencing.client import (
     USER_AGENT,
     CronofyClient,
     client_credentials,
     get_client,
 )
+from django_cronofy_conferencing.client_errors import ERROR_BODY_LIMIT
 from django_cronofy_conferencing.datacenters import UnknownDataCenter
 from django_cronofy_conferencing.exceptions import (
     AccessTokenRejected,

@@ -93,3 +93,24 @@ def test_sync_sits_below_linking():
     assert f"{NAME}.tokens" in edges[f"{NAME}.sync"]
     assert f"{NAME}.linking" not in edges[f"{NAME}.sync"]
     assert f"{NAME}.sync" not in edges[f"{NAME}.tokens"]
+
+
+#: Modules stay small, one concern each (the project's style: "aim under 400 lines").
+MAX_MODULE_LINES = 400
+
+
+def test_every_module_stays_small():
+    long = {
+        name: lines
+        for name, path in modules().items()
+        if (lines := len(path.read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert long == {}, f"split these modules (over {MAX_MODULE_LINES} lines): {long}"
+
+
+def test_the_writes_sit_below_the_sync_service():
+    edges = graph()
+    assert f"{NAME}.sync_writes" in edges[f"{NAME}.sync"]
+    assert f"{NAME}.sync" not in edges[f"{NAME}.sync_writes"]
+    assert f"{NAME}.client_errors" in edges[f"{NAME}.client"]
+    assert f"{NAME}.client" not in edges[f"{NAME}.client_errors"]

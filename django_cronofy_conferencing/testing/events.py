@@ -1,10 +1,8 @@
-"""The simulated Cronofy's calendar profiles and events, with conferencing.
+"""The simulated Cronofy's events, with conferencing.
 
-Kept apart from ``simulator`` (state and routing of accounts, tokens, channels):
+Kept apart from ``simulator`` (state and routing of accounts, tokens, channels)
+and ``calendars`` (the calendar profiles events go in):
 
-- ``calendar_profile()`` / ``calendar()`` build the entries UserInfo lists under
-  ``cronofy.data.profiles`` (the shape of Cronofy's documented example and of
-  cronofy-csharp's ``GetUserInfo`` test).
 - ``POST /v1/calendars/{calendar_id}/events`` (upsert) answers as Cronofy does:
   ``202 Accepted`` with an empty body, or ``422`` with Cronofy's error shape
   ``{"errors": {field: [{"key", "description"}]}}``. A ``conferencing`` object
@@ -27,7 +25,9 @@ import secrets
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .calendars import INTEGRATED_CONFERENCING, find_calendar
 
 # The simulator imports this module, so nothing here imports it back: handlers take
 # its objects duck-typed (``sim``, ``account``, ``request``) and answer an
@@ -37,13 +37,6 @@ Answer = tuple[int, Any]
 UPSERT_PATH = re.compile(r"^/v1/calendars/(?P<calendar_id>[^/]+)/events/?$")
 READ_PATH = "/v1/events"
 
-#: Integrated conferencing by calendar provider: what "integrated" generates.
-INTEGRATED_CONFERENCING = {
-    "google": "google_meet",
-    "office365": "ms_teams",
-    "exchange": "ms_teams",
-    "live_connect": "ms_teams",
-}
 MAX_SUMMARY = 1024
 MAX_DESCRIPTION = 4096
 
@@ -52,95 +45,6 @@ PENDING, ASSIGNED, FAILING = "pending", "assigned", "failing"
 
 def _id(prefix: str, length: int = 10) -> str:
     return prefix + secrets.token_hex(length // 2)
-
-
-# -- calendar profiles ------------------------------------------------------------
-
-
-def calendar(
-    name: str = "Work",
-    *,
-    calendar_id: str | None = None,
-    primary: bool = False,
-    readonly: bool = False,
-    deleted: bool = False,
-    integrated: bool = True,
-) -> dict[str, Any]:
-    """A ``profile_calendars`` entry as UserInfo lists it."""
-    return {
-        "calendar_id": calendar_id or _id("cal_", 16),
-        "calendar_name": name,
-        "calendar_readonly": readonly,
-        "calendar_deleted": deleted,
-        "calendar_primary": primary,
-        "calendar_integrated_conferencing_available": integrated,
-        "calendar_attachments_available": False,
-        "permission_level": "unrestricted",
-    }
-
-
-def calendar_profile(
-    provider_name: str = "google",
-    *,
-    provider_service: str | None = None,
-    profile_name: str = "user@example.com",
-    connected: bool = True,
-    profile_id: str | None = None,
-    relink_url: str | None = None,
-    calendars: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """A ``cronofy.data.profiles`` entry; by default one primary calendar with integrated
-    conferencing where the provider has it (Google Meet, Microsoft Teams)."""
-    if calendars is None:
-        calendars = [
-            calendar(
-                profile_name,
-                primary=True,
-                integrated=provider_name in INTEGRATED_CONFERENCING,
-            )
-        ]
-    entry: dict[str, Any] = {
-        "provider_name": provider_name,
-        "provider_service": provider_service or provider_name,
-        "profile_id": profile_id or _id("pro_"),
-        "profile_name": profile_name,
-        "profile_connected": connected,
-        "profile_initial_sync_required": False,
-        "profile_calendars": calendars,
-    }
-    if not connected:
-        entry["profile_relink_url"] = relink_url or _relink_url(provider_name, profile_name)
-    return entry
-
-
-def set_calendar_profile_connected(
-    account: Any, profile_id: str, connected: bool
-) -> dict[str, Any]:
-    for profile in account.calendar_profiles:
-        if profile["profile_id"] == profile_id:
-            profile["profile_connected"] = connected
-            if connected:
-                profile.pop("profile_relink_url", None)
-            else:
-                profile["profile_relink_url"] = _relink_url(
-                    profile["provider_name"], profile["profile_name"]
-                )
-            return profile
-    raise KeyError(profile_id)
-
-
-def _relink_url(provider_name: str, profile_name: str) -> str:
-    return "https://app.cronofy.com/relink/{}?{}".format(
-        provider_name, urlencode({"email": profile_name})
-    )
-
-
-def _find_calendar(account: Any, calendar_id: str):
-    for profile in account.calendar_profiles:
-        for entry in profile.get("profile_calendars") or []:
-            if entry["calendar_id"] == calendar_id:
-                return profile, entry
-    return None, None
 
 
 # -- events -----------------------------------------------------------------------
@@ -332,7 +236,7 @@ def _validate_conferencing(account: Any, value: Any) -> dict[str, list[tuple[str
 
 
 def _upsert(sim: Any, account: Any, calendar_id: str, body: Any) -> Answer:
-    _profile, entry = _find_calendar(account, calendar_id)
+    _profile, entry = find_calendar(account, calendar_id)
     if entry is None:
         return 404, {"error": "not_found"}
     if entry.get("calendar_readonly") or entry.get("calendar_deleted"):
@@ -394,7 +298,7 @@ def _attempt(sim: Any, account: Any, event: SimEvent) -> None:
 def _provider_for(account: Any, event: SimEvent) -> str | None:
     """The provider that generates the conference now, or None when it cannot."""
     profile_id = (event.conferencing or {}).get("profile_id")
-    calendar_profile, entry = _find_calendar(account, event.calendar_id)
+    calendar_profile, entry = find_calendar(account, event.calendar_id)
     integrated = None
     if (
         calendar_profile is not None

@@ -1,4 +1,11 @@
-"""Serve the simulator over real HTTP on a loopback port (benchmarks, workers, demos)."""
+"""Serve the simulator over real HTTP on a loopback port (benchmarks, workers, demos).
+
+``HTTPServerAdapter`` serves the same simulator on a loopback port, for the
+benchmark, tests with real processes (Celery workers, two ``cronofy_sync``
+commands) and demos: register it as a data center and the app talks to it like
+to Cronofy. Its API side has a configurable latency and its own rate limit (429
+when exceeded, counted); its app side has the consent pages (``pages``).
+"""
 
 from __future__ import annotations
 
@@ -9,64 +16,16 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from .limits import SlidingWindowLimit, max_in_window
 from .pages import ConsentPages
 from .records import SimRequest
 from .simulator import SimulatedCronofy
-
-# -- serving the simulator over real HTTP ---------------------------------------
-#
-# ``HTTPServerAdapter`` serves the same simulator on a loopback port, for the
-# benchmark, tests with real processes (Celery workers, two ``cronofy_sync``
-# commands) and demos: register it as a data center and the app talks to it
-# like to Cronofy. Its API side has a configurable latency and its own rate
-# limit (429 when exceeded, counted); its app side has the consent pages.
-
-
-class SlidingWindowLimit:
-    """The simulated server's own limit: at most ``limit`` requests in any ``period`` seconds.
-
-    Strict (a log of arrival times, not fixed windows): a client pacing its
-    requests correctly never sees a 429, one that bursts across a window
-    boundary does. Rejected requests do not count.
-    """
-
-    def __init__(self, rates: Iterable[str], clock: Callable[[], float] = time.monotonic) -> None:
-        from ..ratelimit import parse_rate
-
-        self.rates = [parse_rate(r) for r in rates]
-        self.clock = clock
-        self._logs: list[deque[float]] = [deque() for _ in self.rates]
-        self._lock = threading.Lock()
-
-    def allow(self) -> bool:
-        with self._lock:
-            now = self.clock()
-            for rate, log in zip(self.rates, self._logs, strict=True):
-                while log and log[0] <= now - rate.period:
-                    log.popleft()
-                if len(log) >= rate.limit:
-                    return False
-            for log in self._logs:
-                log.append(now)
-            return True
-
-
-def max_in_window(times: Iterable[float], seconds: float) -> int:
-    """The most timestamps that fall in any window of ``seconds`` (half-open)."""
-    ordered = sorted(times)
-    best = start = 0
-    for end, at in enumerate(ordered):
-        while ordered[start] <= at - seconds:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 class _SimHTTPServer(ThreadingHTTPServer):

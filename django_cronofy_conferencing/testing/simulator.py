@@ -15,16 +15,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from .calendars import calendar as sim_calendar
+from .calendars import calendar_profile as sim_calendar_profile
+from .calendars import set_calendar_profile_connected
 from .endpoints import CronofyEndpoints
 from .events import (
     EventStore,
-    set_calendar_profile_connected,
-)
-from .events import (
-    calendar as sim_calendar,
-)
-from .events import (
-    calendar_profile as sim_calendar_profile,
 )
 from .events import (
     generate as generate_event_conferencing,
