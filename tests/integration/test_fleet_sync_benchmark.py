@@ -37,3 +37,24 @@ def test_the_benchmark_runs_a_first_sync_and_a_re_sync(redis_url, tmp_path):
     assert result["first"]["failed"] == 0 and result["resync"]["http_429"] == 0
     # The re-sync changes nothing: fewer queries than the first sync's writes.
     assert result["resync"]["queries_per_account"] < result["first"]["queries_per_account"]
+
+
+def test_the_http_floor_benchmark_measures_each_way_of_making_requests():
+    done = subprocess.run(
+        [
+            PYTHON,
+            str(ROOT / "benchmarks" / "http_floor.py"),
+            "--requests=20",
+            "--concurrency=4",
+            "--latency=0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    for name in ("client", "requests", "urllib3", "asyncio"):
+        assert f"  {name} " in done.stdout and "ms CPU per request" in done.stdout
+    assert "load average at the end" in done.stdout
