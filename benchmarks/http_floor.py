@@ -15,7 +15,10 @@ This measures that cost alone, against the simulator in a process of its own
   (not a client: the floor of any single-threaded one);
 - ``aiohttp`` and ``httpx``: their async clients, when installed.
 
-Each prints CPU per request (user and system) and wall time; compare figures
+Each decodes the JSON of every answer and counts the 200s (any other answer
+fails the run); its clients, sessions and connections are made in a warm-up
+round of one request per worker, outside the measured window. Each prints CPU
+per request (user and system, ``getrusage``) and wall time; compare figures
 from one run (the machine is shared). Not a test, and nothing here is used by
 the app: it says where the floor is for a decision about the transport.
 """
@@ -24,8 +27,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import queue
+import resource
 import sys
 import threading
 import time
@@ -38,62 +43,98 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 import fleet_sync  # noqa: E402 (the path above)
 
 
-def measure(name: str, count: int, run: Callable[[], None]) -> None:
-    before, started = os.times(), time.perf_counter()
-    run()
-    after, wall = os.times(), time.perf_counter() - started
-    user, system = after[0] - before[0], after[1] - before[1]
+class Window:
+    """CPU (``getrusage``: microseconds, all threads) and wall time between
+    ``start()`` and ``stop()``."""
+
+    def start(self) -> None:
+        self.before, self.started = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+
+    def stop(self) -> None:
+        self.after, self.wall = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+        self.wall -= self.started
+
+
+def report(name: str, count: int, window: Window, ok: int) -> None:
+    user = window.after.ru_utime - window.before.ru_utime
+    system = window.after.ru_stime - window.before.ru_stime
     print(
         f"  {name:9s} {(user + system) * 1000 / count:6.3f} ms CPU per request "
-        f"(user {user * 1000 / count:.3f}, system {system * 1000 / count:.3f}), wall {wall:.2f} s"
+        f"(user {user * 1000 / count:.3f}, system {system * 1000 / count:.3f}), "
+        f"wall {window.wall:.2f} s, {ok} of {count} answered 200"
     )
+    if ok != count:
+        raise SystemExit(f"{name}: {count - ok} requests failed")
 
 
-def in_threads(count: int, concurrency: int, call: Callable[[str], None]) -> Callable[[], None]:
-    def run() -> None:
-        tokens: queue.Queue[str] = queue.Queue()
-        for i in range(count):
-            tokens.put(fleet_sync.tokens_for(i)[0])
-
-        def worker() -> None:
-            while True:
-                try:
-                    token = tokens.get_nowait()
-                except queue.Empty:
-                    return
-                call(token)
-
-        threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-
-    return run
+def tokens(count: int) -> list[str]:
+    return [fleet_sync.tokens_for(i)[0] for i in range(count)]
 
 
-def in_event_loop(count: int, concurrency: int, make) -> Callable[[], None]:
-    """``make()`` (in the loop) returns ``(get(token), close())``, both coroutines."""
+def in_threads(name: str, count: int, concurrency: int, call: Callable[[str], int]) -> None:
+    """``call(token)`` (the status) in ``concurrency`` threads; each makes one
+    request before the window opens (its client, session and connection)."""
+    work: queue.Queue[str] = queue.Queue()
+    for token in tokens(count):
+        work.put(token)
+    warm = tokens(concurrency)
+    ready = threading.Barrier(concurrency + 1)
+    statuses: list[int] = []
+
+    def worker(first: str) -> None:
+        call(first)
+        ready.wait()
+        while True:
+            try:
+                token = work.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                statuses.append(call(token))
+            except Exception as exc:  # counted as a failure, reported below
+                statuses.append(0)
+                print(f"  {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    threads = [threading.Thread(target=worker, args=(first,)) for first in warm]
+    for thread in threads:
+        thread.start()
+    window = Window()
+    ready.wait()
+    window.start()
+    for thread in threads:
+        thread.join()
+    window.stop()
+    report(name, count, window, statuses.count(200))
+
+
+def in_event_loop(name: str, count: int, concurrency: int, make) -> None:
+    """``make()`` (in the loop) returns ``(get(token) -> status, close())``, both
+    coroutines; one request per worker is made before the window opens."""
 
     async def main() -> None:
         get, close = await make()
-        tokens = [fleet_sync.tokens_for(i)[0] for i in range(count)]
+        await asyncio.gather(*(get(token) for token in tokens(concurrency)))
+        work, statuses = tokens(count), []
 
         async def worker() -> None:
-            while tokens:
-                await get(tokens.pop())
+            while work:
+                statuses.append(await get(work.pop()))
 
+        window = Window()
+        window.start()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
+        window.stop()
         await close()
+        report(name, count, window, statuses.count(200))
 
-    return lambda: asyncio.run(main())
+    asyncio.run(main())
 
 
 def stdlib_streams(host: str, port: int):
     async def make():
         connections: asyncio.Queue = asyncio.Queue()
 
-        async def get(token: str) -> None:
+        async def get(token: str) -> int:
             if connections.empty():
                 connections.put_nowait(await asyncio.open_connection(host, port))
             reader, writer = await connections.get()
@@ -107,8 +148,9 @@ def stdlib_streams(host: str, port: int):
                 for line in head.split(b"\r\n")
                 if line.lower().startswith(b"content-length:")
             )
-            await reader.readexactly(length)
+            json.loads(await reader.readexactly(length))
             connections.put_nowait((reader, writer))
+            return int(head.split(b" ", 2)[1])
 
         async def close() -> None:
             while not connections.empty():
@@ -154,24 +196,28 @@ def main() -> None:
         )
         local = threading.local()
 
-        def client_call(token: str) -> None:
-            get_client("sim").userinfo(token)
+        def client_call(token: str) -> int:
+            get_client("sim").userinfo(token)  # decoded; an error answer raises
+            return 200
 
-        def requests_call(token: str) -> None:
+        def requests_call(token: str) -> int:
             session = getattr(local, "session", None) or requests.Session()
             local.session = session
-            session.get(url, headers={"Authorization": f"Bearer {token}"}).content  # noqa: B018
+            response = session.get(url, headers={"Authorization": f"Bearer {token}"})
+            response.json()
+            return response.status_code
 
         pool = urllib3.PoolManager(maxsize=concurrency)
 
-        def urllib3_call(token: str) -> None:
-            pool.request("GET", url, headers={"Authorization": f"Bearer {token}"}).data  # noqa: B018
+        def urllib3_call(token: str) -> int:
+            response = pool.request("GET", url, headers={"Authorization": f"Bearer {token}"})
+            json.loads(response.data)
+            return response.status
 
-        measure("client", count, in_threads(count, concurrency, client_call))
-        measure("requests", count, in_threads(count, concurrency, requests_call))
-        measure("urllib3", count, in_threads(count, concurrency, urllib3_call))
-        streams = stdlib_streams(host, int(port))
-        measure("asyncio", count, in_event_loop(count, concurrency, streams))
+        in_threads("client", count, concurrency, client_call)
+        in_threads("requests", count, concurrency, requests_call)
+        in_threads("urllib3", count, concurrency, urllib3_call)
+        in_event_loop("asyncio", count, concurrency, stdlib_streams(host, int(port)))
         try:
             import aiohttp
         except ImportError:
@@ -181,13 +227,14 @@ def main() -> None:
             async def make_aiohttp():
                 session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
 
-                async def get(token: str) -> None:
+                async def get(token: str) -> int:
                     async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as r:
-                        await r.read()
+                        json.loads(await r.read())
+                        return r.status
 
                 return get, session.close
 
-            measure("aiohttp", count, in_event_loop(count, concurrency, make_aiohttp))
+            in_event_loop("aiohttp", count, concurrency, make_aiohttp)
         try:
             import httpx
         except ImportError:
@@ -197,12 +244,14 @@ def main() -> None:
             async def make_httpx():
                 client = httpx.AsyncClient(limits=httpx.Limits(max_connections=concurrency))
 
-                async def get(token: str) -> None:
-                    await client.get(url, headers={"Authorization": f"Bearer {token}"})
+                async def get(token: str) -> int:
+                    response = await client.get(url, headers={"Authorization": f"Bearer {token}"})
+                    response.json()
+                    return response.status_code
 
                 return get, client.aclose
 
-            measure("httpx", count, in_event_loop(count, concurrency, make_httpx))
+            in_event_loop("httpx", count, concurrency, make_httpx)
         print(f"load average at the end {fleet_sync.load_average():.2f}")
     finally:
         simulator.stop()

@@ -1,7 +1,8 @@
 """The one place that speaks HTTP to Cronofy.
 
 Modelled on django-anymail's HTTP base: one ``requests.Session`` per client,
-timeouts and retries in one loop, every failure mapped onto ``exceptions``.
+timeouts and retries in one loop, every failure mapped onto ``exceptions``
+(Cronofy's error answers by ``client_errors``).
 Callers pass tokens per call; the client never stores one.
 """
 
@@ -22,7 +23,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from . import __version__
 from .applications import get_application
-from .client_errors import error_for
+from .client_errors import ERROR_BODY_LIMIT, error_for
 from .conf import app_settings, on_reload
 from .datacenters import DataCenter, get_data_center
 from .exceptions import (
@@ -40,6 +41,17 @@ from .transport import (
     new_session,
     read_body,
 )
+
+__all__ = [
+    "ERROR_BODY_LIMIT",
+    "USER_AGENT",
+    "CronofyClient",
+    "budget_for",
+    "client_credentials",
+    "get_bounded_client",
+    "get_client",
+    "reset_clients",
+]
 
 logger = logging.getLogger(__name__)
 

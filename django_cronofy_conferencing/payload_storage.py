@@ -1,6 +1,7 @@
 """What of a UserInfo body is stored, and whether it can be: the bounds of the
 ``userinfo`` JSON column, apart from the validation of the modelled fields
-(``payloads``, which calls these last)."""
+(``payloads``, which calls these last and owns the limits: ``MAX_DEPTH`` and
+``MAX_UNKNOWN_KEYS_JSON`` are its settings, passed in)."""
 
 from __future__ import annotations
 
@@ -8,25 +9,18 @@ import json
 import re
 from typing import Any
 
-#: Bytes (as JSON) of the keys this app does not model that are kept in ``userinfo``:
-#: the rest is dropped, so a huge body of unknown keys is never stored or rendered.
-MAX_UNKNOWN_KEYS_JSON = 64 * 1024
 _MODELLED_KEYS = frozenset({"sub", "email", "name", "zoneinfo", "cronofy.type", "cronofy.data"})
 _MODELLED_DATA_KEYS = frozenset({"authorization", "profiles", "conferencing_profiles"})
-# Real UserInfo nests about five levels; deeper bodies are refused before they
-# reach json.dumps (recursive) when the JSON column is written.
-MAX_DEPTH = 32
-
 # An escaped NUL in json.dumps output: "\u0000" preceded by an even number of backslashes.
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def depth(data: Any) -> int:
+def nesting_depth(data: Any, stop_past: int) -> int:
     """Nesting depth of decoded JSON, level by level without recursion (containers
-    only: scalars, most of a body, are never queued); stops past ``MAX_DEPTH``."""
+    only: scalars, most of a body, are never queued); stops past ``stop_past``."""
     depth = 0
     level = [data] if isinstance(data, dict | list) else []
-    while level and depth <= MAX_DEPTH:
+    while level and depth <= stop_past:
         depth += 1
         below = []
         for value in level:
@@ -36,14 +30,14 @@ def depth(data: Any) -> int:
     return depth
 
 
-def storage_problem(data: dict) -> str | None:
+def storage_problem(data: dict, *, max_depth: int) -> str | None:
     """What keeps the raw body from being stored as JSON (None: nothing).
 
     Runs after the modelled fields were checked, so a bad value there gets a
     message naming its field; this catches the same problems in other keys.
     """
-    if depth(data) > MAX_DEPTH:
-        return f"is nested more than {MAX_DEPTH} levels deep"
+    if nesting_depth(data, max_depth) > max_depth:
+        return f"is nested more than {max_depth} levels deep"
     try:
         text = json.dumps(data, allow_nan=False, ensure_ascii=False)
     except (ValueError, TypeError):
@@ -57,9 +51,8 @@ def storage_problem(data: dict) -> str | None:
     return None
 
 
-def kept_keys(data: dict) -> dict:
-    """``data`` with its unmodelled keys cut to ``MAX_UNKNOWN_KEYS_JSON`` bytes (first kept)."""
-    budget = MAX_UNKNOWN_KEYS_JSON
+def kept_keys(data: dict, *, budget: int) -> dict:
+    """``data`` with its unmodelled keys cut to ``budget`` bytes of JSON (first kept)."""
 
     def keep(mapping: dict, modelled: frozenset) -> dict:
         nonlocal budget

@@ -15,17 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .exceptions import InvalidResponse
-from .payload_storage import MAX_DEPTH, MAX_UNKNOWN_KEYS_JSON, kept_keys, storage_problem
-
-__all__ = [  # the storage limits stay importable from here
-    "MAX_DEPTH",
-    "MAX_UNKNOWN_KEYS_JSON",
-    "CalendarData",
-    "CalendarProfileData",
-    "ConferencingProfileData",
-    "UserInfo",
-    "parse_userinfo",
-]
+from .payload_storage import kept_keys, storage_problem
 
 # Column sizes in models.py: a longer value is a malformed response, not a DB error.
 MAX_SUB = 255
@@ -44,6 +34,12 @@ MAX_CALENDAR_ID = 255
 MAX_CALENDAR_NAME = 500
 MAX_CALENDARS_PER_PROFILE = 1000
 MAX_CALENDARS = 10_000  # all calendar profiles together
+#: Bytes (as JSON) of the keys this app does not model that are kept in ``userinfo``:
+#: the rest is dropped, so a huge body of unknown keys is never stored or rendered.
+MAX_UNKNOWN_KEYS_JSON = 64 * 1024
+# Real UserInfo nests about five levels; deeper bodies are refused before they
+# reach json.dumps (recursive) when the JSON column is written.
+MAX_DEPTH = 32
 _PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+\Z")  # \Z: "$" also matches before a final newline
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x1f\x7f-\x9f\s]")
 
@@ -297,7 +293,7 @@ def _profile_fields(item: Any, where: str, seen: set[str]) -> dict[str, Any]:
 def _storable(data: dict) -> None:
     """Refuse what the JSON column cannot hold (``payload_storage``). Runs after the
     modelled fields were checked, so a bad value there gets a message naming its field."""
-    problem = storage_problem(data)
+    problem = storage_problem(data, max_depth=MAX_DEPTH)
     if problem:
         raise _fail("the body", problem)
 
@@ -385,5 +381,5 @@ def parse_userinfo(data: Any, *, expected_sub: str | None = None) -> UserInfo:
         scope=scope,
         conferencing_profiles=profiles,
         calendar_profiles=calendar_profiles,
-        raw=kept_keys(data),
+        raw=kept_keys(data, budget=MAX_UNKNOWN_KEYS_JSON),
     )

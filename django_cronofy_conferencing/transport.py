@@ -1,7 +1,8 @@
-"""HTTP plumbing under ``client``: the session and adapter, and header parsing.
+"""HTTP plumbing under ``client``: the session and adapter, prepared requests,
+reading a body against a deadline and a cap, and header parsing.
 
 Kept apart from the request loop so each reads on its own; nothing here knows
-Cronofy's endpoints or errors.
+Cronofy's endpoints or what its errors mean (``client_errors``).
 """
 
 from __future__ import annotations

@@ -36,6 +36,9 @@ from .conf import app_settings
 from .datacenters import UnknownDataCenter
 from .db import non_atomic_requests
 from .error_pages import (
+    TEMPLATE_ERROR as TEMPLATE_ERROR,  # importable from here as before
+)
+from .error_pages import (
     denied,
     error_page,
     invalid_provider,

@@ -726,14 +726,14 @@ def test_unknown_keys_are_kept_up_to_the_cap(payload):
 
 
 def test_an_unknown_key_exactly_at_the_cap_is_kept(payload, monkeypatch):
-    from django_cronofy_conferencing import payload_storage
+    from django_cronofy_conferencing import payloads
 
     body = payload("userinfo_conferencing_example")
     body["k"] = "v" * 10
     size = len(json.dumps({"k": body["k"]}).encode())
-    monkeypatch.setattr(payload_storage, "MAX_UNKNOWN_KEYS_JSON", size)
+    monkeypatch.setattr(payloads, "MAX_UNKNOWN_KEYS_JSON", size)
     assert parse_userinfo(body).raw["k"] == "v" * 10
-    monkeypatch.setattr(payload_storage, "MAX_UNKNOWN_KEYS_JSON", size - 1)
+    monkeypatch.setattr(payloads, "MAX_UNKNOWN_KEYS_JSON", size - 1)
     assert "k" not in parse_userinfo(body).raw
 
 

@@ -39,10 +39,14 @@ PACKAGE = "django_cronofy_conferencing"
 #: Module -> the test paths that cover it.
 TESTS = {
     "payloads": ["tests/test_payloads.py", "tests/sync/test_sync_account.py"],
+    "payload_storage": ["tests/test_payloads.py"],
     "sync": ["tests/sync", "tests/management/commands/test_cronofy_sync.py"],
+    "sync_writes": ["tests/sync"],
     "fields": ["tests/test_fields.py", "tests/test_models.py"],
     "notifications": ["tests/test_notifications.py"],
     "client": ["tests/test_client.py", "tests/test_tokens.py"],
+    "client_errors": ["tests/test_client.py", "tests/test_secrets.py"],
+    "transport": ["tests/test_client.py"],
     "redaction": ["tests/test_redaction.py", "tests/test_secrets.py"],
     "tokens": ["tests/test_tokens.py", "tests/test_secrets.py"],
     "linking": ["tests/test_linking.py", "tests/test_views.py"],

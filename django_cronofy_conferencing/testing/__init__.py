@@ -9,8 +9,9 @@ adapter, so a test can flip a profile and see it through any of them;
 ``HTTPServerAdapter`` serves it on a loopback port (benchmarks, workers, demos).
 
 Modules: ``simulator`` (state), ``endpoints`` (its request handler), ``records``
-(the requests, responses and faults they exchange), ``events``, ``responses_adapter``,
-``http``.
+(the requests, responses and faults they exchange), ``calendars`` and ``events``,
+``responses_adapter``, ``http`` (with ``pages``, its consent pages, and ``limits``,
+its own rate limit), ``push`` (notifications to a channel's callback).
 
     from django_cronofy_conferencing.testing import simulated_cronofy
 

@@ -2,7 +2,7 @@
 
 A mixin of ``SimulatedCronofy`` (which holds the state these read and write:
 accounts, tokens, codes, channels, faults): kept apart so each reads on its
-own. Events and calendars are in ``events``.
+own. Events are in ``events``, calendar profiles in ``calendars``.
 """
 
 from __future__ import annotations

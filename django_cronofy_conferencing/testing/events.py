@@ -27,7 +27,25 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .calendars import INTEGRATED_CONFERENCING, find_calendar
+from .calendars import (  # importable from here as before the split
+    INTEGRATED_CONFERENCING,
+    calendar,
+    calendar_profile,
+    find_calendar,
+    set_calendar_profile_connected,
+)
+
+__all__ = [
+    "INTEGRATED_CONFERENCING",
+    "EventStore",
+    "SimEvent",
+    "calendar",
+    "calendar_profile",
+    "generate",
+    "handle",
+    "match_endpoint",
+    "set_calendar_profile_connected",
+]
 
 # The simulator imports this module, so nothing here imports it back: handlers take
 # its objects duck-typed (``sim``, ``account``, ``request``) and answer an

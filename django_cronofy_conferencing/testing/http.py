@@ -14,8 +14,6 @@ import json
 import socket
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +22,7 @@ from urllib.parse import urlsplit
 
 from .limits import SlidingWindowLimit, max_in_window
 from .pages import ConsentPages
+from .push import post_notification
 from .records import SimRequest
 from .simulator import SimulatedCronofy
 
@@ -156,7 +155,8 @@ class HTTPServerAdapter(ConsentPages):
         self._counter_lock = threading.Lock()
         self._server = _SimHTTPServer((host, port), _SimHandler, self)
         self._thread: threading.Thread | None = None
-        self._serving_here = False
+        self._serving_thread: int | None = None
+        self._stopping = False
         self.host, self.port = self._server.server_address[:2]
         # The consent pages and authorization URLs name this server, whether
         # or not Django's settings know about it (the server may run alone).
@@ -194,25 +194,36 @@ class HTTPServerAdapter(ConsentPages):
         return self
 
     def serve_forever(self) -> None:
-        """Serve in this thread (a server process of its own); stop with ``stop()``.
+        """Serve in this thread (a server process of its own) until ``stop()``.
 
-        ``stop()`` comes from another thread (a signal handler's, say): it
-        ends this loop before closing the socket, which would otherwise be
-        polled closed for ever.
+        ``stop()`` may come from another thread or from this one (a signal
+        handler runs on the main thread): either way the loop ends before the
+        socket is closed, which it would otherwise poll, closed, for ever.
         """
-        self._serving_here = True
+        self._serving_thread = threading.get_ident()
         try:
             self._server.serve_forever(poll_interval=0.1)
         finally:
-            self._serving_here = False
+            self._serving_thread = None
+            if self._stopping:
+                self._close()
 
     def stop(self) -> None:
         if self._thread is not None:
             self._server.shutdown()
             self._thread.join(timeout=5)
             self._thread = None
-        elif self._serving_here:
-            self._server.shutdown()  # returns once serve_forever() has
+        elif self._serving_thread == threading.get_ident():
+            # shutdown() waits for the loop, which cannot end while this
+            # thread is in here: ask from another; serve_forever() closes.
+            self._stopping = True
+            threading.Thread(target=self._server.shutdown, daemon=True).start()
+            return
+        elif self._serving_thread is not None:
+            self._server.shutdown()  # returns once the loop has ended
+        self._close()
+
+    def _close(self) -> None:
         with self._server.connections_lock:
             open_connections = list(self._server.connections)
         for connection in open_connections:
@@ -321,66 +332,6 @@ class HTTPServerAdapter(ConsentPages):
     def push(self, sub: str, notification_type: str = "profile_disconnected", **kwargs: Any):
         """POST a notification to the account's channel callback (see ``post_notification``)."""
         return post_notification(self.sim, sub, notification_type, **kwargs)
-
-
-def post_notification(
-    sim: SimulatedCronofy,
-    sub: str | None,
-    notification_type: str = "profile_disconnected",
-    *,
-    channel_id: str | None = None,
-    callback_url: str | None = None,
-    secrets: Iterable[str] | None = None,
-    signature: str | None = None,
-    body: bytes | None = None,
-    timeout: float = 10,
-) -> tuple[int, bytes]:
-    """POST a push notification to a channel's callback URL, as Cronofy does.
-
-    By default the account's channel, signed with the client secret of the
-    simulator's application in the account's data center. ``secrets`` signs
-    with each of them (comma-separated, as during a rotation); ``signature``
-    sends that header value as is (``""`` sends none);
-    ``channel_id``/``callback_url``/``body`` override the notification.
-    Returns the receiver's status and body.
-    """
-    if body is None and channel_id is None and sub is not None:
-        body, _ = sim.notification(sub, notification_type)
-    with sim.lock:
-        if callback_url is None:
-            if body is not None:
-                channel_id = channel_id or json.loads(body)["channel"]["channel_id"]
-            channel = sim.channels.get(channel_id or "")
-            if channel is None:
-                raise ValueError("post_notification: give callback_url for an unknown channel")
-            callback_url = channel["callback_url"]
-    if body is None:
-        body = json.dumps(
-            {
-                "notification": {"type": notification_type},
-                "channel": {"channel_id": channel_id, "callback_url": callback_url, "filters": {}},
-            }
-        ).encode()
-    headers = {"Content-Type": "application/json"}
-    if signature is None:
-        if not secrets:
-            # Signed by the application of the channel's account's data center.
-            owner = sim.accounts.get((sim.channels.get(channel_id or "") or {}).get("sub", ""))
-            dc = owner.data_center if owner is not None else None
-            secrets = [sim.credentials_for(dc)[1]]
-        signature = ",".join(sim.sign(body, secret) for secret in secrets)
-    if signature:
-        headers["Cronofy-HMAC-SHA256"] = signature
-    if urlsplit(callback_url).scheme not in ("http", "https"):
-        raise ValueError("post_notification: the callback URL must be http(s)")
-    request = urllib.request.Request(  # noqa: S310 (http(s) only, checked above)
-        callback_url, data=body, headers=headers, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 @contextmanager

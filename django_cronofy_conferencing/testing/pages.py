@@ -209,5 +209,3 @@ class ConsentPages:
             profile_name=form.get("profile_name") or "user@example.com",
         )
         return self._redirect(redirect)
-
-    # -- push notifications -----------------------------------------------------

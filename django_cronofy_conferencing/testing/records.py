@@ -105,7 +105,7 @@ class SimAccount:
     account_type: str = "account"
     scope: str = "read_account"
     conferencing_profiles: list[dict[str, Any]] = field(default_factory=list)
-    calendar_profiles: list[dict[str, Any]] = field(default_factory=list)  # see events.py
+    calendar_profiles: list[dict[str, Any]] = field(default_factory=list)  # see calendars.py
     userinfo_body: Any = None  # an exact body to serve instead of the built one
     access_token: str = field(default="", repr=False)
     refresh_token: str = field(default="", repr=False)

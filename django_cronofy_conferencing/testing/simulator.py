@@ -168,7 +168,7 @@ class SimulatedCronofy(CronofyEndpoints):
             entry["profile_relink_url"] = relink_url or default
         return entry
 
-    #: Calendar profiles and events (``testing.events``).
+    #: Calendar profiles and events (``testing.calendars``, ``testing.events``).
     calendar_profile = staticmethod(sim_calendar_profile)
     calendar = staticmethod(sim_calendar)
 

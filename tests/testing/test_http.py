@@ -211,6 +211,30 @@ def test_stop_from_another_thread_ends_serve_forever():
     assert not serving.is_alive()  # was: polling the closed socket at full CPU, for ever
 
 
+def test_stop_from_the_serving_thread_ends_serve_forever():
+    """As a SIGTERM handler does in a server process: stop() on the serving thread."""
+    import threading
+
+    server = HTTPServerAdapter(SimulatedCronofy())
+    port = server.port
+    asked = threading.Event()
+
+    def from_the_loop() -> None:  # called by serve_forever() on its own thread
+        if asked.is_set():
+            server.stop()
+
+    server._server.service_actions = from_the_loop
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    assert requests.get(f"{server.url}/v1/userinfo", timeout=5).status_code == 401
+    asked.set()
+    serving.join(timeout=5)
+    assert not serving.is_alive()  # was: shutdown() waiting on its own thread, for ever
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))  # closed by serve_forever() on its way out
+
+
 def test_registered_adds_the_data_center_only_inside_the_block():
     from django_cronofy_conferencing.datacenters import UnknownDataCenter
 
