@@ -103,7 +103,7 @@ def serve(args) -> None:
     seed_simulator(sim, args.accounts)
     rates = [r for r in args.rate_limits.split(",") if r]
     server = HTTPServerAdapter(sim, "sim", latency=args.latency, rate_limits=rates)
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.stop).start())
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())  # on this, the serving thread
     Path(args.port_file).write_text(str(server.port))
     server.serve_forever()
 

@@ -16,6 +16,7 @@ from typing import Any
 import requests
 from django.views.decorators.debug import sensitive_variables
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ReadTimeoutError
 
 #: A ``Retry-After`` longer than this (a day) is treated as this long.
 MAX_RETRY_AFTER = 86400.0
@@ -116,8 +117,6 @@ def shorten_read_timeout(raw: Any, remaining: float) -> None:
 
 def map_read_error(exc: Exception) -> requests.RequestException:
     """A urllib3 error while reading the body, as the ``requests`` error it stands for."""
-    from urllib3.exceptions import ReadTimeoutError
-
     if isinstance(exc, ReadTimeoutError | TimeoutError):
         return requests.ReadTimeout(type(exc).__name__)
     return requests.ConnectionError(type(exc).__name__)

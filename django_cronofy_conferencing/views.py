@@ -36,9 +36,7 @@ from .conf import app_settings
 from .datacenters import UnknownDataCenter
 from .db import non_atomic_requests
 from .error_pages import (
-    TEMPLATE_ERROR as TEMPLATE_ERROR,  # importable from here as before
-)
-from .error_pages import (
+    TEMPLATE_ERROR,
     denied,
     error_page,
     invalid_provider,
@@ -57,6 +55,17 @@ from .redaction import redact
 from .sync import sync_account
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "TEMPLATE_CONFERENCING_CONNECT",
+    "TEMPLATE_CONNECT",
+    "TEMPLATE_ERROR",  # in error_pages; importable from here as before
+    "callback",
+    "conferencing_connect",
+    "conferencing_return",
+    "conferencing_return_url",
+    "connect",
+]
 
 TEMPLATE_CONFERENCING_CONNECT = "django_cronofy_conferencing/conferencing_connect.html"
 TEMPLATE_CONNECT = "django_cronofy_conferencing/connect.html"

@@ -8,6 +8,8 @@ import secrets
 from typing import Any
 from urllib.parse import urlencode
 
+from .records import set_profile_connected
+
 #: Integrated conferencing by calendar provider: what "integrated" generates.
 INTEGRATED_CONFERENCING = {
     "google": "google_meet",
@@ -82,14 +84,7 @@ def set_calendar_profile_connected(
 ) -> dict[str, Any]:
     for profile in account.calendar_profiles:
         if profile["profile_id"] == profile_id:
-            profile["profile_connected"] = connected
-            if connected:
-                profile.pop("profile_relink_url", None)
-            else:
-                profile["profile_relink_url"] = _relink_url(
-                    profile["provider_name"], profile["profile_name"]
-                )
-            return profile
+            return set_profile_connected(profile, connected, _relink_url)
     raise KeyError(profile_id)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -145,6 +146,21 @@ def default_relink_url(provider_name: str, profile_name: str) -> str:
     return "https://app.cronofy.com/v2/relink/{}?{}".format(
         provider_name, urlencode({"email": profile_name})
     )
+
+
+def set_profile_connected(
+    profile: dict[str, Any], connected: bool, relink_url: Callable[[str, str], str]
+) -> dict[str, Any]:
+    """Flip a conferencing or calendar profile entry: a disconnected one carries
+    ``relink_url(provider_name, profile_name)``, a connected one none."""
+    profile["profile_connected"] = connected
+    if connected:
+        profile.pop("profile_relink_url", None)
+    else:
+        profile["profile_relink_url"] = relink_url(
+            profile["provider_name"], profile["profile_name"]
+        )
+    return profile
 
 
 def with_query(url: str, params: dict[str, str]) -> str:

@@ -36,6 +36,7 @@ from .records import (
     default_relink_url,
     new_id,
     new_token,
+    set_profile_connected,
     with_query,
 )
 
@@ -223,14 +224,7 @@ class SimulatedCronofy(CronofyEndpoints):
     def set_connected(self, sub: str, profile_id: str, connected: bool) -> dict[str, Any]:
         with self.lock:
             profile = self.accounts[sub].profile(profile_id)
-            profile["profile_connected"] = connected
-            if connected:
-                profile.pop("profile_relink_url", None)
-            else:
-                profile["profile_relink_url"] = default_relink_url(
-                    profile["provider_name"], profile["profile_name"]
-                )
-            return profile
+            return set_profile_connected(profile, connected, default_relink_url)
 
     def remove_profile(self, sub: str, profile_id: str) -> None:
         with self.lock:

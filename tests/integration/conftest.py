@@ -14,6 +14,7 @@ environment variables that ``tests/settings.py`` reads.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -86,6 +87,18 @@ def process_env(server, *, cache_prefix: str, rate_limits: str = "", **extra: st
 
 
 PYTHON = sys.executable
+
+
+def run_benchmark(script: str, *args: str) -> subprocess.CompletedProcess:
+    """``benchmarks/<script>`` with ``args`` in a process of its own (a smoke of it)."""
+    return subprocess.run(
+        [PYTHON, str(ROOT / "benchmarks" / script), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def make_fleet(sim, count: int, data_center: str = "sim") -> list:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from .conftest import PYTHON, ROOT
+from .conftest import run_benchmark
 
 
 @pytest.fixture
@@ -23,19 +22,11 @@ def burst_database_url(postgres_only):
 
 
 def test_every_request_of_a_burst_gets_the_page(burst_database_url):
-    done = subprocess.run(
-        [
-            PYTHON,
-            str(ROOT / "benchmarks" / "example_burst.py"),
-            "--requests=20",
-            "--concurrency=4",
-            f"--database-url={burst_database_url}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = run_benchmark(
+        "example_burst.py",
+        "--requests=20",
+        "--concurrency=4",
+        f"--database-url={burst_database_url}",
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "{200: 20}" in done.stdout

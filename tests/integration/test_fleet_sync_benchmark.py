@@ -3,30 +3,21 @@
 from __future__ import annotations
 
 import json
-import subprocess
 
-from .conftest import PYTHON, ROOT
+from .conftest import run_benchmark
 
 
 def test_the_benchmark_runs_a_first_sync_and_a_re_sync(redis_url, tmp_path):
     figures = tmp_path / "figures.json"
-    done = subprocess.run(
-        [
-            PYTHON,
-            str(ROOT / "benchmarks" / "fleet_sync.py"),
-            "--phases=sqlite",
-            "--small=30",
-            "--concurrency=4",
-            "--latency=0.01",
-            f"--sqlite-path={tmp_path / 'bench.sqlite3'}",
-            f"--redis-url={redis_url}",
-            f"--json={figures}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    done = run_benchmark(
+        "fleet_sync.py",
+        "--phases=sqlite",
+        "--small=30",
+        "--concurrency=4",
+        "--latency=0.01",
+        f"--sqlite-path={tmp_path / 'bench.sqlite3'}",
+        f"--redis-url={redis_url}",
+        f"--json={figures}",
     )
     assert done.returncode == 0, done.stderr[-3000:]
     for label in ("wall time", "ideal", "ratio", "CPU per account", "queries per account"):
@@ -40,20 +31,7 @@ def test_the_benchmark_runs_a_first_sync_and_a_re_sync(redis_url, tmp_path):
 
 
 def test_the_http_floor_benchmark_measures_each_way_of_making_requests():
-    done = subprocess.run(
-        [
-            PYTHON,
-            str(ROOT / "benchmarks" / "http_floor.py"),
-            "--requests=20",
-            "--concurrency=4",
-            "--latency=0",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_benchmark("http_floor.py", "--requests=20", "--concurrency=4", "--latency=0")
     assert done.returncode == 0, done.stderr[-3000:]
     lines = {line.split()[0]: line for line in done.stdout.splitlines() if "CPU per" in line}
     for name in ("client", "requests", "urllib3", "asyncio"):
