@@ -23,14 +23,18 @@ from django.views.decorators.debug import sensitive_variables
 
 from . import __version__
 from .applications import get_application
-from .client_errors import ERROR_BODY_LIMIT, error_for
+from .client_errors import (
+    ERROR_BODY_LIMIT,
+    deadline_error,
+    error_for,
+    status_retryable,
+    timeout_error,
+    too_large_error,
+    unreachable_error,
+)
 from .conf import app_settings, on_reload
 from .datacenters import DataCenter, get_data_center
-from .exceptions import (
-    CronofyAPIError,
-    CronofyUnavailable,
-    InvalidResponse,
-)
+from .exceptions import CronofyAPIError, InvalidResponse
 from .ratelimit import RateLimiter
 from .redaction import remember_secret
 from .transport import (
@@ -48,6 +52,7 @@ __all__ = [
     "CronofyClient",
     "budget_for",
     "client_credentials",
+    "decode_json",
     "get_bounded_client",
     "get_client",
     "reset_clients",
@@ -142,28 +147,18 @@ class CronofyClient:
             if self.rate_limiter is not None:
                 self.rate_limiter.acquire()
             started = self.clock()
-            retry_after: float | None = None
             try:
                 response = self._send(method, url, headers, json, data, deadline)
             except DeadlineExceeded:
-                error: CronofyAPIError = CronofyUnavailable(
-                    f"Cronofy did not answer {where} within REQUEST_DEADLINE ({self.deadline:g} s)."
-                )
                 # The request may have reached Cronofy; no time is left anyway.
-                retryable = False
+                error, retryable = deadline_error(where, self.deadline), False
             except BodyTooLarge:
-                raise InvalidResponse(
-                    f"Invalid response to {where}: the body is larger than "
-                    f"MAX_RESPONSE_BYTES ({self.max_body} bytes)."
-                ) from None
+                raise too_large_error(where, self.max_body) from None
             except requests.Timeout as exc:
-                error = CronofyUnavailable(f"Cronofy timed out on {where}.")
+                error = timeout_error(where)
                 retryable = idempotent or isinstance(exc, requests.ConnectTimeout)
             except requests.RequestException as exc:
-                error = CronofyUnavailable(
-                    f"Could not reach Cronofy for {where}: {type(exc).__name__}."
-                )
-                retryable = idempotent
+                error, retryable = unreachable_error(where, exc), idempotent
             else:
                 logger.debug(
                     "Cronofy %s %s -> %s in %.0f ms",
@@ -175,19 +170,28 @@ class CronofyClient:
                 if response.status_code < 400:
                     return response
                 error = error_for(method, path, self.data_center.id, response, secrets)
-                retry_after = getattr(error, "retry_after", None)
-                retryable = response.status_code == 429 or (
-                    idempotent and response.status_code >= 500
-                )
-            if not retryable or attempt >= self.max_retries:
-                raise error
-            delay = retry_after if retry_after is not None else self.backoff_delay(attempt)
-            if waited + delay > self.max_wait or self.clock() + delay >= deadline:
+                retryable = status_retryable(response.status_code, idempotent)
+            delay = self.retry_delay(error, retryable, attempt, waited, deadline)
+            if delay is None:
                 raise error
             logger.info("Retrying Cronofy %s %s in %.2fs after: %s", method, path, delay, error)
             (self.sleep or _sleep)(delay)
             waited += delay
             attempt += 1
+
+    def retry_delay(
+        self, error: CronofyAPIError, retryable: bool, attempt: int, waited: float, deadline: float
+    ) -> float | None:
+        """Seconds to wait before attempt ``attempt + 1``, or None when ``error`` is final:
+        not retryable, out of retries, or the wait would pass ``RETRY_MAX_WAIT`` or the
+        call's deadline. A 429's ``Retry-After`` is the wait when Cronofy gives one."""
+        if not retryable or attempt >= self.max_retries:
+            return None
+        retry_after = getattr(error, "retry_after", None)
+        delay = retry_after if retry_after is not None else self.backoff_delay(attempt)
+        if waited + delay > self.max_wait or self.clock() + delay >= deadline:
+            return None
+        return delay
 
     @sensitive_variables("headers", "json", "data")
     def _send(
@@ -217,21 +221,8 @@ class CronofyClient:
             response.close()  # back to the pool when read to the end; else dropped
         return response
 
-    @sensitive_variables("text")
     def _json(self, response: requests.Response, what: str) -> Any:
-        # JSON is UTF-8 (RFC 8259): never let requests guess another charset.
-        try:
-            text = response.content.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise InvalidResponse(f"Invalid {what} response: the body is not UTF-8.") from None
-        try:
-            return json_loads(text)
-        except ValueError:
-            raise InvalidResponse(f"Invalid {what} response: the body is not JSON.") from None
-        except RecursionError:
-            raise InvalidResponse(
-                f"Invalid {what} response: the body is nested too deeply."
-            ) from None
+        return decode_json(response.content, what)
 
     # -- endpoints --------------------------------------------------------
 
@@ -326,6 +317,24 @@ class CronofyClient:
         if not isinstance(body, dict) or not isinstance(body.get("events"), list):
             raise InvalidResponse("Invalid read events response: no events array.")
         return body
+
+
+@sensitive_variables("text")
+def decode_json(content: bytes, what: str) -> Any:
+    """A response body as JSON, or ``InvalidResponse`` naming ``what`` was expected.
+
+    JSON is UTF-8 (RFC 8259): no other charset is ever guessed.
+    """
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidResponse(f"Invalid {what} response: the body is not UTF-8.") from None
+    try:
+        return json_loads(text)
+    except ValueError:
+        raise InvalidResponse(f"Invalid {what} response: the body is not JSON.") from None
+    except RecursionError:
+        raise InvalidResponse(f"Invalid {what} response: the body is nested too deeply.") from None
 
 
 def client_credentials(data_center: str) -> dict[str, str]:

@@ -15,6 +15,7 @@ from .exceptions import (
     CronofyUnavailable,
     CronofyValidationError,
     InvalidGrant,
+    InvalidResponse,
     RateLimited,
 )
 from .redaction import redact
@@ -75,6 +76,34 @@ def error_for(
     detail = f" ({error_code})" if error_code else ""
     return CronofyAPIError(
         f"Cronofy answered HTTP {status}{detail} on {where}.", status_code=status, body=body
+    )
+
+
+def status_retryable(status: int, idempotent: bool) -> bool:
+    """A 429 is always retried (Cronofy did nothing); a 5xx only when replaying is safe."""
+    return status == 429 or (idempotent and status >= 500)
+
+
+# The failures no answer explains, whichever HTTP library met them (``client``, ``fleet_http``).
+
+
+def deadline_error(where: str, seconds: float) -> CronofyUnavailable:
+    return CronofyUnavailable(
+        f"Cronofy did not answer {where} within REQUEST_DEADLINE ({seconds:g} s)."
+    )
+
+
+def timeout_error(where: str) -> CronofyUnavailable:
+    return CronofyUnavailable(f"Cronofy timed out on {where}.")
+
+
+def unreachable_error(where: str, exc: BaseException) -> CronofyUnavailable:
+    return CronofyUnavailable(f"Could not reach Cronofy for {where}: {type(exc).__name__}.")
+
+
+def too_large_error(where: str, limit: int) -> InvalidResponse:
+    return InvalidResponse(
+        f"Invalid response to {where}: the body is larger than MAX_RESPONSE_BYTES ({limit} bytes)."
     )
 
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -15,19 +16,9 @@ _MODELLED_DATA_KEYS = frozenset({"authorization", "profiles", "conferencing_prof
 _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def nesting_depth(data: Any, stop_past: int) -> int:
-    """Nesting depth of decoded JSON, level by level without recursion (containers
-    only: scalars, most of a body, are never queued); stops past ``stop_past``."""
-    depth = 0
-    level = [data] if isinstance(data, dict | list) else []
-    while level and depth <= stop_past:
-        depth += 1
-        below = []
-        for value in level:
-            children = value.values() if isinstance(value, dict) else value
-            below.extend(child for child in children if isinstance(child, dict | list))
-        level = below
-    return depth
+_NAN = "contains a number JSON cannot store (NaN or Infinity)"
+_NUL = "contains a NUL character"
+_SURROGATE = "is not valid Unicode (a lone surrogate)"
 
 
 def storage_problem(data: dict, *, max_depth: int) -> str | None:
@@ -35,19 +26,67 @@ def storage_problem(data: dict, *, max_depth: int) -> str | None:
 
     Runs after the modelled fields were checked, so a bad value there gets a
     message naming its field; this catches the same problems in other keys.
+    One walk, level by level, of what ``json.loads`` makes (dicts with string
+    keys, lists, strings, numbers, booleans, None): serializing the body to
+    look for the same problems cost half of a fleet sync's parsing. Anything
+    else (a body built in Python) is checked by serializing it.
     """
-    if nesting_depth(data, max_depth) > max_depth:
-        return f"is nested more than {max_depth} levels deep"
+    found: set[str] = set()
+    depth = 0
+    level = [data] if isinstance(data, dict | list) else []
+    while level:
+        depth += 1
+        if depth > max_depth:
+            return f"is nested more than {max_depth} levels deep"
+        below: list = []
+        for container in level:
+            if isinstance(container, dict):
+                for key in container:
+                    if type(key) is not str:
+                        return _problem_by_serializing(data)
+                    _check_text(key, found)
+                values = container.values()
+            else:
+                values = container
+            for value in values:
+                kind = type(value)
+                if kind is str:
+                    _check_text(value, found)
+                elif kind is dict or kind is list:
+                    below.append(value)
+                elif kind is float:
+                    if not math.isfinite(value):
+                        found.add(_NAN)
+                elif not (value is None or kind is bool or kind is int):
+                    return _problem_by_serializing(data)
+        level = below
+    for problem in (_NAN, _NUL, _SURROGATE):  # the order json.dumps finds them in
+        if problem in found:
+            return problem
+    return None
+
+
+def _check_text(text: str, found: set[str]) -> None:
+    if "\x00" in text:
+        found.add(_NUL)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            found.add(_SURROGATE)
+
+
+def _problem_by_serializing(data: Any) -> str | None:
     try:
         text = json.dumps(data, allow_nan=False, ensure_ascii=False)
     except (ValueError, TypeError):
-        return "contains a number JSON cannot store (NaN or Infinity)"
+        return _NAN
     if _ESCAPED_NUL.search(text):
-        return "contains a NUL character"
+        return _NUL
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return "is not valid Unicode (a lone surrogate)"
+        return _SURROGATE
     return None
 
 

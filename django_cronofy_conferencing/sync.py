@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -27,13 +26,17 @@ from .client import CronofyClient, get_client
 from .conf import app_settings
 from .db import keyset_chunks, write_lock
 from .exceptions import AccessTokenRejected, CronofyError
+from .fleet import EventLoopFetch, event_loop_unavailable
 from .models import LinkedAccount
 from .payloads import UserInfo, parse_userinfo
 from .redaction import redact
+from .sync_batches import WRITE_BATCH_SIZE, WRITE_BATCH_WAIT, BatchWriter
 from .sync_plan import SyncResult
 from .sync_writes import apply_userinfo, apply_userinfo_many
 
 __all__ = [
+    "WRITE_BATCH_SIZE",
+    "WRITE_BATCH_WAIT",
     "SyncReport",
     "SyncResult",
     "apply_userinfo",
@@ -149,11 +152,6 @@ def record_failure(account: LinkedAccount, exc: Exception) -> None:
 
 ProgressCallback = Callable[[LinkedAccount, SyncResult | None, Exception | None], None]
 
-# sync_accounts writes what its threads fetched in batches: this many accounts,
-# or fewer when no more arrived for this long.
-WRITE_BATCH_SIZE = 50
-WRITE_BATCH_WAIT = 0.5
-
 
 def sync_accounts(
     accounts: Iterable[LinkedAccount],
@@ -203,69 +201,47 @@ def sync_accounts(
                 finish(account, result, None)
         return report
 
-    work: queue.Queue[LinkedAccount | None] = queue.Queue(maxsize=concurrency * 2)
-    fetched: queue.Queue[tuple[LinkedAccount, UserInfo] | None] = queue.Queue(
-        maxsize=concurrency * 2 + WRITE_BATCH_SIZE
+    def failed(account: LinkedAccount, exc: Exception) -> None:
+        try:
+            if isinstance(exc, CronofyError):
+                record_failure(account, exc)
+        except Exception as recording_failed:
+            exc = recording_failed
+        finish(account, None, exc)
+
+    unavailable = event_loop_unavailable()
+    logger.info(
+        "Syncing Cronofy accounts at concurrency %s %s",
+        concurrency,
+        "on an event loop (aiohttp)" if unavailable is None else f"in threads ({unavailable})",
     )
+    with BatchWriter(finish, max_backlog=concurrency * 2 + WRITE_BATCH_SIZE) as writer:
+        if unavailable is None:
+            EventLoopFetch(accounts, concurrency=concurrency, writer=writer, fail=failed).run()
+        else:
+            fetch_in_threads(accounts, concurrency, writer, failed)
+    close_old_connections()
+    return report
+
+
+def fetch_in_threads(
+    accounts: Iterable[LinkedAccount],
+    concurrency: int,
+    writer: BatchWriter,
+    failed: Callable[[LinkedAccount, Exception], None],
+) -> None:
+    """The fetch stage in ``concurrency`` threads, fed through a bounded queue."""
+    work: queue.Queue[LinkedAccount | None] = queue.Queue(maxsize=concurrency * 2)
 
     def fetcher() -> None:
         try:
             while (account := work.get()) is not None:
                 try:
-                    try:
-                        info = fetch_userinfo(account, get_client(account.data_center))
-                    except CronofyError as exc:
-                        record_failure(account, exc)
-                        raise
+                    info = fetch_userinfo(account, get_client(account.data_center))
                 except Exception as exc:
-                    finish(account, None, exc)
+                    failed(account, exc)
                 else:
-                    fetched.put((account, info))
-        finally:
-            connections.close_all()
-
-    def write(batch: list[tuple[LinkedAccount, UserInfo]]) -> None:
-        try:
-            results = apply_userinfo_many(batch)
-        except Exception:
-            logger.info(
-                "A batch of %s accounts failed; writing one by one", len(batch), exc_info=True
-            )
-        else:
-            for (account, _), result in zip(batch, results, strict=True):
-                finish(account, result, None)
-            return
-        for account, info in batch:
-            try:
-                try:
-                    result = apply_userinfo(account, info)
-                except IntegrityError:
-                    result = apply_userinfo(account, info)
-            except Exception as exc:
-                finish(account, None, exc)
-            else:
-                finish(account, result, None)
-
-    def writer() -> None:
-        try:
-            last = False
-            while not last and (item := fetched.get()) is not None:
-                batch, pks = [item], {item[0].pk}
-                deadline = time.monotonic() + WRITE_BATCH_WAIT
-                while len(batch) < WRITE_BATCH_SIZE:
-                    try:
-                        item = fetched.get(timeout=max(0.0, deadline - time.monotonic()))
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        last = True
-                        break
-                    if item[0].pk in pks:  # the same account twice: in the next batch
-                        write(batch)
-                        batch, pks = [], set()
-                    batch.append(item)
-                    pks.add(item[0].pk)
-                write(batch)
+                    writer.put_when_room([(account, info)])
         finally:
             connections.close_all()
 
@@ -273,8 +249,7 @@ def sync_accounts(
         threading.Thread(target=fetcher, name=f"cronofy-sync-{i}", daemon=True)
         for i in range(concurrency)
     ]
-    writer_thread = threading.Thread(target=writer, name="cronofy-sync-writer", daemon=True)
-    for thread in [*threads, writer_thread]:
+    for thread in threads:
         thread.start()
     try:
         for account in accounts:
@@ -284,10 +259,6 @@ def sync_accounts(
             work.put(None)
         for thread in threads:
             thread.join()
-        fetched.put(None)
-        writer_thread.join()
-        close_old_connections()
-    return report
 
 
 def stream_accounts(

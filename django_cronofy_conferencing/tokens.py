@@ -80,6 +80,16 @@ def revoke(account: LinkedAccount, *, client: CronofyClient | None = None) -> No
 
 def ensure_access_token(account: LinkedAccount, *, client: CronofyClient | None = None) -> str:
     """The access token to use now, refreshed first when it expires within the margin."""
+    token = stored_access_token(account)
+    return token if token is not None else refresh_access_token(account, client=client)
+
+
+def stored_access_token(account: LinkedAccount) -> str | None:
+    """The stored access token when it needs no refresh now, else None.
+
+    No query and no HTTP (an event loop may call it); ``ReauthorizationRequired``
+    when the account cannot be used at all.
+    """
     if account.status != LinkedAccount.Status.ACTIVE:
         raise ReauthorizationRequired(
             f"Cronofy account {account.pk} needs to be connected again ({account.status})."
@@ -87,7 +97,7 @@ def ensure_access_token(account: LinkedAccount, *, client: CronofyClient | None 
     if not account.access_token:
         raise ReauthorizationRequired(f"Cronofy account {account.pk} has no access token stored.")
     if account.token_expires_within(app_settings.TOKEN_REFRESH_MARGIN):
-        return refresh_access_token(account, client=client)
+        return None
     return account.access_token
 
 

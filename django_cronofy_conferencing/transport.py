@@ -235,6 +235,16 @@ class RequestPreparer:
         return self.session.send(prepared, timeout=timeout, **settings)
 
 
+def requests_patched() -> bool:
+    """Whether something replaced requests' transport (``responses``, ``requests-mock``,
+    a mock): a call made with another HTTP library would escape that test double."""
+    return (
+        getattr(HostAdapter.send, "__module__", None) != "requests.adapters"
+        or getattr(requests.Session.send, "__module__", None) != "requests.sessions"
+        or getattr(requests.Session.get_adapter, "__module__", None) != "requests.sessions"
+    )
+
+
 def new_session(base_url: str) -> requests.Session:
     """A session for one host, with the environment's proxy and CA settings read once.
 

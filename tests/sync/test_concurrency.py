@@ -87,9 +87,9 @@ def test_failed_batches_are_written_one_by_one(sim, link_account, monkeypatch):
         pytest.skip("in-memory SQLite: covered by test_concurrent_sync_on_file_sqlite")
     from django.db import IntegrityError
 
-    from django_cronofy_conferencing import sync
+    from django_cronofy_conferencing import sync_batches
 
-    real = sync.apply_userinfo_many
+    real = sync_batches.apply_userinfo_many
     calls = []
 
     def flaky(items):
@@ -98,7 +98,7 @@ def test_failed_batches_are_written_one_by_one(sim, link_account, monkeypatch):
             raise IntegrityError("simulated")
         return real(items)
 
-    monkeypatch.setattr(sync, "apply_userinfo_many", flaky)
+    monkeypatch.setattr(sync_batches, "apply_userinfo_many", flaky)
     accounts = [link_account(conferencing_profiles=[sim.profile("zoom")])[0] for _ in range(12)]
     report = sync_accounts([*accounts, accounts[0], accounts[1]], concurrency=4)
     assert report.failed == 0, report.failures

@@ -1,0 +1,265 @@
+"""The fetch stage of ``sync_accounts`` on one event loop (aiohttp: ``fleet_http``).
+
+``sync_accounts`` fetches many accounts' UserInfo at once and writes what came
+back in batches. In threads (``sync``), most of the CPU goes to waking them; here
+one event loop keeps ``concurrency`` requests in flight instead, with the same
+results, rows, signals and errors. Django forbids queries on an event loop, so
+everything that may touch the database runs on worker threads (``Workers``):
+reading the accounts, token refreshes (which also speak ``requests``) and
+recording failures. Used when it can be (``event_loop_unavailable``): aiohttp
+installed, ``FLEET_HTTP`` not ``"requests"``, no test double patched into
+``requests`` (``transport.requests_patched``), no proxy in the environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future
+from functools import partial
+from importlib.util import find_spec
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+from django.db import connections
+
+from . import tokens
+from .client import get_client
+from .conf import SETTINGS_NAME, app_settings
+from .exceptions import AccessTokenRejected
+from .models import LinkedAccount
+from .payloads import UserInfo, parse_userinfo
+from .transport import requests_patched
+
+if TYPE_CHECKING:
+    from . import fleet_http
+    from .sync_batches import BatchWriter
+
+logger = logging.getLogger(__name__)
+
+FLEET_HTTP_CHOICES = ("auto", "aiohttp", "requests")
+
+
+def event_loop_unavailable() -> str | None:
+    """Why ``sync_accounts`` cannot fetch on the event loop now, or None when it can."""
+    choice = app_settings.FLEET_HTTP
+    if choice == "requests":
+        return f"{SETTINGS_NAME}['FLEET_HTTP'] is 'requests'"
+    if find_spec("aiohttp") is None:
+        return "aiohttp is not installed (the 'fleet' extra)"
+    if requests_patched():
+        return "a test double is patched into requests"
+    if urllib.request.getproxies():
+        return "the environment names a proxy (requests handles proxies)"
+    return None
+
+
+class Workers(Executor):
+    """Threads for the blocking part of an event-loop fetch: started as needed, up to
+    ``size``; each closes its database connections when it ends (``shutdown``)."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self.size, self.name = size, name
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        self._jobs.put((future, fn, args, kwargs))
+        with self._lock:
+            start = self._idle == 0 and len(self._threads) < self.size
+            if start:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+        if start:
+            thread.start()
+        return future
+
+    def _work(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    self._idle += 1
+                job = self._jobs.get()
+                with self._lock:
+                    self._idle -= 1
+                if job is None:
+                    return
+                future, fn, args, kwargs = job
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(fn(*args, **kwargs))
+                    except BaseException as exc:
+                        future.set_exception(exc)
+        finally:
+            connections.close_all()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            threads = list(self._threads)
+        for _ in threads:
+            self._jobs.put(None)
+        if wait:
+            for thread in threads:
+                thread.join()
+
+
+def _take(iterator: Iterator[LinkedAccount], count: int) -> list[LinkedAccount]:
+    return list(islice(iterator, count))
+
+
+class EventLoopFetch:
+    """Fetch every account's UserInfo on one event loop, for ``writer``.
+
+    What was fetched goes to the writer a few accounts at a time (``deliver``:
+    one wake-up of its thread per handful); ``fail(account, exc)`` runs on a
+    worker thread (it may write). Past the writer's ``max_backlog`` no more
+    requests start, so memory stays flat however many accounts are streamed.
+    """
+
+    #: Accounts handed to the writer together, or whatever has come after ``flush_after`` s.
+    flush_size = 16
+    flush_after = 0.05
+
+    def __init__(
+        self,
+        accounts: Iterable[LinkedAccount],
+        *,
+        concurrency: int,
+        writer: BatchWriter,
+        fail: Callable[[LinkedAccount, Exception], None],
+    ) -> None:
+        self.accounts = accounts
+        self.concurrency = concurrency
+        self.writer, self.fail = writer, fail
+        # Admitted and not yet delivered or failed: up to two rounds of requests.
+        self.window = concurrency * 2
+        self.workers = Workers(concurrency, "cronofy-sync-worker")
+        self._fetchers: dict[str, fleet_http.AsyncUserInfo] = {}
+        self._delivered: list[tuple[LinkedAccount, UserInfo]] = []
+
+    def run(self) -> None:
+        """Fetch them all (on a thread of its own, which the loop keeps free of queries)."""
+        failure: list[BaseException] = []
+
+        def main() -> None:
+            try:
+                asyncio.run(self._main())
+            except BaseException as exc:
+                failure.append(exc)
+
+        thread = threading.Thread(target=main, name="cronofy-sync-loop", daemon=True)
+        try:
+            thread.start()
+            thread.join()
+        finally:
+            self.workers.shutdown()
+        if failure:
+            raise failure[0]
+
+    async def _main(self) -> None:
+        from . import fleet_http  # aiohttp: only where a fleet sync runs
+
+        self._http = fleet_http
+        self._tls = fleet_http.TLS()
+        self._claims: dict[int, fleet_http.LoopClaims] = {}
+        loop = asyncio.get_running_loop()
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._room = asyncio.Event()
+        self._active = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._session = fleet_http.new_session(self.concurrency)
+        try:
+            iterator = await loop.run_in_executor(self.workers, iter, self.accounts)
+            while True:
+                # Refill by a round of requests at a time: one hop to a worker per round.
+                await self._wait_for(lambda: self._active <= self.window - self.concurrency)
+                while self.writer.backlog() + len(self._delivered) > self.writer.max_backlog:
+                    self._flush()
+                    await asyncio.sleep(0.01)
+                chunk = await loop.run_in_executor(
+                    self.workers, _take, iterator, self.window - self._active
+                )
+                if not chunk:
+                    break
+                for account in chunk:
+                    self._active += 1
+                    task = loop.create_task(self._one(account))
+                    self._tasks.add(task)
+            await self._wait_for(lambda: self._active == 0)
+        finally:
+            self._flush()
+            for task in self._tasks:
+                task.cancel()
+            await self._session.close()
+
+    def _deliver(self, account: LinkedAccount, info: UserInfo) -> None:
+        self._delivered.append((account, info))
+        if len(self._delivered) >= self.flush_size:
+            self._flush()
+        elif len(self._delivered) == 1:
+            asyncio.get_running_loop().call_later(self.flush_after, self._flush)
+
+    def _flush(self) -> None:
+        if self._delivered:
+            self.writer.put(self._delivered)
+            self._delivered = []
+
+    async def _wait_for(self, condition: Callable[[], bool]) -> None:
+        while not condition():
+            self._room.clear()
+            await self._room.wait()
+
+    async def _one(self, account: LinkedAccount) -> None:
+        try:
+            try:
+                async with self._slots:
+                    info = await self._fetch(account)
+            except Exception as exc:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self.workers, self.fail, account, exc)
+            else:
+                self._deliver(account, info)
+        finally:
+            self._active -= 1
+            self._room.set()
+            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+
+    async def _fetch(self, account: LinkedAccount) -> UserInfo:
+        """``sync.fetch_userinfo``, with the HTTP on the loop and the refresh on a worker."""
+        fetcher = self._fetcher(account.data_center)
+        token = tokens.stored_access_token(account)
+        if token is None:
+            token = await self._blocking(tokens.refresh_access_token, account)
+        try:
+            body = await fetcher.userinfo(token)
+        except AccessTokenRejected:
+            refresh = partial(tokens.refresh_access_token, account, rejected_token=token)
+            token = await self._blocking(refresh)
+            body = await fetcher.userinfo(token)
+        return parse_userinfo(body, expected_sub=account.sub)
+
+    async def _blocking(self, fn: Callable[..., str], *args: Any) -> str:
+        return await asyncio.get_running_loop().run_in_executor(self.workers, fn, *args)
+
+    def _fetcher(self, data_center: str) -> fleet_http.AsyncUserInfo:
+        fetcher = self._fetchers.get(data_center)
+        if fetcher is None:
+            client = get_client(data_center)
+            limiter = client.rate_limiter  # one per budget: its claims are batched together
+            claims = self._claims.get(id(limiter)) if limiter is not None else None
+            if limiter is not None and claims is None:
+                claims = self._claims[id(limiter)] = self._http.LoopClaims(
+                    limiter, demand=lambda: self._active
+                )
+            fetcher = self._http.AsyncUserInfo(client, self._session, self._tls, claims)
+            self._fetchers[data_center] = fetcher
+        return fetcher
