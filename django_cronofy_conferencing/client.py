@@ -158,7 +158,7 @@ class CronofyClient:
                 error = timeout_error(where)
                 retryable = idempotent or isinstance(exc, requests.ConnectTimeout)
             except requests.RequestException as exc:
-                error, retryable = unreachable_error(where, exc), idempotent
+                error, retryable = unreachable_error(where, type(exc).__name__), idempotent
             else:
                 logger.debug(
                     "Cronofy %s %s -> %s in %.0f ms",

@@ -97,8 +97,9 @@ def timeout_error(where: str) -> CronofyUnavailable:
     return CronofyUnavailable(f"Cronofy timed out on {where}.")
 
 
-def unreachable_error(where: str, exc: BaseException) -> CronofyUnavailable:
-    return CronofyUnavailable(f"Could not reach Cronofy for {where}: {type(exc).__name__}.")
+def unreachable_error(where: str, kind: str) -> CronofyUnavailable:
+    """``kind``: what went wrong, as ``requests`` names it (``ConnectionError``, ...)."""
+    return CronofyUnavailable(f"Could not reach Cronofy for {where}: {kind}.")
 
 
 def too_large_error(where: str, limit: int) -> InvalidResponse:

@@ -25,6 +25,7 @@ from importlib.util import find_spec
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
+from django.core.checks import Error, register
 from django.db import connections
 
 from . import tokens
@@ -44,6 +45,31 @@ logger = logging.getLogger(__name__)
 FLEET_HTTP_CHOICES = ("auto", "aiohttp", "requests")
 
 
+@register("cronofy_conferencing")
+def check_fleet_http(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """E016: ``FLEET_HTTP`` is a known value, and "aiohttp" has aiohttp installed."""
+    choice = app_settings.FLEET_HTTP
+    key = f"{SETTINGS_NAME}['FLEET_HTTP']"
+    if choice not in FLEET_HTTP_CHOICES:
+        return [
+            Error(
+                f"{key} is {choice!r}, which is not a way the app knows.",
+                hint="Use 'auto' (the default), 'aiohttp' or 'requests'.",
+                id="cronofy_conferencing.E016",
+            )
+        ]
+    if choice == "aiohttp" and find_spec("aiohttp") is None:
+        return [
+            Error(
+                f"{key} is 'aiohttp', but aiohttp is not installed.",
+                hint='pip install "django-cronofy-conferencing[fleet]", or set '
+                f"{key} to 'auto' or 'requests'.",
+                id="cronofy_conferencing.E016",
+            )
+        ]
+    return []
+
+
 def event_loop_unavailable() -> str | None:
     """Why ``sync_accounts`` cannot fetch on the event loop now, or None when it can."""
     choice = app_settings.FLEET_HTTP
@@ -52,10 +78,14 @@ def event_loop_unavailable() -> str | None:
     if find_spec("aiohttp") is None:
         return "aiohttp is not installed (the 'fleet' extra)"
     if requests_patched():
-        return "a test double is patched into requests"
-    if urllib.request.getproxies():
-        return "the environment names a proxy (requests handles proxies)"
-    return None
+        reason = "a test double is patched into requests"
+    elif urllib.request.getproxies():
+        reason = "the environment names a proxy (requests handles proxies)"
+    else:
+        return None
+    if choice == "aiohttp":
+        logger.warning("FLEET_HTTP is 'aiohttp', but the sync runs in threads: %s.", reason)
+    return reason
 
 
 class Workers(Executor):

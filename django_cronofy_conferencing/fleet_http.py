@@ -58,9 +58,14 @@ def new_session(concurrency: int) -> aiohttp.ClientSession:
     ``fleet`` keeps a sync whose environment names a proxy on ``requests``.
     """
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0, ttl_dns_cache=300)
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=connector, trust_env=False, cookie_jar=aiohttp.DummyCookieJar()
     )
+    # aiohttp sends a GET again, unpaced, when the connection drops; the request loop
+    # retries (paced by the rate limit, counted against MAX_RETRIES) as requests does.
+    # No public switch: tests/test_fleet_http.py counts the attempts if this goes.
+    session._retry_connection = False
+    return session
 
 
 class TLS:
@@ -187,8 +192,9 @@ class AsyncUserInfo:
                 raise too_large_error(self.where, client.max_body) from None
             except TimeoutError:  # aiohttp's connect and read timeouts
                 error, retryable = timeout_error(self.where), True
-            except aiohttp.ClientError as exc:
-                error, retryable = unreachable_error(self.where, exc), True
+            except aiohttp.ClientError:
+                # Refused, reset or cut short: what requests calls a ConnectionError.
+                error, retryable = unreachable_error(self.where, "ConnectionError"), True
             else:
                 logger.debug(
                     "Cronofy GET %s -> %s in %.0f ms",

@@ -19,6 +19,8 @@ _ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 _NAN = "contains a number JSON cannot store (NaN or Infinity)"
 _NUL = "contains a NUL character"
 _SURROGATE = "is not valid Unicode (a lone surrogate)"
+# Past this, an int may have more digits than json.dumps converts (sys.int_info's 4,300).
+_LONGEST_INT_BITS = 14_000
 
 
 def storage_problem(data: dict, *, max_depth: int) -> str | None:
@@ -32,6 +34,7 @@ def storage_problem(data: dict, *, max_depth: int) -> str | None:
     else (a body built in Python) is checked by serializing it.
     """
     found: set[str] = set()
+    odd = False  # met something json.loads never makes: decided by serializing
     depth = 0
     level = [data] if isinstance(data, dict | list) else []
     while level:
@@ -42,9 +45,10 @@ def storage_problem(data: dict, *, max_depth: int) -> str | None:
         for container in level:
             if isinstance(container, dict):
                 for key in container:
-                    if type(key) is not str:
-                        return _problem_by_serializing(data)
-                    _check_text(key, found)
+                    if type(key) is str:
+                        _check_text(key, found)
+                    else:
+                        odd = True
                 values = container.values()
             else:
                 values = container
@@ -57,9 +61,13 @@ def storage_problem(data: dict, *, max_depth: int) -> str | None:
                 elif kind is float:
                     if not math.isfinite(value):
                         found.add(_NAN)
-                elif not (value is None or kind is bool or kind is int):
-                    return _problem_by_serializing(data)
+                elif kind is int:
+                    odd = odd or value.bit_length() > _LONGEST_INT_BITS
+                elif not (value is None or kind is bool):
+                    odd = True
         level = below
+    if odd:
+        return _problem_by_serializing(data)
     for problem in (_NAN, _NUL, _SURROGATE):  # the order json.dumps finds them in
         if problem in found:
             return problem
@@ -81,6 +89,8 @@ def _problem_by_serializing(data: Any) -> str | None:
         text = json.dumps(data, allow_nan=False, ensure_ascii=False)
     except (ValueError, TypeError):
         return _NAN
+    except RecursionError:  # tuples in tuples, which the walk does not count
+        return "is nested too deeply"
     if _ESCAPED_NUL.search(text):
         return _NUL
     try:

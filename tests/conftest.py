@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -26,7 +29,9 @@ from django_cronofy_conferencing.sync import SyncResult, sync_account
 from django_cronofy_conferencing.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
+    SimAccount,
     SimulatedCronofy,
+    serve_simulator,
     simulated_cronofy,
 )
 from tests.secret_scan import ScanningAPIClient, ScanningClient, SecretScanner
@@ -85,6 +90,13 @@ def sleeps(monkeypatch):
     """Retries never sleep for real in tests; the requested delays are recorded."""
     recorded: list[float] = []
     monkeypatch.setattr(client_module, "_sleep", recorded.append)
+    if find_spec("aiohttp") is not None:  # the event loop's retries (fleet_http)
+        from django_cronofy_conferencing import fleet_http
+
+        async def no_sleep(seconds: float) -> None:
+            recorded.append(seconds)
+
+        monkeypatch.setattr(fleet_http, "async_sleep", no_sleep)
     return recorded
 
 
@@ -152,11 +164,13 @@ def scanning_client(scanner):
     return make
 
 
-@pytest.fixture
-def link_account(sim: SimulatedCronofy):
-    """Create a simulator account and the matching ``LinkedAccount`` holding its tokens."""
+def make_linker(sim: SimulatedCronofy, data_center: str | None = None):
+    """``link(...)``: a simulator account (in ``data_center``, if given) and the matching
+    ``LinkedAccount`` holding its tokens."""
 
     def make(*, user=None, sim_account=None, token_expires_in: int = 3600, **sim_kwargs):
+        if data_center is not None:
+            sim_kwargs.setdefault("data_center", data_center)
         sim_account = sim_account or sim.add_account(**sim_kwargs)
         account = LinkedAccount.objects.create(
             user=user,
@@ -169,6 +183,49 @@ def link_account(sim: SimulatedCronofy):
         return account, sim_account
 
     return make
+
+
+@pytest.fixture
+def link_account(sim: SimulatedCronofy):
+    """Create a simulator account and the matching ``LinkedAccount`` holding its tokens."""
+    return make_linker(sim)
+
+
+@dataclass
+class FleetSim:
+    """A simulated Cronofy, its ``link_account``, and the way ``sync_accounts`` fetches
+    (``reasons``: why each sync ran in threads; None for one on the event loop)."""
+
+    sim: SimulatedCronofy
+    link_account: Callable[..., tuple[LinkedAccount, SimAccount]]
+    way: str
+    reasons: list = field(default_factory=list)
+
+
+@pytest.fixture(params=["threads", "event_loop"])
+def fleet(request, monkeypatch):
+    """``sync_accounts`` through each way it fetches (``FleetSim``): threads on requests
+    against ``responses``, and one event loop on aiohttp against the simulator served
+    over loopback HTTP (data center "sim"). Fails if the sync went the other way."""
+    from django_cronofy_conferencing import sync
+
+    decide = sync.event_loop_unavailable
+    reasons: list = []  # why each fleet sync ran in threads (None: on the event loop)
+
+    def event_loop_unavailable():
+        reasons.append(decide())
+        return reasons[-1]
+
+    monkeypatch.setattr(sync, "event_loop_unavailable", event_loop_unavailable)
+    if request.param == "threads":
+        sim = request.getfixturevalue("sim")
+        yield FleetSim(sim, make_linker(sim), "threads", reasons)
+        assert None not in reasons, "a fleet sync meant for threads ran on the event loop"
+        return
+    require_service(find_spec("aiohttp") is not None, "aiohttp (pip install -e '.[test]')")
+    with serve_simulator(SimulatedCronofy(), "sim") as server:
+        yield FleetSim(server.sim, make_linker(server.sim, "sim"), "event_loop", reasons)
+    assert set(reasons) <= {None}, f"a fleet sync for the event loop ran in threads: {reasons}"
 
 
 @pytest.fixture

@@ -37,6 +37,8 @@ class _Handler(BaseHTTPRequestHandler):
         body: bytes = plan["body"]
         self.send_response(plan["status"])
         self.send_header("Content-Type", "application/json")
+        for name, value in plan["headers"].items():
+            self.send_header(name, value)
         if plan["content_length"] is not None:
             self.send_header("Content-Length", str(plan["content_length"]))
         self.send_header("Connection", "close")
@@ -91,6 +93,7 @@ class SlowServer:
         chunk: int = 65536,
         pause: float = 0.0,
         content_length: int | str | None = "auto",
+        headers: dict[str, str] | None = None,
     ) -> None:
         """Serve ``body`` in ``chunk``-byte writes ``pause`` seconds apart."""
         with self.lock:
@@ -100,6 +103,7 @@ class SlowServer:
                 "chunk": chunk,
                 "pause": pause,
                 "content_length": len(body) if content_length == "auto" else content_length,
+                "headers": dict(headers or {}),
             }
 
     def __enter__(self) -> SlowServer:

@@ -10,8 +10,10 @@ from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
+from django_cronofy_conferencing import ratelimit
 from django_cronofy_conferencing.client import CronofyClient, get_client
 from django_cronofy_conferencing.ratelimit import Rate, RateLimiter, parse_rate
+from django_cronofy_conferencing.testing import max_in_window
 
 
 @pytest.fixture(autouse=True)
@@ -273,3 +275,124 @@ def test_every_view_that_calls_cronofy_works_with_the_cache_down(
     assert back.status_code == 302
     assert LinkedAccount.objects.filter(user=user).count() == 2
     assert sim.count("userinfo") >= 3
+
+
+# -- several slots per round trip: reserve_many, claim_times, claim, max_lateness -------
+
+
+def counting_adds(rl: RateLimiter) -> list[int]:
+    """Records the number of keys in each call the limiter makes to its cache."""
+    real, calls = rl._adder(), []
+
+    def add(items):
+        calls.append(len(items))
+        return real(items)
+
+    rl._add = add
+    return calls
+
+
+def test_reserve_many_on_a_fresh_schedule_gives_consecutive_slots(fake_clock):
+    rl = limiter(fake_clock, "2/s")
+    assert rl.reserve_many(3) == [1000.0, 1000.5, 1001.0]
+    assert fake_clock.slept == []
+
+
+def test_reserve_many_asks_the_cache_once_per_rate_when_nothing_is_taken(fake_clock):
+    first, second = limiter(fake_clock, "2/s", "3/m"), limiter(fake_clock, "2/s", "3/m")
+    calls = counting_adds(first)
+    assert first.reserve_many(4) == [1000.0, 1020.0, 1040.0, 1060.0]
+    assert calls == [4, 4]
+    calls = counting_adds(second)  # its first four slow slots are taken: one more round
+    assert second.reserve_many(4) == [1080.0, 1100.0, 1120.0, 1140.0]
+    assert calls == [4, 4, 4]
+
+
+def test_reserve_many_skips_a_slot_another_limiter_holds(fake_clock):
+    first, second = limiter(fake_clock, "2/s"), limiter(fake_clock, "2/s")
+    fake_clock.now = 1001.0
+    assert first.reserve() == 1001.0
+    fake_clock.now = 1000.0
+    assert second.reserve_many(4) == [1000.0, 1000.5, 1001.5, 1002.0]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("rates", [("2/s",), ("2/s", "3/m")])
+def test_two_limiters_never_share_a_slot_and_keep_every_rate(fake_clock, seed, rates):
+    rng = random.Random(seed)
+    limiters = [limiter(fake_clock, *rates), limiter(fake_clock, *rates)]
+    times: list[float] = []
+    for _ in range(12):
+        fake_clock.now += rng.choice([0.0, rng.uniform(0, 3), rng.uniform(0, 40)])
+        got = rng.choice(limiters).reserve_many(rng.randint(1, 4))
+        assert got == sorted(got) and got[0] >= fake_clock.now
+        times += got
+    assert len(set(times)) == len(times)
+    for rate in map(parse_rate, rates):
+        assert max_in_window(times, rate.period) <= rate.limit
+
+
+def test_reserve_many_then_reserve_continue_without_gaps(fake_clock):
+    rl = limiter(fake_clock, "4/s")
+    assert rl.reserve_many(3) == [1000.0, 1000.25, 1000.5]
+    assert rl.reserve() == 1000.75
+    assert rl.reserve_many(2) == [1001.0, 1001.25]
+
+
+def test_claim_times_claims_slots_while_the_cache_answers(fake_clock, caplog):
+    rl = limiter(fake_clock, "2/s")
+    with caplog.at_level("WARNING", logger="django_cronofy_conferencing.ratelimit"):
+        assert rl.claim_times(3) == [1000.0, 1000.5, 1001.0]
+    assert caplog.records == []
+
+
+def test_claim_times_fails_open_on_an_outage(fake_clock, caplog, monkeypatch):
+    monkeypatch.setattr(ratelimit, "_last_warning", {})
+    rl, tried = limiter(fake_clock, "2/s"), []
+
+    def unreachable(items):
+        tried.append(items)
+        raise ConnectionError("connection refused")
+
+    monkeypatch.setattr(rl, "_adder", lambda: unreachable)
+    with caplog.at_level("WARNING", logger="django_cronofy_conferencing.ratelimit"):
+        assert rl.claim_times(3) == [fake_clock.now] * 3
+        assert rl.claim() == 0.0
+    assert len(tried) == 2
+    assert [r for r in caplog.records if "unreachable" in r.getMessage()]
+
+
+def test_claim_returns_the_seconds_to_the_slot_without_sleeping(fake_clock):
+    rl = limiter(fake_clock, "2/s")
+    assert rl.claim() == 0.0
+    assert rl.claim() == 0.5
+    fake_clock.now = 1000.7  # the next free slot is 1001.0
+    assert rl.claim() == pytest.approx(0.3)
+    assert fake_clock.slept == []
+
+
+def test_a_misconfigured_cache_alias_still_raises_from_claim_times(fake_clock):
+    from django.core.cache import InvalidCacheBackendError
+
+    rl = RateLimiter([Rate(2, 1)], "no-such-cache", clock=fake_clock, sleep=fake_clock.sleep)
+    with pytest.raises(InvalidCacheBackendError):
+        rl.claim_times(2)
+    with pytest.raises(InvalidCacheBackendError):
+        rl.claim()
+
+
+@pytest.mark.parametrize(
+    "rates, margin, lateness",
+    [
+        (["50/s"], None, 0.015),
+        (["50/s", "500/m"], None, 0.015),
+        (["500/m"], None, 0.9),
+        (["1/h"], 0.01, 18.0),
+        (["10/5m", "2/s"], 0.1, 0.05),
+        (["50/s", "500/m"], 0.0, 0.0),
+    ],
+)
+def test_max_lateness_is_half_the_margin_of_the_shortest_period(
+    fake_clock, rates, margin, lateness
+):
+    assert limiter(fake_clock, *rates, margin=margin).max_lateness == pytest.approx(lateness)
