@@ -14,6 +14,7 @@ installed, ``FLEET_HTTP`` not ``"requests"``, no test double patched into
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -143,7 +144,15 @@ class Workers(Executor):
 
 
 def _take(iterator: Iterator[LinkedAccount], count: int) -> list[LinkedAccount]:
-    return list(islice(iterator, count))
+    """The next accounts, their access tokens decrypted (on a worker, in one go: Fernet
+    between two requests cost several times what it costs in a row)."""
+    accounts = list(islice(iterator, count))
+    for account in accounts:
+        if account.status == LinkedAccount.Status.ACTIVE:
+            # Kept on the instance; a token that fails is raised again where it is used.
+            with contextlib.suppress(Exception):
+                account.access_token  # noqa: B018
+    return accounts
 
 
 class EventLoopFetch:
