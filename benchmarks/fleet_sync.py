@@ -213,6 +213,13 @@ def run(args) -> None:
         summary = out.getvalue().strip()
     wall = time.perf_counter() - started
     times_after = os.times()
+    try:
+        from django_cronofy_conferencing.fleet import event_loop_unavailable
+    except ImportError:  # a commit before the event loop
+        fetched_by = "threads"
+    else:
+        reason = event_loop_unavailable()
+        fetched_by = "event loop (aiohttp)" if reason is None else f"threads ({reason})"
     load_end = load_average()
     if not args.seconds:
         synced = LinkedAccount.objects.filter(last_synced_at__isnull=False).count()
@@ -232,6 +239,7 @@ def run(args) -> None:
                 "load_start": load_start,
                 "load_end": load_end,
                 "summary": summary,
+                "fetched_by": fetched_by,
             }
         )
     )
@@ -417,8 +425,10 @@ def report_pass(name: str, result: dict, accounts: int, concurrency: int, latenc
         "http_429": server["rate_limited"],
         "load_start": result["load_start"],
         "load_end": result["load_end"],
+        "fetched_by": result.get("fetched_by", "?"),
     }
     print(f"  -- {name}: {result['summary']}")
+    print(f"  fetched by           {result.get('fetched_by', '?')}")
     print(f"  wall time            {figures['wall_s']:8.2f} s")
     print(f"  ideal                {figures['ideal_s']:8.2f} s  (accounts x latency / concurrency)")
     print(f"  ratio                {figures['ratio']:8.3f}    (target <= 1.15)")

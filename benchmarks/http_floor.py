@@ -13,7 +13,10 @@ This measures that cost alone, against the simulator in a process of its own
 - ``urllib3``: ``urllib3.PoolManager.request`` in threads (under requests);
 - ``asyncio``: one event loop, stdlib streams and a minimal HTTP/1.1 parser
   (not a client: the floor of any single-threaded one);
-- ``aiohttp`` and ``httpx``: their async clients, when installed.
+- ``aiohttp`` and ``httpx``: their async clients, when installed;
+- ``fleet``: the app's ``fleet_http.AsyncUserInfo`` on aiohttp (what
+  ``sync_accounts`` does on its event loop, minus the database and the rate
+  limiter), when aiohttp is installed.
 
 Each decodes the JSON of every answer and counts the 200s (any other answer
 fails the run); its clients, sessions and connections are made in a warm-up
@@ -235,6 +238,20 @@ def main() -> None:
                 return get, session.close
 
             in_event_loop("aiohttp", count, concurrency, make_aiohttp)
+
+            from django_cronofy_conferencing import fleet_http
+
+            async def make_fleet():
+                session = fleet_http.new_session(concurrency)
+                fetcher = fleet_http.AsyncUserInfo(get_client("sim"), session)
+
+                async def get(token: str) -> int:
+                    await fetcher.userinfo(token)  # decoded; an error answer raises
+                    return 200
+
+                return get, session.close
+
+            in_event_loop("fleet", count, concurrency, make_fleet)
         try:
             import httpx
         except ImportError:

@@ -264,7 +264,10 @@ class EventLoopFetch:
                     info = await self._fetch(account)
             except Exception as exc:
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(self.workers, self.fail, account, exc)
+                try:
+                    await loop.run_in_executor(self.workers, self.fail, account, exc)
+                except Exception:  # fail() reports its own errors; never lose the loop
+                    logger.exception("Recording the failure of account %s failed", account.pk)
             else:
                 self._deliver(account, info)
         finally:

@@ -30,15 +30,8 @@ import requests
 from django.views.decorators.debug import sensitive_variables
 from requests.structures import CaseInsensitiveDict
 
+from . import client_errors as errors
 from .client import ERROR_BODY_READ_LIMIT, CronofyClient, decode_json
-from .client_errors import (
-    deadline_error,
-    error_for,
-    status_retryable,
-    timeout_error,
-    too_large_error,
-    unreachable_error,
-)
 from .ratelimit import RateLimiter
 from .redaction import remember_secret
 from .transport import BodyTooLarge, DeadlineExceeded
@@ -187,14 +180,14 @@ class AsyncUserInfo:
             try:
                 status, answer_headers, body = await self._attempt(headers, deadline)
             except DeadlineExceeded:
-                error, retryable = deadline_error(self.where, client.deadline), False
+                error, retryable = errors.deadline_error(self.where, client.deadline), False
             except BodyTooLarge:
-                raise too_large_error(self.where, client.max_body) from None
+                raise errors.too_large_error(self.where, client.max_body) from None
             except TimeoutError:  # aiohttp's connect and read timeouts
-                error, retryable = timeout_error(self.where), True
+                error, retryable = errors.timeout_error(self.where), True
             except aiohttp.ClientError:
                 # Refused, reset or cut short: what requests calls a ConnectionError.
-                error, retryable = unreachable_error(self.where, "ConnectionError"), True
+                error, retryable = errors.unreachable_error(self.where, "ConnectionError"), True
             else:
                 logger.debug(
                     "Cronofy GET %s -> %s in %.0f ms",
@@ -205,8 +198,10 @@ class AsyncUserInfo:
                 if status < 400:
                     return decode_json(body, "UserInfo")
                 response = as_response(status, answer_headers, body, self.url)
-                error = error_for("GET", USERINFO_PATH, client.data_center.id, response, secrets)
-                retryable = status_retryable(status, idempotent=True)
+                error = errors.error_for(
+                    "GET", USERINFO_PATH, client.data_center.id, response, secrets
+                )
+                retryable = errors.status_retryable(status, idempotent=True)
             delay = client.retry_delay(error, retryable, attempt, waited, deadline)
             if delay is None:
                 raise error

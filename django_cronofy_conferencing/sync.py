@@ -162,17 +162,18 @@ def sync_accounts(
 ) -> SyncReport:
     """Sync many accounts; one failure never stops the others.
 
-    With ``concurrency`` > 1 that many threads make the HTTP calls (and any
-    token refresh), fed from a bounded queue so memory stays flat however many
-    accounts are streamed in (a queryset is read with ``stream_accounts``; pass
-    ``keep_results=False`` to keep only the counts). One more thread writes
-    what they fetched, up to ``WRITE_BATCH_SIZE`` accounts per transaction
-    (``apply_userinfo_many``): the same rows and signals as ``sync_account``
-    for each, in a fraction of the queries, so the database and the
-    interpreter keep up with the network. A batch that fails is written again
-    account by account. Not ``queryset.iterator()`` on SQLite: its open cursor
-    keeps the writers from committing. ``progress`` is called from the worker
-    threads after each account.
+    With ``concurrency`` > 1 that many UserInfo calls are in flight at once:
+    on one event loop with aiohttp where it can (``fleet``: the ``fleet`` extra,
+    ``FLEET_HTTP``), else in that many threads on requests; token refreshes
+    and recorded failures happen either way on threads. Memory stays flat
+    however many accounts are streamed in (a queryset is read with
+    ``stream_accounts``; pass ``keep_results=False`` to keep only the counts).
+    One more thread writes what was fetched (``sync_batches.BatchWriter``), up
+    to ``WRITE_BATCH_SIZE`` accounts per transaction (``apply_userinfo_many``):
+    the same rows and signals as ``sync_account`` for each, in a fraction of
+    the queries. A batch that fails is written again account by account. Not
+    ``queryset.iterator()`` on SQLite: its open cursor keeps the writer from
+    committing. ``progress`` is called from those threads after each account.
     """
     concurrency = max(1, int(concurrency or app_settings.SYNC_CONCURRENCY))
     report = SyncReport(keep_results=keep_results)

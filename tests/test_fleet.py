@@ -194,3 +194,27 @@ def fleet_way(fleet):
 
 def test_the_decision_is_taken_where_sync_accounts_looks_for_it():
     assert sync.event_loop_unavailable is fleet.event_loop_unavailable
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_token_no_key_decrypts_fails_its_account_alone_either_way(fleet_way):
+    """The event loop decrypts tokens ahead, a chunk at a time: one that fails must
+    fail its own account, where it is used, and no other."""
+    sim, link = fleet_way.sim, fleet_way.link_account
+    good, _ = link(conferencing_profiles=[sim.profile("zoom")])
+    broken, _ = link(conferencing_profiles=[sim.profile("zoom")])
+    table = LinkedAccount._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET access_token = %s WHERE id = %s",
+            ["gAAAAABnot-a-token-of-ours", broken.pk],
+        )
+    report = sync_accounts(LinkedAccount.objects.all(), concurrency=2)
+    assert report.synced == 1
+    assert type(report.failures[broken.pk]).__name__ == "TokenDecryptionError"
+    assert good.conferencing_profiles.count() == 1
+    failures, error = LinkedAccount.objects.values_list(
+        "consecutive_failures", "last_sync_error"
+    ).get(pk=broken.pk)
+    assert failures == 1
+    assert "cannot be decrypted" in error

@@ -319,3 +319,41 @@ def test_a_cache_outage_fails_open_without_holding_slots(fake_clock, monkeypatch
     assert slots(claims, 2, fake_clock) == [1000.0, 1000.0]  # now, unpaced
     assert limiter.round_trips == [8, 8]  # nothing held from the fail-open answer
     assert "unreachable" in caplog.text
+
+
+# -- TLS: requests' trust store -------------------------------------------------------
+
+
+def test_tls_verifies_against_requests_trust_store(monkeypatch):
+    import ssl
+
+    import requests
+
+    from django_cronofy_conferencing.fleet_http import TLS
+
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    context = TLS().context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    assert context.cert_store_stats()["x509_ca"] > 0  # certifi's, as requests uses
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca.pem")
+    with pytest.raises(OSError):
+        TLS().context()  # the bundle the environment names, or nothing
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", requests.certs.where())
+    assert TLS().context().cert_store_stats()["x509_ca"] > 0
+
+
+def test_only_https_data_centers_get_a_tls_context(settings_with):
+    from django_cronofy_conferencing import fleet_http
+
+    async def contexts():
+        async with fleet_http.new_session(1) as session:
+            return [
+                fleet_http.AsyncUserInfo(CronofyClient(dc), session).ssl for dc in ("us", "local")
+            ]
+
+    url = "http://127.0.0.1:9"
+    with settings_with(DATA_CENTERS={"local": {"api_url": url, "app_url": url}}):
+        secure, plain = asyncio.run(contexts())
+    assert secure is not None and secure.verify_mode.name == "CERT_REQUIRED"
+    assert plain is None
