@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import queue
+import sys
 import threading
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
@@ -30,7 +31,7 @@ from django.core.checks import Error, register
 from django.db import connections
 
 from . import tokens
-from .client import get_client
+from .client import CronofyClient, get_client
 from .conf import SETTINGS_NAME, app_settings
 from .exceptions import AccessTokenRejected
 from .models import LinkedAccount
@@ -78,15 +79,25 @@ def event_loop_unavailable() -> str | None:
         return f"{SETTINGS_NAME}['FLEET_HTTP'] is 'requests'"
     if find_spec("aiohttp") is None:
         return "aiohttp is not installed (the 'fleet' extra)"
-    if requests_patched():
-        reason = "a test double is patched into requests"
-    elif urllib.request.getproxies():
+    if requests_patched() or _client_patched():
+        reason = "a test double is patched into requests or the client"
+    elif any(scheme != "no" for scheme in urllib.request.getproxies()):
         reason = "the environment names a proxy (requests handles proxies)"
     else:
         return None
     if choice == "aiohttp":
         logger.warning("FLEET_HTTP is 'aiohttp', but the sync runs in threads: %s.", reason)
     return reason
+
+
+def _client_patched() -> bool:
+    """Whether a test replaced ``CronofyClient.userinfo`` or ``sync.fetch_userinfo``,
+    which the event loop would go around."""
+    sync = sys.modules.get(f"{__package__}.sync")
+    fetch = getattr(sync, "fetch_userinfo", None)
+    return getattr(CronofyClient.userinfo, "__module__", None) != f"{__package__}.client" or (
+        fetch is not None and getattr(fetch, "__module__", None) != f"{__package__}.sync"
+    )
 
 
 class Workers(Executor):
@@ -97,19 +108,21 @@ class Workers(Executor):
         self.size, self.name = size, name
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
-        self._idle = 0
+        self._idle = 0  # threads waiting for a job
+        self._queued = 0  # jobs no thread has taken yet
         self._lock = threading.Lock()
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
         future: Future = Future()
-        self._jobs.put((future, fn, args, kwargs))
         with self._lock:
-            start = self._idle == 0 and len(self._threads) < self.size
+            self._queued += 1
+            start = self._queued > self._idle and len(self._threads) < self.size
             if start:
                 thread = threading.Thread(
                     target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
                 )
                 self._threads.append(thread)
+        self._jobs.put((future, fn, args, kwargs))
         if start:
             thread.start()
         return future
@@ -122,6 +135,8 @@ class Workers(Executor):
                 job = self._jobs.get()
                 with self._lock:
                     self._idle -= 1
+                    if job is not None:
+                        self._queued -= 1
                 if job is None:
                     return
                 future, fn, args, kwargs = job
@@ -182,11 +197,20 @@ class EventLoopFetch:
         # Admitted and not yet delivered or failed: up to two rounds of requests.
         self.window = concurrency * 2
         self.workers = Workers(concurrency, "cronofy-sync-worker")
+        # The accounts are read on one thread: the iterator may be bound to it.
+        self.reader = Workers(1, "cronofy-sync-reader")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main_task: asyncio.Task | None = None
+        self._stopped = False
         self._fetchers: dict[str, fleet_http.AsyncUserInfo] = {}
         self._delivered: list[tuple[LinkedAccount, UserInfo]] = []
 
     def run(self) -> None:
-        """Fetch them all (on a thread of its own, which the loop keeps free of queries)."""
+        """Fetch them all (on a thread of its own, which the loop keeps free of queries).
+
+        Interrupted (Ctrl-C, a task's time limit), it stops the loop before it
+        returns: no request is started after, and every thread is ended.
+        """
         failure: list[BaseException] = []
 
         def main() -> None:
@@ -199,14 +223,29 @@ class EventLoopFetch:
         try:
             thread.start()
             thread.join()
+        except BaseException:
+            self._stop()
+            thread.join()
+            raise
         finally:
+            self.reader.shutdown()
             self.workers.shutdown()
-        if failure:
+        if failure and not isinstance(failure[0], asyncio.CancelledError):
             raise failure[0]
+
+    def _stop(self) -> None:
+        self._stopped = True
+        loop, task = self._loop, self._main_task
+        if loop is not None and task is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed meanwhile
+                loop.call_soon_threadsafe(task.cancel)
 
     async def _main(self) -> None:
         from . import fleet_http  # aiohttp: only where a fleet sync runs
 
+        self._loop, self._main_task = asyncio.get_running_loop(), asyncio.current_task()
+        if self._stopped:
+            return
         self._http = fleet_http
         self._tls = fleet_http.TLS()
         self._claims: dict[int, fleet_http.LoopClaims] = {}
@@ -217,28 +256,37 @@ class EventLoopFetch:
         self._tasks: set[asyncio.Task] = set()
         self._session = fleet_http.new_session(self.concurrency)
         try:
-            iterator = await loop.run_in_executor(self.workers, iter, self.accounts)
-            while True:
-                # Refill by a round of requests at a time: one hop to a worker per round.
-                await self._wait_for(lambda: self._active <= self.window - self.concurrency)
-                while self.writer.backlog() + len(self._delivered) > self.writer.max_backlog:
-                    self._flush()
-                    await asyncio.sleep(0.01)
-                chunk = await loop.run_in_executor(
-                    self.workers, _take, iterator, self.window - self._active
-                )
-                if not chunk:
-                    break
-                for account in chunk:
-                    self._active += 1
-                    task = loop.create_task(self._one(account))
-                    self._tasks.add(task)
+            try:
+                await self._feed(loop)
+            except Exception:
+                # Reading the accounts failed: the ones in flight are finished first,
+                # as the threads finish theirs, then the error goes up.
+                await self._wait_for(lambda: self._active == 0)
+                raise
             await self._wait_for(lambda: self._active == 0)
         finally:
             self._flush()
             for task in self._tasks:
                 task.cancel()
             await self._session.close()
+
+    async def _feed(self, loop: asyncio.AbstractEventLoop) -> None:
+        iterator = await loop.run_in_executor(self.reader, iter, self.accounts)
+        while True:
+            # Refill by a round of requests at a time: one hop to the reader per round.
+            await self._wait_for(lambda: self._active <= self.window - self.concurrency)
+            while self.writer.backlog() + len(self._delivered) > self.writer.max_backlog:
+                self._flush()
+                await asyncio.sleep(0.01)
+            chunk = await loop.run_in_executor(
+                self.reader, _take, iterator, self.window - self._active
+            )
+            if not chunk:
+                return
+            for account in chunk:
+                self._active += 1
+                task = loop.create_task(self._one(account))
+                self._tasks.add(task)
 
     def _deliver(self, account: LinkedAccount, info: UserInfo) -> None:
         self._delivered.append((account, info))
@@ -300,7 +348,7 @@ class EventLoopFetch:
             claims = self._claims.get(id(limiter)) if limiter is not None else None
             if limiter is not None and claims is None:
                 claims = self._claims[id(limiter)] = self._http.LoopClaims(
-                    limiter, demand=lambda: self._active
+                    limiter, demand=lambda: self._active, executor=self.workers
                 )
             fetcher = self._http.AsyncUserInfo(client, self._session, self._tls, claims)
             self._fetchers[data_center] = fetcher

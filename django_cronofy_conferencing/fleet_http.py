@@ -23,6 +23,7 @@ import os
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from typing import Any
 
 import aiohttp
@@ -34,7 +35,7 @@ from . import client_errors as errors
 from .client import ERROR_BODY_READ_LIMIT, CronofyClient, decode_json
 from .ratelimit import RateLimiter
 from .redaction import remember_secret
-from .transport import BodyTooLarge, DeadlineExceeded
+from .transport import BodyTooLarge, DeadlineExceeded, Redacted
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,10 @@ class TLS:
                 or os.environ.get("CURL_CA_BUNDLE")
                 or requests.certs.where()
             )
-            self._context = ssl.create_default_context(cafile=bundle)
+            if os.path.isdir(bundle):  # requests takes a directory of CAs too
+                self._context = ssl.create_default_context(capath=bundle)
+            else:
+                self._context = ssl.create_default_context(cafile=bundle)
         return self._context
 
 
@@ -87,15 +91,23 @@ class LoopClaims:
     requests waiting now and the next ones: a slot held is used while it is at
     most ``max_lateness`` old (which keeps every window within the limit) and
     dropped after. ``demand()`` is how many requests may want a slot soon, so
-    a small sync claims no more than it uses.
+    a small sync claims no more than it uses. With the database cache a claim
+    is a query, which Django forbids on an event loop: it runs on ``executor``.
     """
 
     block = 8
 
-    def __init__(self, limiter: RateLimiter, demand: Callable[[], int] | None = None) -> None:
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        demand: Callable[[], int] | None = None,
+        executor: Executor | None = None,
+    ) -> None:
         self.limiter = limiter
         self.demand = demand or (lambda: self.block)
         self.lateness = limiter.max_lateness
+        # The database cache's claims are queries: on ``executor``, never on the loop.
+        self.executor = executor if limiter.queries_the_database else None
         self._held: deque[float] = deque()  # claimed start times, earliest first
         self._waiting: list[asyncio.Future] = []
 
@@ -123,12 +135,26 @@ class LoopClaims:
     def _claim(self) -> None:
         waiting, self._waiting = self._waiting, []
         count = max(len(waiting), min(self.block, self.demand()))
-        try:
-            times = self.limiter.claim_times(count)
-        except Exception as exc:  # a misconfigured cache (an outage is guarded)
+        if self.executor is None:
+            try:
+                times = self.limiter.claim_times(count)
+            except Exception as exc:  # a misconfigured cache (an outage is guarded)
+                self._settle(waiting, exc)
+            else:
+                self._settle(waiting, times)
+            return
+        claimed = asyncio.get_running_loop().run_in_executor(
+            self.executor, self.limiter.claim_times, count
+        )
+        claimed.add_done_callback(
+            lambda done: self._settle(waiting, done.exception() or done.result())
+        )
+
+    def _settle(self, waiting: list[asyncio.Future], times: list[float] | BaseException) -> None:
+        if isinstance(times, BaseException):
             for future in waiting:
                 if not future.done():
-                    future.set_exception(exc)
+                    future.set_exception(times)
             return
         if len(set(times)) == len(times):  # not the fail-open answer (now, for each)
             self._held.extend(times[len(waiting) :])
@@ -169,7 +195,7 @@ class AsyncUserInfo:
         """The decoded UserInfo body (validate it with ``payloads.parse_userinfo``)."""
         client = self.client
         remember_secret(access_token)
-        headers = {**self.headers, "Authorization": f"Bearer {access_token}"}
+        headers = Redacted(self.headers, Authorization=f"Bearer {access_token}")
         secrets = (access_token,)
         deadline = client.clock() + client.deadline
         attempt, waited = 0, 0.0

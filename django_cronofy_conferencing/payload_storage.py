@@ -63,6 +63,9 @@ def storage_problem(data: dict, *, max_depth: int) -> str | None:
                         found.add(_NAN)
                 elif kind is int:
                     odd = odd or value.bit_length() > _LONGEST_INT_BITS
+                elif isinstance(value, dict | list):  # a subclass: counted, then serialized
+                    below.append(value)
+                    odd = True
                 elif not (value is None or kind is bool):
                     odd = True
         level = below

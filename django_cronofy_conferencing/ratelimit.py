@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 
 from django.core.cache import InvalidCacheBackendError, caches
 from django.core.cache.backends.redis import RedisCache
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, SynchronousOnlyOperation
 
 from .conf import SETTINGS_NAME, app_settings
 
@@ -64,8 +64,8 @@ def guarded(what: str, call: Callable[[], T], fallback: T) -> T:
     """
     try:
         return call()
-    except (InvalidCacheBackendError, ImproperlyConfigured):
-        raise
+    except (InvalidCacheBackendError, ImproperlyConfigured, SynchronousOnlyOperation):
+        raise  # a mistake to fix, not an outage to ride out
     except Exception as exc:  # each backend has its own errors (redis, pymemcache, database)
         now = time.monotonic()
         with _warning_lock:
@@ -310,6 +310,13 @@ class RateLimiter:
         """Claim a slot in every rate; returns the time (``clock``) the request may start."""
         return self.reserve_many(1)[0]
 
+    @property
+    def queries_the_database(self) -> bool:
+        """Whether a claim is a query (the database cache): never on an event loop."""
+        from django.core.cache.backends.db import BaseDatabaseCache
+
+        return isinstance(caches[self.cache_alias], BaseDatabaseCache)
+
     def claim_times(self, count: int) -> list[float]:
         """``reserve_many``, failing open: with the cache unreachable, now for each
         (``guarded``, warned)."""
@@ -326,8 +333,8 @@ class RateLimiter:
 
         Requests that each start within ``D`` after their slots put at most
         ``limit * (1 + D / period) / (1 + margin)`` in any window of ``period``:
-        within the limit while ``D`` is at most ``margin * period``. Half of it
-        for the shortest period, the other half left for the network's delays.
+        within the limit while ``D`` is less than ``margin * period``. Half of
+        it for the shortest period, the other half left for the network's delays.
         """
         margins = [
             (interval - rate.interval) * rate.limit

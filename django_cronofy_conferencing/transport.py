@@ -232,7 +232,9 @@ class RequestPreparer:
             prepared = requests.Request(
                 method, url, headers={**template.headers, **headers}, json=json, data=data
             ).prepare()
-        return self.session.send(prepared, timeout=timeout, **settings)
+        # Never follow a redirect: the bearer token and the client secret go to the
+        # data center's API host only (Cronofy's API does not redirect).
+        return self.session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
 
 
 def requests_patched() -> bool:

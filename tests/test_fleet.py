@@ -22,6 +22,8 @@ from django_cronofy_conferencing.testing import simulated_cronofy
 
 from .conftest import require_service
 
+DOUBLE = "a test double is patched into requests or the client"
+
 
 @pytest.fixture
 def aiohttp_installed():
@@ -30,9 +32,9 @@ def aiohttp_installed():
 
 @pytest.fixture
 def no_proxy(monkeypatch):
-    for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("ALL_PROXY", raising=False)
+    for name in ("http", "https", "all", "no"):
+        monkeypatch.delenv(f"{name}_proxy", raising=False)
+        monkeypatch.delenv(f"{name.upper()}_PROXY", raising=False)
 
 
 def test_the_event_loop_is_used_when_nothing_stands_in_the_way(aiohttp_installed, no_proxy):
@@ -49,7 +51,28 @@ def test_a_test_double_in_requests_keeps_threads(aiohttp_installed, no_proxy):
     """``responses`` (and so ``simulated_cronofy``) sees only requests' calls: a sync on
     aiohttp would escape it and reach the network."""
     with simulated_cronofy():
-        assert event_loop_unavailable() == "a test double is patched into requests"
+        assert event_loop_unavailable() == DOUBLE
+    assert event_loop_unavailable() is None
+
+
+@pytest.mark.parametrize(
+    "target", ["django_cronofy_conferencing.client.CronofyClient.userinfo", "sync.fetch_userinfo"]
+)
+def test_a_mocked_client_keeps_threads(aiohttp_installed, no_proxy, target):
+    """A test that replaces the client's UserInfo call must see every call: the event
+    loop would go around it to aiohttp."""
+    from unittest import mock
+
+    target = target.replace("sync.", "django_cronofy_conferencing.sync.")
+    with mock.patch(target, return_value={}):
+        assert event_loop_unavailable() == DOUBLE
+    with mock.patch(target, autospec=True):
+        assert event_loop_unavailable() == DOUBLE
+    assert event_loop_unavailable() is None
+
+
+def test_no_proxy_alone_names_no_proxy(aiohttp_installed, no_proxy, monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "localhost")
     assert event_loop_unavailable() is None
 
 
@@ -65,7 +88,7 @@ def test_without_aiohttp_threads(monkeypatch, no_proxy):
 
 def test_asking_for_aiohttp_where_it_cannot_run_warns(aiohttp_installed, settings_with, caplog):
     with settings_with(FLEET_HTTP="aiohttp"), simulated_cronofy():
-        assert event_loop_unavailable() == "a test double is patched into requests"
+        assert event_loop_unavailable() == DOUBLE
     assert "FLEET_HTTP is 'aiohttp', but the sync runs in threads" in caplog.text
 
 
@@ -218,3 +241,86 @@ def test_a_token_no_key_decrypts_fails_its_account_alone_either_way(fleet_way):
     ).get(pk=broken.pk)
     assert failures == 1
     assert "cannot be decrypted" in error
+
+
+def test_workers_start_a_thread_for_each_job_that_waits():
+    """A burst of refreshes submitted in one turn of the loop runs side by side."""
+    workers = Workers(8, "test-worker")
+    together = threading.Barrier(8, timeout=10)
+    jobs = [workers.submit(together.wait) for _ in range(8)]
+    assert sorted(job.result(timeout=10) for job in jobs) == list(range(8))
+    workers.shutdown()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stopped_fetch_starts_no_more_requests_and_ends_its_threads(aiohttp_installed):
+    """What an interrupt (Ctrl-C, a task's time limit) does to ``EventLoopFetch.run``."""
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        pytest.skip("in-memory SQLite: threads share it differently than a real database")
+    from django_cronofy_conferencing.sync_batches import BatchWriter
+    from django_cronofy_conferencing.testing import SimulatedCronofy, serve_simulator
+
+    from .conftest import make_linker
+
+    with serve_simulator(SimulatedCronofy(), "sim", latency=0.02) as server:
+        link = make_linker(server.sim, "sim")
+        accounts = [link(conferencing_profiles=[])[0] for _ in range(60)]
+        finished = []
+        stopping = threading.Event()
+
+        def finish(account, result, error):
+            finished.append(account.pk)
+            if len(finished) == 5:
+                stopping.set()
+
+        with BatchWriter(finish, max_backlog=100) as writer:
+            fetch = fleet.EventLoopFetch(accounts, concurrency=2, writer=writer, fail=finish)
+            fetch.flush_size = 1
+            stopper = threading.Thread(target=lambda: stopping.wait(10) and fetch._stop())
+            stopper.start()
+            fetch.run()
+            stopper.join()
+        served = server.sim.count("userinfo")
+        assert 5 <= served < 60
+        assert not any(t.is_alive() for t in fetch.workers._threads + fetch.reader._threads)
+        assert server.sim.count("userinfo") == served  # nothing after it returned
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claims_on_the_database_cache_are_made_off_the_loop(settings):
+    """Django forbids queries on an event loop: the database cache's claims run on a
+    worker, and are paced (a claim made on the loop failed open, unpaced)."""
+    if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        pytest.skip("in-memory SQLite: threads share it differently than a real database")
+    import asyncio
+
+    from django.core.management import call_command
+
+    from django_cronofy_conferencing.fleet_http import LoopClaims
+    from django_cronofy_conferencing.ratelimit import RateLimiter, parse_rate
+
+    settings.CACHES = {
+        **settings.CACHES,
+        "dbcache": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "cronofy_test_limits",
+        },
+    }
+    call_command("createcachetable", "cronofy_test_limits", verbosity=0)
+    limiter = RateLimiter([parse_rate("10/s")], "dbcache", safety_margin=0.0)
+    assert limiter.queries_the_database
+    workers = Workers(2, "test-worker")
+    claims = LoopClaims(limiter, demand=lambda: 0, executor=workers)
+
+    async def three():
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in range(3)]
+        claims._waiting.extend(futures)
+        claims._claim()
+        return [await f for f in futures]
+
+    try:
+        times = asyncio.run(three())
+    finally:
+        workers.shutdown()
+    assert [b - a for a, b in zip(times, times[1:])] == pytest.approx([0.1, 0.1], abs=1e-3)

@@ -205,12 +205,12 @@ def test_a_huge_error_body_is_cut_not_refused(slow_server, settings_with, way):
     assert error[2] == "E" * 300  # what an exception keeps of a body
 
 
-def test_a_redirect_is_not_followed_with_the_token(slow_server, served):
+def test_a_redirect_is_not_followed_with_the_token(slow_server, served, way):
     """The bearer token goes to the data center's API host only: a 3xx is an answer
     (not JSON here), and the place it points to is never asked."""
     before = served.sim.count()
     slow_server.answer(b"", status=302, headers={"Location": f"{served.url}/v1/userinfo"})
-    error = outcome("aiohttp", "slow", served.account.access_token)
+    error = outcome(way, "slow", served.account.access_token)
     assert error[:2] == (InvalidResponse, "Invalid UserInfo response: the body is not JSON.")
     assert served.sim.count() == before
 
@@ -324,7 +324,7 @@ def test_a_cache_outage_fails_open_without_holding_slots(fake_clock, monkeypatch
 # -- TLS: requests' trust store -------------------------------------------------------
 
 
-def test_tls_verifies_against_requests_trust_store(monkeypatch):
+def test_tls_verifies_against_requests_trust_store(monkeypatch, tmp_path):
     import ssl
 
     import requests
@@ -341,6 +341,8 @@ def test_tls_verifies_against_requests_trust_store(monkeypatch):
         TLS().context()  # the bundle the environment names, or nothing
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", requests.certs.where())
     assert TLS().context().cert_store_stats()["x509_ca"] > 0
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path))  # a directory of CAs, as requests takes
+    assert TLS().context().verify_mode == ssl.CERT_REQUIRED
 
 
 def test_only_https_data_centers_get_a_tls_context(settings_with):

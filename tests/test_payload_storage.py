@@ -129,3 +129,13 @@ def test_an_int_too_long_to_serialize_is_answered_as_serializing_does():
     data = {"n": 10**5000}
     assert storage_problem(data, max_depth=32) == _problem_by_serializing(data) is not None
     assert storage_problem({"n": 10**100}, max_depth=32) is None
+
+
+def test_dict_and_list_subclasses_count_toward_the_depth():
+    from collections import OrderedDict
+
+    nested: dict = OrderedDict(leaf="x")
+    for _ in range(50):
+        nested = OrderedDict(inner=nested)
+    assert storage_problem({"d": nested}, max_depth=10) == "is nested more than 10 levels deep"
+    assert storage_problem({"d": OrderedDict(a="\x00")}, max_depth=10) == NUL
