@@ -6,6 +6,7 @@ tests/sync/test_concurrency.py (the ``fleet`` fixture runs them each way).
 
 from __future__ import annotations
 
+import itertools
 import threading
 from importlib.util import find_spec
 
@@ -323,4 +324,5 @@ def test_claims_on_the_database_cache_are_made_off_the_loop(settings):
         times = asyncio.run(three())
     finally:
         workers.shutdown()
-    assert [b - a for a, b in zip(times, times[1:])] == pytest.approx([0.1, 0.1], abs=1e-3)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert gaps == pytest.approx([0.1, 0.1], abs=1e-3)
