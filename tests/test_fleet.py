@@ -22,6 +22,7 @@ from django_cronofy_conferencing.sync import sync_accounts
 from django_cronofy_conferencing.testing import simulated_cronofy
 
 from .conftest import require_service
+from .test_fleet_http import claim_together
 
 DOUBLE = "a test double is patched into requests or the client"
 
@@ -293,7 +294,6 @@ def test_claims_on_the_database_cache_are_made_off_the_loop(settings):
     worker, and are paced (a claim made on the loop failed open, unpaced)."""
     if connection.vendor == "sqlite" and connection.is_in_memory_db():
         pytest.skip("in-memory SQLite: threads share it differently than a real database")
-    import asyncio
 
     from django.core.management import call_command
 
@@ -312,16 +312,8 @@ def test_claims_on_the_database_cache_are_made_off_the_loop(settings):
     assert limiter.queries_the_database
     workers = Workers(2, "test-worker")
     claims = LoopClaims(limiter, demand=lambda: 0, executor=workers)
-
-    async def three():
-        loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in range(3)]
-        claims._waiting.extend(futures)
-        claims._claim()
-        return [await f for f in futures]
-
     try:
-        times = asyncio.run(three())
+        times = claim_together(claims, 3)
     finally:
         workers.shutdown()
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]

@@ -278,18 +278,23 @@ def test_demand_caps_the_block(fake_clock):
     assert limiter.round_trips == [2, 2]
 
 
-def test_requests_waiting_together_share_one_round_trip(fake_clock):
-    limiter = CountingLimiter(fake_clock, "10/s", margin=0.0)
-    claims = loop_claims(limiter, demand=lambda: 0)
+def claim_together(claims, count: int) -> list[float]:
+    """The slots ``count`` requests waiting in the same turn of the loop get."""
 
     async def main():
         loop = asyncio.get_running_loop()
-        futures = [loop.create_future() for _ in range(5)]
+        futures = [loop.create_future() for _ in range(count)]
         claims._waiting.extend(futures)
         claims._claim()
         return [await f for f in futures]
 
-    assert asyncio.run(main()) == pytest.approx([1000.0 + 0.1 * i for i in range(5)])
+    return asyncio.run(main())
+
+
+def test_requests_waiting_together_share_one_round_trip(fake_clock):
+    limiter = CountingLimiter(fake_clock, "10/s", margin=0.0)
+    claims = loop_claims(limiter, demand=lambda: 0)
+    assert claim_together(claims, 5) == pytest.approx([1000.0 + 0.1 * i for i in range(5)])
     assert limiter.round_trips == [5]
 
 
