@@ -10,8 +10,9 @@ when a fleet sync runs on the loop: a web process never loads aiohttp.
 
 The contract is ``CronofyClient.userinfo``'s, taken from the thread-confined
 client of the same data center: its headers, timeouts, ``REQUEST_DEADLINE``,
-``MAX_RESPONSE_BYTES``, retries (``retry_delay``), rate limit (``claim``) and
-errors (``client_errors``), so a sync cannot tell which library fetched. Never
+``MAX_RESPONSE_BYTES``, trust store, retries (``retry_delay``), rate limit
+(its slots claimed several at a time: ``LoopClaims``) and errors
+(``client_errors``), so a sync cannot tell which library fetched. Neither
 follows a redirect (the bearer token goes to the data center's API host only).
 """
 
@@ -63,23 +64,23 @@ def new_session(concurrency: int) -> aiohttp.ClientSession:
 
 
 class TLS:
-    """requests' trust store (``REQUESTS_CA_BUNDLE`` or certifi), loaded on first use."""
+    """SSL contexts verifying as the client's session does (``session.verify``: the
+    ``REQUESTS_CA_BUNDLE`` that ``transport.new_session`` read, else certifi), one
+    per bundle, made on first use."""
 
     def __init__(self) -> None:
-        self._context: ssl.SSLContext | None = None
+        self._contexts: dict[str, ssl.SSLContext] = {}
 
-    def context(self) -> ssl.SSLContext:
-        if self._context is None:
-            bundle = (
-                os.environ.get("REQUESTS_CA_BUNDLE")
-                or os.environ.get("CURL_CA_BUNDLE")
-                or requests.certs.where()
-            )
+    def context(self, verify: str | bool = True) -> ssl.SSLContext:
+        bundle = verify if isinstance(verify, str) else requests.certs.where()
+        context = self._contexts.get(bundle)
+        if context is None:
             if os.path.isdir(bundle):  # requests takes a directory of CAs too
-                self._context = ssl.create_default_context(capath=bundle)
+                context = ssl.create_default_context(capath=bundle)
             else:
-                self._context = ssl.create_default_context(cafile=bundle)
-        return self._context
+                context = ssl.create_default_context(cafile=bundle)
+            self._contexts[bundle] = context
+        return context
 
 
 class LoopClaims:
@@ -185,7 +186,8 @@ class AsyncUserInfo:
         }
         connect, read = client.timeout
         self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect, sock_read=read)
-        self.ssl: Any = (tls or TLS()).context() if self.url.startswith("https:") else None
+        secure = self.url.startswith("https:")
+        self.ssl: Any = (tls or TLS()).context(client.session.verify) if secure else None
 
     def __repr__(self) -> str:
         return f"<AsyncUserInfo {self.client.data_center.id} {self.url}>"

@@ -130,18 +130,13 @@ class _HeldConnection:
         except TypeError:  # redis-py 5 wants a command name
             self.connection = pool.get_connection("SET")
 
-    def set_if_absent(self, key: str, timeout: int) -> bool:
-        try:
-            return self._set(key, timeout)
-        except self.dropped:
-            return self._set(key, timeout)  # once more, on a new connection
-
     def set_many_if_absent(self, items: list[tuple[str, int]]) -> list[bool]:
         """``SET key 1 EX timeout NX`` for each item, pipelined: one round trip."""
         try:
             return self._set_many(items)
         except self.dropped:
-            # Some may have been set: slots claimed and never used, which is safe.
+            # Once more, on a new connection. Some may have been set: slots
+            # claimed and never used, which is safe.
             return self._set_many(items)
 
     def _set_many(self, items: list[tuple[str, int]]) -> list[bool]:
@@ -151,16 +146,8 @@ class _HeldConnection:
             connection.send_packed_command(connection.pack_commands(commands))
             return [connection.read_response() is not None for _ in items]
         except BaseException:
+            # Dropped, or replies half read: the next send connects afresh.
             connection.disconnect()
-            raise
-
-    def _set(self, key: str, timeout: int) -> bool:
-        try:
-            self.connection.send_command("SET", key, 1, "EX", timeout, "NX")
-            return self.connection.read_response() is not None
-        except BaseException:
-            # Dropped, or a reply half read: the next send connects afresh.
-            self.connection.disconnect()
             raise
 
     def __del__(self) -> None:
@@ -343,10 +330,8 @@ class RateLimiter:
         return min(margins) / 2
 
     def claim(self) -> float:
-        """Claim the request's slot without waiting; returns the seconds until it (a
-        wait of at most ``min_sleep`` is not worth a sleep). For callers that wait
-        their own way; with the cache unreachable, 0 (``guarded``).
-        """
+        """Claim the request's slot without waiting; returns the seconds until it
+        (0 with the cache unreachable: ``guarded``)."""
         return max(0.0, self.claim_times(1)[0] - self.clock())
 
     def acquire(self) -> float:

@@ -329,38 +329,40 @@ def test_a_cache_outage_fails_open_without_holding_slots(fake_clock, monkeypatch
 # -- TLS: requests' trust store -------------------------------------------------------
 
 
-def test_tls_verifies_against_requests_trust_store(monkeypatch, tmp_path):
+def test_tls_verifies_against_the_sessions_trust_store(monkeypatch, tmp_path):
+    """The bundle ``transport.new_session`` took from REQUESTS_CA_BUNDLE, else certifi."""
     import ssl
 
     import requests
 
     from django_cronofy_conferencing.fleet_http import TLS
 
-    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
-    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    context = TLS().context()
+    tls = TLS()
+    context = tls.context(True)
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
     assert context.cert_store_stats()["x509_ca"] > 0  # certifi's, as requests uses
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca.pem")
+    assert tls.context(requests.certs.where()) is context  # one per bundle
     with pytest.raises(OSError):
-        TLS().context()  # the bundle the environment names, or nothing
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", requests.certs.where())
-    assert TLS().context().cert_store_stats()["x509_ca"] > 0
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path))  # a directory of CAs, as requests takes
-    assert TLS().context().verify_mode == ssl.CERT_REQUIRED
+        tls.context("/nonexistent/ca.pem")  # the bundle named, or nothing
+    assert tls.context(str(tmp_path)).verify_mode == ssl.CERT_REQUIRED  # a CA directory
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/nonexistent/ca.pem")
+    with pytest.raises(OSError):  # the environment, read once by the client's session
+        fleet_http_for("us")
+
+
+def fleet_http_for(data_center: str):
+    from django_cronofy_conferencing import fleet_http
+
+    async def make():
+        async with fleet_http.new_session(1) as session:
+            return fleet_http.AsyncUserInfo(CronofyClient(data_center), session)
+
+    return asyncio.run(make())
 
 
 def test_only_https_data_centers_get_a_tls_context(settings_with):
-    from django_cronofy_conferencing import fleet_http
-
-    async def contexts():
-        async with fleet_http.new_session(1) as session:
-            return [
-                fleet_http.AsyncUserInfo(CronofyClient(dc), session).ssl for dc in ("us", "local")
-            ]
-
     url = "http://127.0.0.1:9"
     with settings_with(DATA_CENTERS={"local": {"api_url": url, "app_url": url}}):
-        secure, plain = asyncio.run(contexts())
+        secure, plain = fleet_http_for("us").ssl, fleet_http_for("local").ssl
     assert secure is not None and secure.verify_mode.name == "CERT_REQUIRED"
     assert plain is None
