@@ -213,13 +213,7 @@ def run(args) -> None:
         summary = out.getvalue().strip()
     wall = time.perf_counter() - started
     times_after = os.times()
-    try:
-        from django_cronofy_conferencing.fleet import event_loop_unavailable
-    except ImportError:  # a commit before the event loop
-        fetched_by = "threads"
-    else:
-        reason = event_loop_unavailable()
-        fetched_by = "event loop (aiohttp)" if reason is None else f"threads ({reason})"
+    fetched_by = "threads"
     load_end = load_average()
     if not args.seconds:
         synced = LinkedAccount.objects.filter(last_synced_at__isnull=False).count()

@@ -9,4 +9,4 @@ class CronofyConferencingConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks, fleet  # noqa: F401 - register the system checks
+        from . import checks  # noqa: F401 - register the system checks

@@ -11,7 +11,6 @@ W001 token keys derived from SECRET_KEY
 W002 unknown key in CRONOFY_CONFERENCING (a typo?)
 E010-E013, W004: APPLICATIONS (see check_applications below)
 E015 TASK_QUEUE unknown, not installed or unable to run tasks; USE_CELERY left over
-E016 FLEET_HTTP unknown, or "aiohttp" without aiohttp installed (``fleet.check_fleet_http``)
 """
 
 from __future__ import annotations

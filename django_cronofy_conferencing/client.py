@@ -40,8 +40,8 @@ from .redaction import remember_secret
 from .transport import (
     BodyTooLarge,
     DeadlineExceeded,
+    Answer,
     Redacted,
-    RequestPreparer,
     new_session,
     read_body,
 )
@@ -88,7 +88,6 @@ class CronofyClient:
         )
         self.session = session or new_session(self.data_center.api_url)
         self.session.headers["User-Agent"] = app_settings.USER_AGENT or USER_AGENT
-        self._preparer = RequestPreparer(self.session)
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.rate_limiter = rate_limiter
@@ -121,8 +120,8 @@ class CronofyClient:
         data: dict | None = None,
         idempotent: bool = True,
         secrets: tuple[str | None, ...] = (),
-    ) -> requests.Response:
-        """Send with retries; return a 2xx/3xx response (body read) or raise a ``CronofyError``.
+    ) -> Answer:
+        """Send with retries; return a 2xx/3xx answer (body read) or raise a ``CronofyError``.
 
         Timeouts, connection errors and 5xx are retried only when ``idempotent``
         (a code exchange must not be replayed); 429 always is, since Cronofy
@@ -196,32 +195,33 @@ class CronofyClient:
     @sensitive_variables("headers", "json", "data")
     def _send(
         self, method: str, url: str, headers: dict, json: Any, data: Any, deadline: float
-    ) -> requests.Response:
+    ) -> Answer:
         """One attempt: send, then read the body in chunks against the deadline and the cap."""
         remaining = deadline - self.clock()
         if remaining <= 0:
             raise DeadlineExceeded
         connect_timeout, read_timeout = self.timeout
-        response = self._preparer.send(
+        # Never follow a redirect: the bearer token and the client secret go to the
+        # data center's API host only (Cronofy's API does not redirect).
+        response = self.session.request(
             method,
             url,
             headers=headers,
             json=json,
             data=data,
             timeout=(min(connect_timeout, remaining), min(read_timeout, remaining)),
+            stream=True,
+            allow_redirects=False,
         )
         try:
             error = response.status_code >= 400
             limit = min(self.max_body, ERROR_BODY_READ_LIMIT) if error else self.max_body
-            response._content = read_body(
-                response, deadline, limit, truncate=error, clock=self.clock
-            )
-            response._content_consumed = True
+            body = read_body(response, deadline, limit, truncate=error, clock=self.clock)
         finally:
             response.close()  # back to the pool when read to the end; else dropped
-        return response
+        return Answer(response.status_code, response.headers, body)
 
-    def _json(self, response: requests.Response, what: str) -> Any:
+    def _json(self, response: Answer, what: str) -> Any:
         return decode_json(response.content, what)
 
     # -- endpoints --------------------------------------------------------

@@ -6,7 +6,7 @@ of a body an exception may carry (redacted first, then cut).
 
 from __future__ import annotations
 
-import requests
+
 from django.views.decorators.debug import sensitive_variables
 
 from .exceptions import (
@@ -19,7 +19,7 @@ from .exceptions import (
     RateLimited,
 )
 from .redaction import redact
-from .transport import parse_retry_after
+from .transport import Answer, parse_retry_after
 
 #: Characters of an error response body handed (redacted) to a ``CronofyAPIError``.
 ERROR_BODY_LIMIT = 2000
@@ -29,7 +29,7 @@ _ERROR_BODY_SCAN = ERROR_BODY_LIMIT + 8192
 
 @sensitive_variables("secrets", "body")
 def error_for(
-    method: str, path: str, data_center: str, response: requests.Response, secrets: tuple
+    method: str, path: str, data_center: str, response: Answer, secrets: tuple
 ) -> CronofyAPIError:
     """The exception for an error answer, its body redacted and bounded."""
     status = response.status_code
@@ -84,7 +84,7 @@ def status_retryable(status: int, idempotent: bool) -> bool:
     return status == 429 or (idempotent and status >= 500)
 
 
-# The failures no answer explains, whichever HTTP library met them (``client``, ``fleet_http``).
+# The failures no answer explains.
 
 
 def deadline_error(where: str, seconds: float) -> CronofyUnavailable:
@@ -109,7 +109,7 @@ def too_large_error(where: str, limit: int) -> InvalidResponse:
 
 
 def validation_errors(
-    response: requests.Response, secrets: tuple
+    response: Answer, secrets: tuple
 ) -> dict[str, list[dict[str, str]]]:
     """Cronofy's 422 body ``{"errors": {field: [{"key", "description"}]}}``, bounded."""
     try:
@@ -134,7 +134,7 @@ def validation_errors(
     return result
 
 
-def oauth_error(response: requests.Response) -> str:
+def oauth_error(response: Answer) -> str:
     """The OAuth ``error`` of a 400 body (``invalid_grant``, ...), or ""."""
     try:
         body = response.json()

@@ -50,10 +50,6 @@ DEFAULTS: dict[str, Any] = {
     "SYNC_CONCURRENCY": 8,
     "RATE_LIMITS": ["50/s", "500/m"],
     "RATE_LIMIT_CACHE": "default",
-    # How sync_accounts (cronofy_sync) makes its UserInfo calls: "auto" (one event loop
-    # on aiohttp when installed, the "fleet" extra; else threads on requests),
-    # "aiohttp" (the same, and check E016 when it is missing) or "requests" (threads).
-    "FLEET_HTTP": "auto",
     # Browser flow.
     # The packaged "My conferencing" page (a URL name, a path or a URL).
     "LINK_REDIRECT_URL": "cronofy_conferencing:profiles",

@@ -3,20 +3,24 @@
 The HTTP call happens before any lock is taken; the write (``sync_writes``) is
 a fixed number of queries whatever the number of profiles, and an unchanged
 payload writes no profile rows. Signals go out after the commit, for real
-changes only. ``sync_accounts`` runs many: threads for the HTTP calls, one
-writer for batches.
+changes only. ``sync_accounts`` runs many: threads for the HTTP calls, every
+query on the caller's thread.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
-from django.db import IntegrityError, close_old_connections, connections, router
+from django.db import IntegrityError, connections, router
 from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -26,11 +30,9 @@ from .client import CronofyClient, get_client
 from .conf import app_settings
 from .db import keyset_chunks, write_lock
 from .exceptions import AccessTokenRejected, CronofyError
-from .fleet import EventLoopFetch, event_loop_unavailable
 from .models import LinkedAccount
 from .payloads import UserInfo, parse_userinfo
 from .redaction import redact
-from .sync_batches import WRITE_BATCH_SIZE, WRITE_BATCH_WAIT, BatchWriter
 from .sync_plan import SyncResult
 from .sync_writes import apply_userinfo, apply_userinfo_many
 
@@ -125,12 +127,21 @@ def sync_account(account: LinkedAccount, *, client: CronofyClient | None = None)
 
 
 @sensitive_variables("token")
-def fetch_userinfo(account: LinkedAccount, client: CronofyClient) -> UserInfo:
-    token = tokens.ensure_access_token(account, client=client)
+def fetch_userinfo(
+    account: LinkedAccount, client: CronofyClient, run_query: QueryRunner | None = None
+) -> UserInfo:
+    """The account's validated UserInfo; a token refresh (queries) goes through
+    ``run_query`` (``sync_accounts`` may run it on the calling thread)."""
+    run_query = run_query or _call
+    token = tokens.stored_access_token(account)
+    if token is None:
+        token = run_query(tokens.refresh_access_token, account, client=client)
     try:
         body = client.userinfo(token)
     except AccessTokenRejected:
-        token = tokens.refresh_access_token(account, rejected_token=token, client=client)
+        token = run_query(
+            tokens.refresh_access_token, account, rejected_token=token, client=client
+        )
         body = client.userinfo(token)
     return parse_userinfo(body, expected_sub=account.sub)
 
@@ -151,6 +162,12 @@ def record_failure(account: LinkedAccount, exc: Exception) -> None:
 
 
 ProgressCallback = Callable[[LinkedAccount, SyncResult | None, Exception | None], None]
+QueryRunner = Callable[..., Any]
+
+#: Accounts written per transaction by ``sync_accounts``, at most.
+WRITE_BATCH_SIZE = 50
+#: Seconds a fetched account waits for others to share its write, at most.
+WRITE_BATCH_WAIT = 0.5
 
 
 def sync_accounts(
@@ -162,104 +179,201 @@ def sync_accounts(
 ) -> SyncReport:
     """Sync many accounts; one failure never stops the others.
 
-    With ``concurrency`` > 1 that many UserInfo calls are in flight at once:
-    on one event loop with aiohttp where it can (``fleet``: the ``fleet`` extra,
-    ``FLEET_HTTP``), else in that many threads on requests; token refreshes
-    and recorded failures happen either way on threads. Memory stays flat
-    however many accounts are streamed in (a queryset is read with
-    ``stream_accounts``; pass ``keep_results=False`` to keep only the counts).
-    One more thread writes what was fetched (``sync_batches.BatchWriter``), up
-    to ``WRITE_BATCH_SIZE`` accounts per transaction (``apply_userinfo_many``):
-    the same rows and signals as ``sync_account`` for each, in a fraction of
-    the queries. A batch that fails is written again account by account. Not
-    ``queryset.iterator()`` on SQLite: its open cursor keeps the writer from
-    committing. ``progress`` is called from those threads after each account.
+    ``concurrency`` UserInfo calls are in flight at once, in that many
+    threads. Every query runs on the calling thread, on its connection: the
+    accounts are read there (a queryset is streamed in primary-key chunks, so
+    memory stays flat; pass ``keep_results=False`` to keep only the counts),
+    and what was fetched is written there in batches of up to
+    ``WRITE_BATCH_SIZE`` accounts (``apply_userinfo_many``: the same rows and
+    signals as ``sync_account`` for each; a batch that fails is written again
+    account by account). So the sync sees the rows its caller wrote and
+    writes inside the caller's transaction, if there is one, for the caller
+    to commit or roll back. Token refreshes (a query, an HTTP call, a write)
+    run in the fetching threads on connections of their own, and on the
+    calling thread when it holds a transaction (``queries_run_on_caller``).
+    ``progress`` is called on the calling thread after each account.
     """
     concurrency = max(1, int(concurrency or app_settings.SYNC_CONCURRENCY))
     report = SyncReport(keep_results=keep_results)
     if isinstance(accounts, QuerySet) and not accounts.query.is_sliced:
         accounts = stream_accounts(accounts)
-    report_lock = threading.Lock()
 
     def finish(account: LinkedAccount, result: SyncResult | None, error: Exception | None):
         if error is not None and not isinstance(error, CronofyError):
             logger.error("Unexpected error syncing Cronofy account %s", account.pk, exc_info=error)
-        with report_lock:
-            report.add(account.pk, result, error)
+        report.add(account.pk, result, error)
         if progress is not None:
             try:
                 progress(account, result, error)
-            except Exception:  # a broken callback must not stop (or hang) the sync
+            except Exception:  # a broken callback must not stop the sync
                 logger.exception("The sync_accounts progress callback failed")
 
-    if concurrency == 1:
-        for account in accounts:
-            try:
-                result = sync_account(account)
-            except Exception as exc:
-                finish(account, None, exc)
-            else:
-                finish(account, result, None)
-        return report
+    using = router.db_for_write(LinkedAccount)
+    logger.info("Syncing Cronofy accounts in %s threads", concurrency)
+    FleetSync(concurrency, finish, on_caller=queries_run_on_caller(using)).run(iter(accounts))
+    return report
 
-    def failed(account: LinkedAccount, exc: Exception) -> None:
+
+def queries_run_on_caller(using: str) -> bool:
+    """Whether the fetching threads must leave every query to the calling thread.
+
+    When the caller holds a transaction, only its connection sees the rows
+    it wrote and may take the row locks a refresh needs inside it; a thread
+    of its own would wait on those locks, or see nothing. In-memory SQLite
+    is one database shared through SQLite's shared cache, whose table locks
+    fail at once instead of waiting: one thread queries it.
+    """
+    connection = connections[using]
+    return connection.in_atomic_block or (
+        connection.vendor == "sqlite" and connection.is_in_memory_db()
+    )
+
+
+class FleetSync:
+    """The fetching threads and the calling thread's loop behind ``sync_accounts``.
+
+    The calling thread hands accounts to the threads (never more than
+    ``2 * concurrency + WRITE_BATCH_SIZE`` unwritten at once), then waits on
+    one queue of events: an account fetched, an account failed, or a query
+    a thread asks it to run (``on_caller``).
+    """
+
+    def __init__(self, concurrency: int, finish: ProgressCallback, *, on_caller: bool) -> None:
+        self.concurrency = concurrency
+        self.finish = finish
+        self.on_caller = on_caller
+        self.max_unwritten = 2 * concurrency + WRITE_BATCH_SIZE
+        self.work: queue.SimpleQueue[LinkedAccount | None] = queue.SimpleQueue()
+        self.events: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+
+    def run(self, accounts: Iterator[LinkedAccount]) -> None:
+        threads = [
+            threading.Thread(target=self._fetch, name=f"cronofy-sync-{i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            self._loop(accounts)
+        finally:
+            for _ in threads:
+                self.work.put(None)
+            # Threads may be waiting on a query of theirs: answer until all have stopped.
+            while any(thread.is_alive() for thread in threads):
+                try:
+                    event = self.events.get(timeout=0.05)
+                except queue.Empty:
+                    continue
+                if event[0] == "query":
+                    event[2].set_exception(SyncStopped("sync_accounts stopped"))
+
+    def _loop(self, accounts: Iterator[LinkedAccount]) -> None:
+        unwritten = 0
+        exhausted = False
+        batch: list[tuple[LinkedAccount, UserInfo]] = []
+        batch_deadline = 0.0
+        while True:
+            while not exhausted and unwritten < self.max_unwritten:
+                account = next(accounts, None)
+                if account is None:
+                    exhausted = True
+                else:
+                    self.work.put(account)
+                    unwritten += 1
+            if exhausted and unwritten == 0:
+                return
+            if batch and (len(batch) == unwritten or time.monotonic() >= batch_deadline):
+                unwritten -= self._write(batch)
+                batch = []
+                continue
+            timeout = max(0.0, batch_deadline - time.monotonic()) if batch else None
+            try:
+                event = self.events.get(timeout=timeout)
+            except queue.Empty:
+                continue
+            kind = event[0]
+            if kind == "query":
+                _, call, future = event
+                try:
+                    future.set_result(call())
+                except BaseException as exc:
+                    future.set_exception(exc)
+            elif kind == "failed":
+                _, account, exc = event
+                self._failed(account, exc)
+                unwritten -= 1
+            else:
+                _, account, info = event
+                if any(done.pk == account.pk for done, _ in batch):
+                    unwritten -= self._write(batch)  # the same account twice: apart
+                    batch = []
+                if not batch:
+                    batch_deadline = time.monotonic() + WRITE_BATCH_WAIT
+                batch.append((account, info))
+                if len(batch) >= WRITE_BATCH_SIZE:
+                    unwritten -= self._write(batch)
+                    batch = []
+
+    def _fetch(self) -> None:
+        """One fetching thread: UserInfo calls, and queries on its own connection unless
+        they belong to the caller (``on_caller``)."""
+        run_query: QueryRunner = self._query_on_caller if self.on_caller else _call
+        try:
+            while (account := self.work.get()) is not None:
+                try:
+                    info = fetch_userinfo(account, get_client(account.data_center), run_query)
+                except Exception as exc:
+                    self.events.put(("failed", account, exc))
+                else:
+                    self.events.put(("fetched", account, info))
+        finally:
+            if not self.on_caller:
+                connections.close_all()  # this thread's own connections, never the caller's
+
+    def _query_on_caller(self, function: Callable, *args: Any, **kwargs: Any) -> Any:
+        future: Future = Future()
+        self.events.put(("query", functools.partial(function, *args, **kwargs), future))
+        return future.result()
+
+    def _failed(self, account: LinkedAccount, exc: Exception) -> None:
         try:
             if isinstance(exc, CronofyError):
                 record_failure(account, exc)
         except Exception as recording_failed:
             exc = recording_failed
-        finish(account, None, exc)
+        self.finish(account, None, exc)
 
-    unavailable = event_loop_unavailable()
-    logger.info(
-        "Syncing Cronofy accounts at concurrency %s %s",
-        concurrency,
-        "on an event loop (aiohttp)" if unavailable is None else f"in threads ({unavailable})",
-    )
-    with BatchWriter(finish, max_backlog=concurrency * 2 + WRITE_BATCH_SIZE) as writer:
-        if unavailable is None:
-            EventLoopFetch(accounts, concurrency=concurrency, writer=writer, fail=failed).run()
-        else:
-            fetch_in_threads(accounts, concurrency, writer, failed)
-    close_old_connections()
-    return report
-
-
-def fetch_in_threads(
-    accounts: Iterable[LinkedAccount],
-    concurrency: int,
-    writer: BatchWriter,
-    failed: Callable[[LinkedAccount, Exception], None],
-) -> None:
-    """The fetch stage in ``concurrency`` threads, fed through a bounded queue."""
-    work: queue.Queue[LinkedAccount | None] = queue.Queue(maxsize=concurrency * 2)
-
-    def fetcher() -> None:
+    def _write(self, batch: list[tuple[LinkedAccount, UserInfo]]) -> int:
+        """Write a batch (or, when that fails, each account on its own); returns its size."""
         try:
-            while (account := work.get()) is not None:
+            results = apply_userinfo_many(batch)
+        except Exception:
+            logger.info(
+                "A batch of %s accounts failed; writing one by one", len(batch), exc_info=True
+            )
+        else:
+            for (account, _), result in zip(batch, results, strict=True):
+                self.finish(account, result, None)
+            return len(batch)
+        for account, info in batch:
+            try:
                 try:
-                    info = fetch_userinfo(account, get_client(account.data_center))
-                except Exception as exc:
-                    failed(account, exc)
-                else:
-                    writer.put_when_room([(account, info)])
-        finally:
-            connections.close_all()
+                    result = apply_userinfo(account, info)
+                except IntegrityError:
+                    result = apply_userinfo(account, info)
+            except Exception as exc:
+                self.finish(account, None, exc)
+            else:
+                self.finish(account, result, None)
+        return len(batch)
 
-    threads = [
-        threading.Thread(target=fetcher, name=f"cronofy-sync-{i}", daemon=True)
-        for i in range(concurrency)
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        for account in accounts:
-            work.put(account)
-    finally:
-        for _ in threads:
-            work.put(None)
-        for thread in threads:
-            thread.join()
+
+class SyncStopped(CronofyError):
+    """``sync_accounts`` was interrupted before this account's query ran."""
+
+
+def _call(function: Callable, *args: Any, **kwargs: Any) -> Any:
+    return function(*args, **kwargs)
 
 
 def stream_accounts(

@@ -1,5 +1,5 @@
-"""HTTP plumbing under ``client``: the session and adapter, prepared requests,
-reading a body against a deadline and a cap, and header parsing.
+"""HTTP plumbing under ``client``: the session, reading a body against a
+deadline and a cap, and header parsing.
 
 Kept apart from the request loop so each reads on its own; nothing here knows
 Cronofy's endpoints or what its errors mean (``client_errors``).
@@ -10,7 +10,9 @@ from __future__ import annotations
 import email.utils
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from json import loads as json_loads
 from typing import Any
 
 import requests
@@ -52,6 +54,22 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 READ_CHUNK = 64 * 1024
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A response as the client read it: status, headers and the (capped) body."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes = field(repr=False)
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json_loads(self.content.decode("utf-8-sig"))
+
+
 class DeadlineExceeded(Exception):
     """The call's overall deadline passed while the body was being read."""
 
@@ -91,7 +109,6 @@ def read_body(
         except (Urllib3Error, OSError) as exc:  # as requests maps them when it reads
             raise map_read_error(exc) from None
         if not chunk:
-            response._content_consumed = True
             return b"".join(chunks)
         size += len(chunk)
         if size > limit:
@@ -103,8 +120,9 @@ def read_body(
 
 
 def shorten_read_timeout(raw: Any, remaining: float) -> None:
-    """Let no single socket read outlive the deadline (best effort: urllib3's socket)."""
-    sock = getattr(getattr(raw, "_connection", None), "sock", None)
+    """Let no single socket read outlive the deadline (best effort: urllib3 2's
+    ``HTTPResponse.connection``, an ``http.client.HTTPConnection`` with its ``sock``)."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
     if sock is None:
         return
     try:
@@ -136,130 +154,10 @@ class Redacted(dict):
     __str__ = __repr__
 
 
-class HostAdapter(requests.adapters.HTTPAdapter):
-    """requests' ``HTTPAdapter``, keeping what it would recompute on every request.
-
-    Per request, ``HTTPAdapter.send`` parses the URL and rebuilds the
-    connection pool's key (an ``os.path.isdir`` on the CA bundle among it),
-    then checks the bundle on disk again in ``cert_verify``. For the same
-    origin, ``verify``, ``cert`` and proxies the answers never change: each
-    pool is looked up once (again only if urllib3 closed it) and verified
-    once. Everything else is requests' own code path.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._pools: dict[tuple, Any] = {}
-        self._verified: set[tuple] = set()
-
-    def get_connection_with_tls_context(
-        self, request: requests.PreparedRequest, verify: Any, proxies: Any = None, cert: Any = None
-    ) -> Any:
-        url = request.url or ""
-        origin = url[: url.find("/", url.find("//") + 2)]  # scheme://host:port
-        key = (origin, verify, cert, tuple(sorted(proxies.items())) if proxies else None)
-        pool = self._pools.get(key)
-        if pool is None or pool.pool is None:  # new, or closed by urllib3
-            pool = super().get_connection_with_tls_context(
-                request, verify, proxies=proxies, cert=cert
-            )
-            self._pools[key] = pool
-        return pool
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        key = (conn, url[:6].lower() == "https:", verify, cert)
-        if key not in self._verified:
-            super().cert_verify(conn, url, verify, cert)
-            self._verified.add(key)
-
-    def close(self) -> None:
-        self._pools.clear()
-        self._verified.clear()
-        super().close()
-
-
-class RequestPreparer:
-    """Prepared requests for one session, sent with ``Session.send``.
-
-    ``Session.request`` merges the session's settings and the environment's
-    into every request and prepares the URL again (parsing, IDNA, requoting):
-    for the same method and URL the answers never change, and computing them
-    was a fifth of a fleet sync's CPU. Here they are computed once per method
-    and URL: a request without a body is a copy of a template prepared then,
-    with its own headers (validated as ``requests`` does) on top; one with a
-    body is prepared in full. ``Session.send`` is requests' documented path
-    for prepared requests: adapters, hooks and redirects as usual. Session
-    cookies are not sent (the API has no use for them). At most
-    ``max_templates`` URLs are kept (some carry a calendar or channel id).
-    """
-
-    max_templates = 256
-
-    def __init__(self, session: requests.Session) -> None:
-        self.session = session
-        self._cache: dict[tuple[str, str], tuple[requests.PreparedRequest, dict]] = {}
-
-    def _template(self, method: str, url: str) -> tuple[requests.PreparedRequest, dict]:
-        entry = self._cache.get((method, url))
-        if entry is None:
-            session = self.session
-            template = requests.Request(method, url, headers=dict(session.headers)).prepare()
-            settings = session.merge_environment_settings(url, {}, True, None, None)
-            if len(self._cache) >= self.max_templates:
-                self._cache.clear()
-            entry = self._cache[(method, url)] = (template, settings)
-        return entry
-
-    @sensitive_variables("headers", "header", "json", "data")
-    def send(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: dict,
-        json: Any = None,
-        data: Any = None,
-        timeout: tuple[float, float],
-    ) -> requests.Response:
-        """Send one request (streamed: the caller reads the body)."""
-        template, settings = self._template(method, url)
-        if json is None and data is None:
-            prepared = template.copy()
-            for header in headers.items():
-                requests.utils.check_header_validity(header)
-            prepared.headers.update(headers)
-        else:
-            prepared = requests.Request(
-                method, url, headers={**template.headers, **headers}, json=json, data=data
-            ).prepare()
-        # Never follow a redirect: the bearer token and the client secret go to the
-        # data center's API host only (Cronofy's API does not redirect).
-        return self.session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
-
-
-def requests_patched() -> bool:
-    """Whether something replaced requests' transport (``responses``, ``requests-mock``,
-    a mock): a call made with another HTTP library would escape that test double."""
-    return (
-        getattr(HostAdapter.send, "__module__", None) != "requests.adapters"
-        or getattr(requests.Session.send, "__module__", None) != "requests.sessions"
-        or getattr(requests.Session.get_adapter, "__module__", None) != "requests.sessions"
-    )
-
-
 def new_session(base_url: str) -> requests.Session:
-    """A session for one host, with the environment's proxy and CA settings read once.
-
-    ``requests`` re-reads ``os.environ`` (proxies, CA bundle) and ``~/.netrc``
-    on every request when ``trust_env`` is on: a sizeable share of the CPU of a
-    fleet sync. The result for this host is the same, computed here once; and
-    ``.netrc`` credentials are never sent to Cronofy. Its adapters are
-    ``HostAdapter``: requests' own, minus the per-request pool key and CA
-    bundle checks.
-    """
+    """A session for one host, with the environment's proxy and CA settings read once,
+    so ``~/.netrc`` credentials are never sent to Cronofy (``trust_env`` off)."""
     session = requests.Session()
-    for prefix in ("https://", "http://"):
-        session.mount(prefix, HostAdapter())
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if bundle:

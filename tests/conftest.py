@@ -90,13 +90,6 @@ def sleeps(monkeypatch):
     """Retries never sleep for real in tests; the requested delays are recorded."""
     recorded: list[float] = []
     monkeypatch.setattr(client_module, "_sleep", recorded.append)
-    if find_spec("aiohttp") is not None:  # the event loop's retries (fleet_http)
-        from django_cronofy_conferencing import fleet_http
-
-        async def no_sleep(seconds: float) -> None:
-            recorded.append(seconds)
-
-        monkeypatch.setattr(fleet_http, "async_sleep", no_sleep)
     return recorded
 
 
@@ -189,43 +182,6 @@ def make_linker(sim: SimulatedCronofy, data_center: str | None = None):
 def link_account(sim: SimulatedCronofy):
     """Create a simulator account and the matching ``LinkedAccount`` holding its tokens."""
     return make_linker(sim)
-
-
-@dataclass
-class FleetSim:
-    """A simulated Cronofy, its ``link_account``, and the way ``sync_accounts`` fetches
-    (``reasons``: why each sync ran in threads; None for one on the event loop)."""
-
-    sim: SimulatedCronofy
-    link_account: Callable[..., tuple[LinkedAccount, SimAccount]]
-    way: str
-    reasons: list = field(default_factory=list)
-
-
-@pytest.fixture(params=["threads", "event_loop"])
-def fleet(request, monkeypatch):
-    """``sync_accounts`` through each way it fetches (``FleetSim``): threads on requests
-    against ``responses``, and one event loop on aiohttp against the simulator served
-    over loopback HTTP (data center "sim"). Fails if the sync went the other way."""
-    from django_cronofy_conferencing import sync
-
-    decide = sync.event_loop_unavailable
-    reasons: list = []  # why each fleet sync ran in threads (None: on the event loop)
-
-    def event_loop_unavailable():
-        reasons.append(decide())
-        return reasons[-1]
-
-    monkeypatch.setattr(sync, "event_loop_unavailable", event_loop_unavailable)
-    if request.param == "threads":
-        sim = request.getfixturevalue("sim")
-        yield FleetSim(sim, make_linker(sim), "threads", reasons)
-        assert None not in reasons, "a fleet sync meant for threads ran on the event loop"
-        return
-    require_service(find_spec("aiohttp") is not None, "aiohttp (pip install -e '.[test]')")
-    with serve_simulator(SimulatedCronofy(), "sim") as server:
-        yield FleetSim(server.sim, make_linker(server.sim, "sim"), "event_loop", reasons)
-    assert set(reasons) <= {None}, f"a fleet sync for the event loop ran in threads: {reasons}"
 
 
 @pytest.fixture

@@ -73,25 +73,20 @@ def exercise_concurrent_sync(sim, link_account) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_sync_on_this_database(fleet):
-    """Both ways of fetching (``fleet``): threads, and the event loop."""
-    if _in_memory_sqlite():
-        pytest.skip("in-memory SQLite: covered by test_concurrent_sync_on_file_sqlite")
-    exercise_concurrent_sync(fleet.sim, fleet.link_account)
+def test_concurrent_sync_on_this_database(sim, link_account):
+    exercise_concurrent_sync(sim, link_account)
 
 
 @pytest.mark.django_db(transaction=True)
-def test_failed_batches_are_written_one_by_one(fleet, monkeypatch):
+def test_failed_batches_are_written_one_by_one(sim, link_account, monkeypatch):
     """A batch that fails (a concurrent writer, a bad row) is retried account by account;
     an account streamed twice is written twice, never in the same batch."""
-    if _in_memory_sqlite():
-        pytest.skip("in-memory SQLite: covered by test_concurrent_sync_on_file_sqlite")
     from django.db import IntegrityError
 
-    from django_cronofy_conferencing import sync_batches
+    from django_cronofy_conferencing import sync
 
-    sim, link_account = fleet.sim, fleet.link_account
-    real = sync_batches.apply_userinfo_many
+    sim, link_account = sim, link_account
+    real = sync.apply_userinfo_many
     calls = []
 
     def flaky(items):
@@ -100,7 +95,7 @@ def test_failed_batches_are_written_one_by_one(fleet, monkeypatch):
             raise IntegrityError("simulated")
         return real(items)
 
-    monkeypatch.setattr(sync_batches, "apply_userinfo_many", flaky)
+    monkeypatch.setattr(sync, "apply_userinfo_many", flaky)
     accounts = [link_account(conferencing_profiles=[sim.profile("zoom")])[0] for _ in range(12)]
     report = sync_accounts([*accounts, accounts[0], accounts[1]], concurrency=4)
     assert report.failed == 0, report.failures
@@ -147,7 +142,7 @@ def test_concurrent_sync_on_file_sqlite(tmp_path):
     )
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output[-4000:]
-    assert "7 passed" in output, output[-4000:]  # three of them each way
+    assert "4 passed" in output, output[-4000:]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -182,12 +177,10 @@ def test_profiles_are_read_under_the_accounts_row_lock(sim, link_account, row_lo
 
 
 @pytest.mark.django_db(transaction=True)
-def test_failures_of_the_fleet_sync_are_recorded_on_each_account(fleet):
-    """What ``sync_account`` records, both ways of fetching record too: the error, one
+def test_failures_of_the_fleet_sync_are_recorded_on_each_account(sim, link_account):
+    """What ``sync_account`` records, ``sync_accounts`` records too: the error, one
     more consecutive failure; and a success resets them."""
-    if _in_memory_sqlite():
-        pytest.skip("in-memory SQLite: covered by test_concurrent_sync_on_file_sqlite")
-    sim, link_account = fleet.sim, fleet.link_account
+    sim, link_account = sim, link_account
     pairs = [link_account(conferencing_profiles=[sim.profile("zoom")]) for _ in range(6)]
     failing = {account.pk for account, _ in pairs[::2]}
     for account, sim_account in pairs:
