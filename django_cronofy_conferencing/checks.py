@@ -43,9 +43,9 @@ def _key(name: str) -> str:
 
 @register(Tags.security, "cronofy_conferencing")
 def check_settings(app_configs=None, **kwargs) -> list:
-    from .datacenters import get_data_centers
+    from .cronofy.datacenters import get_data_centers
+    from .cronofy.ratelimit import parse_rate
     from .fields import configured_keys
-    from .ratelimit import parse_rate
 
     messages: list = []
     for number, name in ((1, "CLIENT_ID"), (2, "CLIENT_SECRET")):
@@ -130,8 +130,8 @@ def check_settings(app_configs=None, **kwargs) -> list:
 
 @register("cronofy_conferencing")
 def check_applications(app_configs=None, **kwargs) -> list:
-    from .applications import APPLICATION_KEYS
-    from .datacenters import get_data_centers
+    from .cronofy.applications import APPLICATION_KEYS
+    from .cronofy.datacenters import get_data_centers
 
     try:
         registry = get_data_centers()
@@ -215,7 +215,7 @@ def check_accounts_have_applications(app_configs=None, databases=None, **kwargs)
     """Runs with ``migrate`` and ``check --database``: accounts nobody can refresh."""
     from django.db import DatabaseError, router
 
-    from .applications import configured_applications
+    from .cronofy.applications import configured_applications
     from .models import LinkedAccount
 
     using = router.db_for_read(LinkedAccount)
@@ -374,7 +374,7 @@ def _django_tasks_errors(error) -> list:
             )
         ]
     try:
-        from .tasks_django import sync_account_task
+        from .queueing.django_tasks import sync_account_task
 
         backend = sync_account_task.get_backend()
     except Exception as exc:  # an unknown or broken TASKS backend

@@ -30,6 +30,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .conf import app_settings
+from .exceptions import ConferencingUnavailable, InvalidSelection
 from .models import CalendarProfile, ConferencingProfile, LinkedAccount
 from .providers import provider_label
 
@@ -47,30 +48,6 @@ INTEGRATED_LABELS = {
     "exchange": "Microsoft Teams",
     "live_connect": "Microsoft Teams",
 }
-
-
-class ConferencingUnavailable(Exception):
-    """A conferencing choice that cannot work now: disconnected, removed, foreign, unknown.
-
-    ``profile`` is the account's ``ConferencingProfile`` concerned (None for an
-    unknown or another account's profile, and for "integrated"), ``relink_url``
-    the link that fixes it (None when relinking is not the fix).
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        profile: ConferencingProfile | None = None,
-        relink_url: str | None = None,
-    ) -> None:
-        self.profile = profile
-        self.relink_url = relink_url
-        super().__init__(message)
-
-
-class InvalidSelection(ValueError):
-    """A field value that names no account of the user, or is malformed."""
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,11 @@ validation. Messages are built from redacted text only.
 
 from __future__ import annotations
 
-from .redaction import redact
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .cronofy.redaction import redact
 
 MAX_BODY_IN_MESSAGE = 300
 
@@ -74,3 +78,57 @@ class CronofyValidationError(CronofyAPIError):
     def __init__(self, message: str, *, errors: dict[str, list[dict[str, str]]], **kwargs):
         self.errors = errors
         super().__init__(message, **kwargs)
+
+
+class ConferencingUnavailable(Exception):
+    """A conferencing choice that cannot work now: disconnected, removed, foreign, unknown.
+
+    ``profile`` is the account's ``ConferencingProfile`` concerned (None for an
+    unknown or another account's profile, and for "integrated"), ``relink_url``
+    the link that fixes it (None when relinking is not the fix).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        profile: Any = None,
+        relink_url: str | None = None,
+    ) -> None:
+        self.profile = profile
+        self.relink_url = relink_url
+        super().__init__(message)
+
+
+class InvalidSelection(ValueError):
+    """A field value that names no account of the user, or is malformed."""
+
+
+class SyncStopped(CronofyError):
+    """``sync_accounts`` was interrupted before this account's query ran."""
+
+
+class InvalidState(Exception):
+    """Missing, unknown (forged, reused, another session's) or expired state."""
+
+
+class AccountLinkConflict(CronofyError):
+    """The Cronofy account is already linked to another user; nothing was changed."""
+
+
+class DeadlineExceeded(Exception):
+    """The call's overall deadline passed while the body was being read."""
+
+
+class BodyTooLarge(Exception):
+    """The body is (or declares itself) longer than the limit."""
+
+
+class NoApplication(ImproperlyConfigured, CronofyError):
+    """No Cronofy application is configured for a data center (or its credentials are
+    missing). Also a ``CronofyError``: an account whose data center lost its
+    application fails its sync with this recorded, not with a 500 (check W004)."""
+
+
+class UnknownDataCenter(ValueError):
+    pass

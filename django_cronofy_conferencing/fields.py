@@ -18,8 +18,8 @@ from django.db import models
 from django.db.models.query_utils import DeferredAttribute
 
 from .conf import SETTINGS_NAME, app_settings, on_reload
+from .cronofy.redaction import remember_secret
 from .exceptions import TokenDecryptionError
-from .redaction import remember_secret
 
 KEYS_SETTING = f"{SETTINGS_NAME}['ENCRYPTION_KEYS']"
 

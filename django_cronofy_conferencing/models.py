@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .conf import app_settings
-from .datacenters import DataCenter, get_data_center, validate_data_center
+from .cronofy.datacenters import DataCenter, get_data_center, validate_data_center
 from .fields import EncryptedTextField, stored_ciphertext
 from .providers import provider_label
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from . import notifications, pages, views
+from .web import notifications, pages, views
 
 app_name = "cronofy_conferencing"
 

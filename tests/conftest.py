@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import timedelta
-from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
@@ -21,17 +18,15 @@ from django.conf import settings as django_settings
 from django.test import override_settings
 from django.utils import timezone
 
-from django_cronofy_conferencing import client as client_module
 from django_cronofy_conferencing import signals
-from django_cronofy_conferencing.client import reset_clients
+from django_cronofy_conferencing.cronofy import client as client_module
+from django_cronofy_conferencing.cronofy.client import reset_clients
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.sync import SyncResult, sync_account
 from django_cronofy_conferencing.testing import (
     DEFAULT_CLIENT_ID,
     DEFAULT_CLIENT_SECRET,
-    SimAccount,
     SimulatedCronofy,
-    serve_simulator,
     simulated_cronofy,
 )
 from tests.secret_scan import ScanningAPIClient, ScanningClient, SecretScanner

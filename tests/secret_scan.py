@@ -13,7 +13,7 @@ from __future__ import annotations
 from django.test import Client
 from rest_framework.test import APIClient
 
-from django_cronofy_conferencing import redaction
+from django_cronofy_conferencing.cronofy import redaction
 from django_cronofy_conferencing.testing import DEFAULT_CLIENT_SECRET, SimulatedCronofy
 
 

@@ -14,18 +14,18 @@ from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from django_cronofy_conferencing import linking, tokens
-from django_cronofy_conferencing.applications import (
+from django_cronofy_conferencing.accounts import linking, tokens
+from django_cronofy_conferencing.accounts.state import SESSION_KEY
+from django_cronofy_conferencing.checks import check_accounts_have_applications
+from django_cronofy_conferencing.cronofy.applications import (
     NoApplication,
     configured_applications,
     get_application,
     linkable_data_centers,
 )
-from django_cronofy_conferencing.checks import check_accounts_have_applications
-from django_cronofy_conferencing.client import budget_for
+from django_cronofy_conferencing.cronofy.client import budget_for
+from django_cronofy_conferencing.cronofy.ratelimit import Rate, RateLimiter
 from django_cronofy_conferencing.models import LinkedAccount
-from django_cronofy_conferencing.ratelimit import Rate, RateLimiter
-from django_cronofy_conferencing.state import SESSION_KEY
 from django_cronofy_conferencing.sync import sync_account
 from django_cronofy_conferencing.testing import simulated_application
 

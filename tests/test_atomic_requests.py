@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from django_cronofy_conferencing import linking
+from django_cronofy_conferencing.accounts import linking
 from django_cronofy_conferencing.models import LinkedAccount
 from django_cronofy_conferencing.sync import sync_account
 from django_cronofy_conferencing.testing import SimulatedCronofy
@@ -109,7 +109,7 @@ def test_conferencing_connect(calls, browser, account):
 
 
 def test_conferencing_return(calls, browser, account, user):
-    from django_cronofy_conferencing.state import issue_return
+    from django_cronofy_conferencing.accounts.state import issue_return
 
     flow = issue_return(user, account[0].pk)
     url = reverse("cronofy_conferencing:conferencing_return", args=[account[0].pk, flow])

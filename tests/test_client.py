@@ -10,15 +10,17 @@ import time
 import pytest
 import requests
 
-from django_cronofy_conferencing import exceptions, linking
-from django_cronofy_conferencing.client import (
+from django_cronofy_conferencing import exceptions
+from django_cronofy_conferencing.accounts import linking
+from django_cronofy_conferencing.cronofy.client import (
     USER_AGENT,
     CronofyClient,
     client_credentials,
     get_client,
 )
-from django_cronofy_conferencing.client_errors import ERROR_BODY_LIMIT
-from django_cronofy_conferencing.datacenters import UnknownDataCenter
+from django_cronofy_conferencing.cronofy.datacenters import UnknownDataCenter
+from django_cronofy_conferencing.cronofy.errors import ERROR_BODY_LIMIT
+from django_cronofy_conferencing.cronofy.transport import new_session, parse_retry_after
 from django_cronofy_conferencing.exceptions import (
     AccessTokenRejected,
     CronofyAPIError,
@@ -31,7 +33,6 @@ from django_cronofy_conferencing.exceptions import (
 )
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.sync import SyncResult, sync_account
-from django_cronofy_conferencing.transport import new_session, parse_retry_after
 
 BACKOFF = 0.5  # tests/settings.py RETRY_BACKOFF
 MAX_RETRIES = 3  # the default
@@ -586,30 +587,11 @@ def test_retries_stop_at_the_deadline(synced_before_faults, sim, settings_with, 
 
 @pytest.mark.django_db
 def test_every_credential_sent_is_remembered_for_redaction(sim):
-    from django_cronofy_conferencing.redaction import REDACTED, redact
+    from django_cronofy_conferencing.cronofy.redaction import REDACTED, redact
 
     account = sim.add_account()
     CronofyClient("us").userinfo(account.access_token)
     assert redact(f"echo {account.access_token}") == f"echo {REDACTED}"
-
-
-def test_a_url_is_prepared_once_and_each_request_has_its_own_headers(sim, monkeypatch):
-    import requests
-
-    client = CronofyClient("us")
-    prepared_urls = []
-    original = requests.PreparedRequest.prepare_url
-
-    def counting(self, url, params):
-        prepared_urls.append(url)
-        return original(self, url, params)
-
-    monkeypatch.setattr(requests.PreparedRequest, "prepare_url", counting)
-    first, second = sim.add_account(), sim.add_account()
-    assert client.userinfo(first.access_token)["sub"] == first.sub
-    assert client.userinfo(second.access_token)["sub"] == second.sub
-    assert client.userinfo(first.access_token)["sub"] == first.sub
-    assert prepared_urls == ["https://api.cronofy.com/v1/userinfo"]
 
 
 def test_a_header_value_with_a_line_break_is_refused_before_sending(sim):
@@ -620,15 +602,3 @@ def test_a_header_value_with_a_line_break_is_refused_before_sending(sim):
     with pytest.raises(CronofyUnavailable):
         client.userinfo(account.access_token + "\r\nX-Injected: 1")
     assert len(sim.requests) == calls
-
-
-def test_the_prepared_templates_stay_bounded(sim, monkeypatch):
-    from django_cronofy_conferencing.transport import RequestPreparer
-
-    monkeypatch.setattr(RequestPreparer, "max_templates", 3)
-    client = CronofyClient("us")
-    account = sim.add_account()
-    for _ in range(5):
-        for path in ("/v1/userinfo", "/v1/channels", "/v1/userinfo?a=1", "/v1/userinfo?b=2"):
-            client.request("GET", path, access_token=account.access_token)
-            assert len(client._preparer._cache) <= 3

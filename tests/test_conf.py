@@ -7,7 +7,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from django_cronofy_conferencing.conf import DEFAULTS, AppSettings, app_settings, on_reload
-from django_cronofy_conferencing.datacenters import get_data_centers
+from django_cronofy_conferencing.cronofy.datacenters import get_data_centers
 
 
 def test_defaults_fill_what_the_host_does_not_set(settings):

@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.test import override_settings
 
-from django_cronofy_conferencing.datacenters import (
+from django_cronofy_conferencing.cronofy.datacenters import (
     BUILTIN_DATA_CENTERS,
     UnknownDataCenter,
     get_data_center,

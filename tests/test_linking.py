@@ -13,8 +13,9 @@ from cryptography.fernet import Fernet
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from django_cronofy_conferencing import channels, linking
-from django_cronofy_conferencing.datacenters import BUILTIN_DATA_CENTERS
+from django_cronofy_conferencing.accounts import channels, linking
+from django_cronofy_conferencing.cronofy.datacenters import BUILTIN_DATA_CENTERS
+from django_cronofy_conferencing.cronofy.tokens import TokenSet
 from django_cronofy_conferencing.exceptions import (
     CronofyAPIError,
     CronofyUnavailable,
@@ -24,7 +25,6 @@ from django_cronofy_conferencing.exceptions import (
 from django_cronofy_conferencing.fields import EncryptedValue
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.sync import sync_account
-from django_cronofy_conferencing.token_payloads import TokenSet
 
 DATA_CENTERS = sorted(BUILTIN_DATA_CENTERS)
 REDIRECT = "https://example.com/cronofy/callback/"
@@ -449,7 +449,7 @@ def test_a_code_exchange_must_return_a_refresh_token(sim):
 
 @pytest.mark.django_db
 def test_linked_tokens_are_remembered_for_redaction(sim, user):
-    from django_cronofy_conferencing.redaction import REDACTED, redact
+    from django_cronofy_conferencing.cronofy.redaction import REDACTED, redact
 
     tokens = TokenSet(
         access_token="at-linked-never-sent-1234",

@@ -13,17 +13,17 @@ from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 
-from django_cronofy_conferencing import linking
+from django_cronofy_conferencing.accounts import linking
 from django_cronofy_conferencing.conf import app_settings
+from django_cronofy_conferencing.cronofy.tokens import TokenSet
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
-from django_cronofy_conferencing.notifications import (
+from django_cronofy_conferencing.signals import account_gdpr_requested
+from django_cronofy_conferencing.testing import DEFAULT_CLIENT_SECRET
+from django_cronofy_conferencing.web.notifications import (
     MAX_BODY_BYTES,
     RESYNC_TYPES,
     signature_valid,
 )
-from django_cronofy_conferencing.signals import account_gdpr_requested
-from django_cronofy_conferencing.testing import DEFAULT_CLIENT_SECRET
-from django_cronofy_conferencing.token_payloads import TokenSet
 
 pytestmark = pytest.mark.django_db
 

@@ -10,7 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from django_cronofy_conferencing.payload_storage import _problem_by_serializing, storage_problem
+from django_cronofy_conferencing.cronofy.userinfo_storage import (
+    _problem_by_serializing,
+    storage_problem,
+)
 
 NAN = "contains a number JSON cannot store (NaN or Infinity)"
 NUL = "contains a NUL character"

@@ -15,17 +15,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from django_cronofy_conferencing import payloads
-from django_cronofy_conferencing.exceptions import InvalidResponse
-from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
-from django_cronofy_conferencing.payloads import (
+from django_cronofy_conferencing.cronofy import userinfo as payloads
+from django_cronofy_conferencing.cronofy.tokens import parse_token_response
+from django_cronofy_conferencing.cronofy.userinfo import (
     MAX_DEPTH,
     MAX_PROFILES,
     ConferencingProfileData,
     parse_userinfo,
 )
+from django_cronofy_conferencing.exceptions import InvalidResponse
+from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.sync import sync_account
-from django_cronofy_conferencing.token_payloads import parse_token_response
 
 from .conftest import load_payload
 
@@ -704,7 +704,7 @@ def test_random_bodies_raise_only_invalid_response(synced_example, sim, body):
 
 
 def test_unknown_keys_are_kept_up_to_the_cap(payload):
-    from django_cronofy_conferencing.payloads import MAX_UNKNOWN_KEYS_JSON
+    from django_cronofy_conferencing.cronofy.userinfo import MAX_UNKNOWN_KEYS_JSON
 
     body = payload("userinfo_conferencing_example")
     body["small"] = "kept"
@@ -726,7 +726,7 @@ def test_unknown_keys_are_kept_up_to_the_cap(payload):
 
 
 def test_an_unknown_key_exactly_at_the_cap_is_kept(payload, monkeypatch):
-    from django_cronofy_conferencing import payloads
+    from django_cronofy_conferencing.cronofy import userinfo as payloads
 
     body = payload("userinfo_conferencing_example")
     body["k"] = "v" * 10

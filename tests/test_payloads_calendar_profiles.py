@@ -6,13 +6,13 @@ import copy
 
 import pytest
 
-from django_cronofy_conferencing.exceptions import InvalidResponse
-from django_cronofy_conferencing.payloads import (
+from django_cronofy_conferencing.cronofy.userinfo import (
     MAX_CALENDARS,
     MAX_CALENDARS_PER_PROFILE,
     CalendarData,
     parse_userinfo,
 )
+from django_cronofy_conferencing.exceptions import InvalidResponse
 from tests.conftest import load_payload
 
 BODY = load_payload("userinfo_with_calendar_profiles")

@@ -9,13 +9,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from django_cronofy_conferencing import linking
+from django_cronofy_conferencing.accounts import linking
+from django_cronofy_conferencing.cronofy.tokens import parse_token_response
+from django_cronofy_conferencing.cronofy.userinfo import parse_userinfo
 from django_cronofy_conferencing.exceptions import InvalidResponse
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
-from django_cronofy_conferencing.payloads import parse_userinfo
 from django_cronofy_conferencing.sync import sync_account
 from django_cronofy_conferencing.testing import SimulatedCronofy, simulated_cronofy
-from django_cronofy_conferencing.token_payloads import parse_token_response
 from tests.conftest import PAYLOADS
 
 REDIRECT = "https://example.com/cronofy/callback/"

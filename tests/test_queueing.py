@@ -10,10 +10,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.test import override_settings
 
-from django_cronofy_conferencing import admin, notifications, queueing
+from django_cronofy_conferencing import admin, queueing
 from django_cronofy_conferencing.admin import accounts as admin_accounts
 from django_cronofy_conferencing.api import views as api_views
 from django_cronofy_conferencing.models import LinkedAccount
+from django_cronofy_conferencing.web import notifications
 
 pytestmark = pytest.mark.django_db(transaction=True)  # enqueues happen on commit
 
@@ -38,7 +39,7 @@ def queue(name, **extra):
 def dummy_backend():
     pytest.importorskip("django_tasks_db")  # the test extra: the framework is installed
     with queue("django", TASKS=tasks_backend("dummy.DummyBackend")):
-        from django_cronofy_conferencing.tasks_django import sync_account_task
+        from django_cronofy_conferencing.queueing.django_tasks import sync_account_task
 
         backend = sync_account_task.get_backend()
         backend.clear()

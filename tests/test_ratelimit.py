@@ -10,9 +10,9 @@ from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from django_cronofy_conferencing import ratelimit
-from django_cronofy_conferencing.client import CronofyClient, get_client
-from django_cronofy_conferencing.ratelimit import Rate, RateLimiter, parse_rate
+from django_cronofy_conferencing.cronofy import ratelimit
+from django_cronofy_conferencing.cronofy.client import CronofyClient, get_client
+from django_cronofy_conferencing.cronofy.ratelimit import Rate, RateLimiter, parse_rate
 from django_cronofy_conferencing.testing import max_in_window
 
 
@@ -221,11 +221,11 @@ def caches_down(settings_with):
 
 
 def test_acquire_with_the_cache_down_goes_ahead_and_warns_once(caches_down, caplog):
-    from django_cronofy_conferencing import ratelimit
+    from django_cronofy_conferencing.cronofy import ratelimit
 
     ratelimit._last_warning.clear()
     limiter_down = RateLimiter.from_settings()
-    with caplog.at_level("WARNING", logger="django_cronofy_conferencing.ratelimit"):
+    with caplog.at_level("WARNING", logger="django_cronofy_conferencing.cronofy.ratelimit"):
         assert [limiter_down.acquire() for _ in range(5)] == [0.0] * 5
     warnings = [r for r in caplog.records if "unreachable" in r.getMessage()]
     assert len(warnings) == 1
@@ -277,43 +277,15 @@ def test_every_view_that_calls_cronofy_works_with_the_cache_down(
     assert sim.count("userinfo") >= 3
 
 
-# -- several slots per round trip: reserve_many, claim_times, claim, max_lateness -------
+# -- claims: reserve, claim, and the cache-outage policy ------------------------------
 
 
-def counting_adds(rl: RateLimiter) -> list[int]:
-    """Records the number of keys in each call the limiter makes to its cache."""
-    real, calls = rl._adder(), []
-
-    def add(items):
-        calls.append(len(items))
-        return real(items)
-
-    rl._add = add
-    return calls
-
-
-def test_reserve_many_on_a_fresh_schedule_gives_consecutive_slots(fake_clock):
-    rl = limiter(fake_clock, "2/s")
-    assert rl.reserve_many(3) == [1000.0, 1000.5, 1001.0]
-    assert fake_clock.slept == []
-
-
-def test_reserve_many_asks_the_cache_once_per_rate_when_nothing_is_taken(fake_clock):
-    first, second = limiter(fake_clock, "2/s", "3/m"), limiter(fake_clock, "2/s", "3/m")
-    calls = counting_adds(first)
-    assert first.reserve_many(4) == [1000.0, 1020.0, 1040.0, 1060.0]
-    assert calls == [4, 4]
-    calls = counting_adds(second)  # its first four slow slots are taken: one more round
-    assert second.reserve_many(4) == [1080.0, 1100.0, 1120.0, 1140.0]
-    assert calls == [4, 4, 4]
-
-
-def test_reserve_many_skips_a_slot_another_limiter_holds(fake_clock):
+def test_reserve_skips_a_slot_another_limiter_holds(fake_clock):
     first, second = limiter(fake_clock, "2/s"), limiter(fake_clock, "2/s")
     fake_clock.now = 1001.0
     assert first.reserve() == 1001.0
     fake_clock.now = 1000.0
-    assert second.reserve_many(4) == [1000.0, 1000.5, 1001.5, 1002.0]
+    assert [second.reserve() for _ in range(4)] == [1000.0, 1000.5, 1001.5, 1002.0]
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -324,7 +296,8 @@ def test_two_limiters_never_share_a_slot_and_keep_every_rate(fake_clock, seed, r
     times: list[float] = []
     for _ in range(12):
         fake_clock.now += rng.choice([0.0, rng.uniform(0, 3), rng.uniform(0, 40)])
-        got = rng.choice(limiters).reserve_many(rng.randint(1, 4))
+        chosen = rng.choice(limiters)
+        got = [chosen.reserve() for _ in range(rng.randint(1, 4))]
         assert got == sorted(got) and got[0] >= fake_clock.now
         times += got
     assert len(set(times)) == len(times)
@@ -332,34 +305,22 @@ def test_two_limiters_never_share_a_slot_and_keep_every_rate(fake_clock, seed, r
         assert max_in_window(times, rate.period) <= rate.limit
 
 
-def test_reserve_many_then_reserve_continue_without_gaps(fake_clock):
-    rl = limiter(fake_clock, "4/s")
-    assert rl.reserve_many(3) == [1000.0, 1000.25, 1000.5]
-    assert rl.reserve() == 1000.75
-    assert rl.reserve_many(2) == [1001.0, 1001.25]
-
-
-def test_claim_times_claims_slots_while_the_cache_answers(fake_clock, caplog):
-    rl = limiter(fake_clock, "2/s")
-    with caplog.at_level("WARNING", logger="django_cronofy_conferencing.ratelimit"):
-        assert rl.claim_times(3) == [1000.0, 1000.5, 1001.0]
-    assert caplog.records == []
-
-
-def test_claim_times_fails_open_on_an_outage(fake_clock, caplog, monkeypatch):
+def test_claim_fails_open_on_an_outage(fake_clock, caplog, monkeypatch):
     monkeypatch.setattr(ratelimit, "_last_warning", {})
     rl, tried = limiter(fake_clock, "2/s"), []
 
-    def unreachable(items):
-        tried.append(items)
-        raise ConnectionError("connection refused")
+    class Unreachable:
+        def add(self, *args, **kwargs):
+            tried.append(args)
+            raise ConnectionError("connection refused")
 
-    monkeypatch.setattr(rl, "_adder", lambda: unreachable)
-    with caplog.at_level("WARNING", logger="django_cronofy_conferencing.ratelimit"):
-        assert rl.claim_times(3) == [fake_clock.now] * 3
+    monkeypatch.setattr(ratelimit, "caches", {"default": Unreachable()})
+    with caplog.at_level("WARNING", logger="django_cronofy_conferencing.cronofy.ratelimit"):
+        assert rl.claim() == 0.0
         assert rl.claim() == 0.0
     assert len(tried) == 2
-    assert [r for r in caplog.records if "unreachable" in r.getMessage()]
+    unreachable = [r for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(unreachable) == 1  # at most once a minute
 
 
 def test_claim_returns_the_seconds_to_the_slot_without_sleeping(fake_clock):
@@ -371,28 +332,9 @@ def test_claim_returns_the_seconds_to_the_slot_without_sleeping(fake_clock):
     assert fake_clock.slept == []
 
 
-def test_a_misconfigured_cache_alias_still_raises_from_claim_times(fake_clock):
+def test_a_misconfigured_cache_alias_still_raises_from_claim(fake_clock):
     from django.core.cache import InvalidCacheBackendError
 
     rl = RateLimiter([Rate(2, 1)], "no-such-cache", clock=fake_clock, sleep=fake_clock.sleep)
     with pytest.raises(InvalidCacheBackendError):
-        rl.claim_times(2)
-    with pytest.raises(InvalidCacheBackendError):
         rl.claim()
-
-
-@pytest.mark.parametrize(
-    "rates, margin, lateness",
-    [
-        (["50/s"], None, 0.015),
-        (["50/s", "500/m"], None, 0.015),
-        (["500/m"], None, 0.9),
-        (["1/h"], 0.01, 18.0),
-        (["10/5m", "2/s"], 0.1, 0.05),
-        (["50/s", "500/m"], 0.0, 0.0),
-    ],
-)
-def test_max_lateness_is_half_the_margin_of_the_shortest_period(
-    fake_clock, rates, margin, lateness
-):
-    assert limiter(fake_clock, *rates, margin=margin).max_lateness == pytest.approx(lateness)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
-from django_cronofy_conferencing import redaction
-from django_cronofy_conferencing.redaction import REDACTED, redact, remember_secret
+from django_cronofy_conferencing.cronofy import redaction
+from django_cronofy_conferencing.cronofy.redaction import REDACTED, redact, remember_secret
 from django_cronofy_conferencing.testing import DEFAULT_CLIENT_SECRET
 
 
@@ -117,7 +117,7 @@ def test_a_secret_in_use_again_is_forgotten_last(monkeypatch):
 
 
 def test_the_shortest_secret_remembered_is_six_characters():
-    from django_cronofy_conferencing.redaction import REDACTED, redact, remember_secret
+    from django_cronofy_conferencing.cronofy.redaction import REDACTED, redact, remember_secret
 
     remember_secret("s6-abc")
     remember_secret("s5-ab")
@@ -128,7 +128,7 @@ def test_the_shortest_secret_remembered_is_six_characters():
 def test_configured_secrets_of_six_characters_count_and_empty_ones_never(settings):
     from django.test import override_settings
 
-    from django_cronofy_conferencing.redaction import REDACTED, redact
+    from django_cronofy_conferencing.cronofy.redaction import REDACTED, redact
 
     app = {
         **settings.CRONOFY_CONFERENCING,

@@ -7,8 +7,8 @@ from cryptography.fernet import Fernet
 from django.conf import settings
 from django.test import override_settings
 
+from django_cronofy_conferencing.accounts.rotation import rotate_token_encryption
 from django_cronofy_conferencing.models import LinkedAccount
-from django_cronofy_conferencing.rotation import rotate_token_encryption
 
 
 def _keys(*keys: str):

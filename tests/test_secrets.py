@@ -14,13 +14,13 @@ import traceback
 import pytest
 import requests
 
-from django_cronofy_conferencing import linking
-from django_cronofy_conferencing.client import get_client
+from django_cronofy_conferencing.accounts import linking
+from django_cronofy_conferencing.cronofy.client import get_client
+from django_cronofy_conferencing.cronofy.tokens import parse_token_response
 from django_cronofy_conferencing.exceptions import CronofyError
 from django_cronofy_conferencing.models import LinkedAccount
 from django_cronofy_conferencing.sync import sync_account
 from django_cronofy_conferencing.testing import DEFAULT_CLIENT_SECRET
-from django_cronofy_conferencing.token_payloads import parse_token_response
 
 pytestmark = pytest.mark.django_db
 
@@ -268,7 +268,7 @@ def _assert_clean(html: str, secrets: set[str]) -> None:
 def test_refresh_error_report_has_no_secret(sim, link_account, monkeypatch, where):
     """Before: the refresh token, the client secret and the Authorization header were in
     the frames of tokens and client. After: none of them."""
-    from django_cronofy_conferencing import tokens
+    from django_cronofy_conferencing.accounts import tokens
 
     account, _ = link_account()
     _expired(account)
@@ -293,7 +293,7 @@ def test_code_exchange_error_report_has_no_secret(sim, monkeypatch, where):
     else:
         # Fails inside parse_token_response itself (a patched function's own frame
         # would hold the body it was given: a frame of this test, not of the app).
-        from django_cronofy_conferencing import token_payloads
+        from django_cronofy_conferencing.cronofy import tokens as token_payloads
 
         monkeypatch.setattr(token_payloads, "_PRINTABLE_ASCII", None)
     # The code is looked up inside the call: a local of this test would be in the report.
@@ -311,7 +311,7 @@ def test_revoke_error_report_has_no_secret(sim, link_account, transport_breaks):
 
 @pytest.mark.parametrize("where", ["transport", "after-the-answer"])
 def test_userinfo_error_report_has_no_secret(sim, link_account, monkeypatch, where):
-    from django_cronofy_conferencing import sync
+    from django_cronofy_conferencing.sync import service as sync
 
     account, _ = link_account()
     if where == "transport":

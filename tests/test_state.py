@@ -7,7 +7,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.backends.db import SessionStore
 from django.test import RequestFactory, override_settings
 
-from django_cronofy_conferencing import state as oauth_state
+from django_cronofy_conferencing.accounts import state as oauth_state
 
 pytestmark = pytest.mark.django_db
 

@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("django_tasks_db")  # the test extra installs the framework
 
-from django_cronofy_conferencing.jobs import SYNC_TASK_MAX_RETRIES
 from django_cronofy_conferencing.models import LinkedAccount
+from django_cronofy_conferencing.queueing.jobs import SYNC_TASK_MAX_RETRIES
 from tests.test_queueing import enqueued, queue, tasks_backend
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture
 def backend():
     with queue("django", TASKS=tasks_backend("dummy.DummyBackend")):
-        from django_cronofy_conferencing.tasks_django import sync_account_task
+        from django_cronofy_conferencing.queueing.django_tasks import sync_account_task
 
         backend = sync_account_task.get_backend()
         backend.clear()
@@ -26,7 +26,7 @@ def backend():
 
 
 def test_sync_account_task_syncs(backend, sim, link_account):
-    from django_cronofy_conferencing.tasks_django import sync_account_task
+    from django_cronofy_conferencing.queueing.django_tasks import sync_account_task
 
     account, _ = link_account(conferencing_profiles=[sim.profile("zoom")])
     summary = sync_account_task.call(account.pk)
@@ -35,7 +35,7 @@ def test_sync_account_task_syncs(backend, sim, link_account):
 
 
 def test_a_transient_failure_is_retried_later_with_run_after(backend, sim, link_account):
-    from django_cronofy_conferencing.tasks_django import sync_account_task
+    from django_cronofy_conferencing.queueing.django_tasks import sync_account_task
 
     account, _ = link_account()
     sim.fail("userinfo", status=503, times=10)
@@ -48,7 +48,7 @@ def test_a_transient_failure_is_retried_later_with_run_after(backend, sim, link_
 
 
 def test_retries_are_bounded(backend, sim, link_account):
-    from django_cronofy_conferencing.tasks_django import sync_account_task
+    from django_cronofy_conferencing.queueing.django_tasks import sync_account_task
 
     account, _ = link_account()
     sim.fail("userinfo", status=503, times=10)
@@ -58,7 +58,7 @@ def test_retries_are_bounded(backend, sim, link_account):
 
 
 def test_a_final_failure_is_not_retried(backend, sim, link_account):
-    from django_cronofy_conferencing.tasks_django import sync_account_task
+    from django_cronofy_conferencing.queueing.django_tasks import sync_account_task
 
     account, sim_account = link_account()
     sim.revoke_grant(sim_account.sub)
@@ -69,7 +69,7 @@ def test_a_final_failure_is_not_retried(backend, sim, link_account):
 
 
 def test_no_retry_where_the_backend_cannot_defer(backend, sim, link_account, monkeypatch):
-    from django_cronofy_conferencing.tasks_django import sync_account_task
+    from django_cronofy_conferencing.queueing.django_tasks import sync_account_task
 
     monkeypatch.setattr(type(backend), "supports_defer", False)
     account, _ = link_account()
@@ -81,7 +81,7 @@ def test_no_retry_where_the_backend_cannot_defer(backend, sim, link_account, mon
 def test_a_fresh_account_is_skipped(backend, link_account):
     from django.utils import timezone
 
-    from django_cronofy_conferencing.tasks_django import sync_account_task
+    from django_cronofy_conferencing.queueing.django_tasks import sync_account_task
 
     account, _ = link_account()
     stamp = timezone.now().isoformat()
@@ -90,7 +90,7 @@ def test_a_fresh_account_is_skipped(backend, link_account):
 
 
 def test_sync_due_accounts_task_enqueues_each_due_account(backend, link_account):
-    from django_cronofy_conferencing.tasks_django import sync_due_accounts_task
+    from django_cronofy_conferencing.queueing.django_tasks import sync_due_accounts_task
 
     due = [link_account()[0] for _ in range(3)]
     assert sync_due_accounts_task.call() == 3

@@ -13,9 +13,11 @@ import requests
 from django.db import connection, connections
 from django.utils import timezone
 
-from django_cronofy_conferencing import db, tokens
-from django_cronofy_conferencing.client import CronofyClient
-from django_cronofy_conferencing.datacenters import BUILTIN_DATA_CENTERS
+from django_cronofy_conferencing import db
+from django_cronofy_conferencing.accounts import tokens
+from django_cronofy_conferencing.accounts.tokens import refresh_access_token
+from django_cronofy_conferencing.cronofy.client import CronofyClient
+from django_cronofy_conferencing.cronofy.datacenters import BUILTIN_DATA_CENTERS
 from django_cronofy_conferencing.exceptions import (
     CronofyUnavailable,
     InvalidGrant,
@@ -24,7 +26,6 @@ from django_cronofy_conferencing.exceptions import (
 from django_cronofy_conferencing.models import LinkedAccount
 from django_cronofy_conferencing.signals import account_reauthorization_required
 from django_cronofy_conferencing.sync import sync_account
-from django_cronofy_conferencing.tokens import refresh_access_token
 
 DATA_CENTERS = sorted(BUILTIN_DATA_CENTERS)
 REDIRECT = "https://example.com/cronofy/callback/"

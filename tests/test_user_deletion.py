@@ -12,10 +12,10 @@ import pytest
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from django_cronofy_conferencing import linking
+from django_cronofy_conferencing.accounts import linking
+from django_cronofy_conferencing.cronofy.tokens import TokenSet
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.sync import sync_account
-from django_cronofy_conferencing.token_payloads import TokenSet
 from tests.secret_scan import ScanningClient, SecretScanner
 
 pytestmark = pytest.mark.django_db

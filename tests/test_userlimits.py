@@ -8,7 +8,7 @@ from django.contrib.auth.models import AnonymousUser
 from django.core.cache import cache
 from django.test import override_settings
 
-from django_cronofy_conferencing import userlimits
+from django_cronofy_conferencing.cronofy import userlimits
 
 pytestmark = pytest.mark.django_db
 

@@ -15,9 +15,9 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from django_cronofy_conferencing import linking
-from django_cronofy_conferencing import state as oauth_state
-from django_cronofy_conferencing.datacenters import BUILTIN_DATA_CENTERS
+from django_cronofy_conferencing.accounts import linking
+from django_cronofy_conferencing.accounts import state as oauth_state
+from django_cronofy_conferencing.cronofy.datacenters import BUILTIN_DATA_CENTERS
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.sync import sync_account
 from django_cronofy_conferencing.testing import SimulatedCronofy

@@ -21,7 +21,7 @@ from ..db import non_atomic_requests
 from ..exceptions import CronofyError
 from ..models import LinkedAccount
 from ..queueing import queue_enabled, queue_sync
-from ..sync import sync_account
+from ..sync.service import sync_account
 from .common import STATUS_COLORS, describe_result
 from .profiles import CalendarProfileInline, ConferencingProfileInline
 from .unlinking import UnlinkMixin

@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..models import LinkedAccount
 from ..providers import provider_label
-from ..sync import SyncResult
+from ..sync.service import SyncResult
 
 STATUS_COLORS = {
     LinkedAccount.Status.ACTIVE: "#2e7d32",

@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from .. import linking
+from ..accounts import linking
 from ..conf import app_settings
 from ..db import non_atomic_requests
 from ..exceptions import CronofyError, CronofyUnavailable, RateLimited
@@ -37,7 +37,7 @@ class UnlinkMixin:
 
     def _report_error(self, request, message: str, account: LinkedAccount, exc) -> None:
         """An error message naming the account and the (redacted) error."""
-        from ..redaction import redact
+        from ..cronofy.redaction import redact
 
         self.message_user(
             request, message % {"account": account, "error": redact(exc)}, messages.ERROR

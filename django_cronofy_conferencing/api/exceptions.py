@@ -24,7 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import status
 from rest_framework.exceptions import APIException
 
-from ..applications import NoApplication
+from ..cronofy.applications import NoApplication
 from ..exceptions import (
     CronofyAPIError,
     CronofyError,

@@ -19,12 +19,7 @@ from typing import Any
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
-from ..choices import (
-    ConferencingSelection,
-    ConferencingUnavailable,
-    InvalidSelection,
-    select,
-)
+from ..choices import ConferencingSelection, ConferencingUnavailable, InvalidSelection, select
 from ..models import LinkedAccount
 
 

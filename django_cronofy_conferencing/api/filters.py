@@ -19,7 +19,7 @@ class ProfileFilter(BaseFilterBackend):
     def filter_queryset(self, request, queryset, view):
         data = {
             name: request.query_params[name]
-            for name in self.serializer_class._declared_fields
+            for name in self.serializer_class().fields
             if request.query_params.get(name, "") != ""
         }
         if not data:

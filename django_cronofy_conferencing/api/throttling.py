@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from rest_framework.throttling import BaseThrottle
 
-from .. import userlimits
+from ..cronofy import userlimits
 
 
 class CronofyUserRateThrottle(BaseThrottle):
@@ -31,7 +31,7 @@ class CronofyUserRateThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
-            ident = userlimits._ident(user)
+            ident = userlimits.ident(user)
         else:
             ident = f"ip:{self.get_ident(request)}"
         allowed, self._wait = userlimits.check(ident, self.action or getattr(view, "action", ""))

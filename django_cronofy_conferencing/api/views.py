@@ -39,14 +39,14 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from .. import linking
+from ..accounts import linking
 from ..choices import conferencing_choices
+from ..cronofy.redaction import redact
 from ..db import non_atomic_requests
 from ..exceptions import CronofyError, ReauthorizationRequired
 from ..models import CalendarProfile, ConferencingProfile, LinkedAccount
 from ..queueing import queue_enabled, queue_sync
-from ..redaction import redact
-from ..sync import sync_account
+from ..sync.service import sync_account
 from .exceptions import CronofyRateLimited, to_api_exception
 from .filters import ConferencingProfileFilter, ProfileFilter
 from .permissions import api_permission_classes
@@ -373,7 +373,7 @@ class LinkedAccountViewSet(
     def default_redirect_uri(self, request, account: LinkedAccount) -> str:
         """The browser flow's return page, with a single-use value: it syncs once per flow."""
         try:
-            from ..views import conferencing_return_url
+            from ..web.views import conferencing_return_url
 
             return conferencing_return_url(request, account)
         except NoReverseMatch:

@@ -6,7 +6,7 @@ import django.utils.timezone
 from django.conf import settings
 from django.db import migrations, models
 
-import django_cronofy_conferencing.datacenters
+import django_cronofy_conferencing.cronofy.datacenters
 import django_cronofy_conferencing.fields
 
 
@@ -31,7 +31,9 @@ class Migration(migrations.Migration):
                     "data_center",
                     models.CharField(
                         max_length=32,
-                        validators=[django_cronofy_conferencing.datacenters.validate_data_center],
+                        validators=[
+                            django_cronofy_conferencing.cronofy.datacenters.validate_data_center
+                        ],
                     ),
                 ),
                 ("sub", models.CharField(max_length=255, verbose_name="Cronofy id")),

@@ -272,13 +272,13 @@ class CronofyEndpoints:
 
     @staticmethod
     def _app_url(data_center: str) -> str:
-        from ..datacenters import get_data_center
+        from ..cronofy.datacenters import get_data_center
 
         return get_data_center(data_center).app_url
 
     @staticmethod
     def _dc_for(url: str) -> str:
-        from ..datacenters import get_data_centers
+        from ..cronofy.datacenters import get_data_centers
 
         origin = "{0.scheme}://{0.netloc}".format(urlsplit(url))
         for dc in get_data_centers().values():

@@ -27,7 +27,7 @@ from datetime import date, datetime
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from .calendars import (  # importable from here as before the split
+from .calendars import (
     INTEGRATED_CONFERENCING,
     calendar,
     calendar_profile,

@@ -208,6 +208,11 @@ class HTTPServerAdapter(ConsentPages):
             if self._stopping:
                 self._close()
 
+    def wait(self) -> None:
+        """Block until the server started with ``start()`` stops (Ctrl-C raises here)."""
+        if self._thread is not None:
+            self._thread.join()
+
     def stop(self) -> None:
         if self._thread is not None:
             self._server.shutdown()

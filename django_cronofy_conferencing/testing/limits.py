@@ -19,7 +19,7 @@ class SlidingWindowLimit:
     """
 
     def __init__(self, rates: Iterable[str], clock: Callable[[], float] = time.monotonic) -> None:
-        from ..ratelimit import parse_rate
+        from ..cronofy.ratelimit import parse_rate
 
         self.rates = [parse_rate(r) for r in rates]
         self.clock = clock

@@ -22,7 +22,7 @@ class ResponsesAdapter:
     def install(self, mock) -> None:
         import re
 
-        from ..datacenters import get_data_centers
+        from ..cronofy.datacenters import get_data_centers
 
         for dc in get_data_centers().values():
             pattern = re.compile(re.escape(dc.api_url) + r"(/.*)?$")
@@ -75,7 +75,7 @@ def simulated_cronofy(
     """
     import responses
 
-    from .. import client as client_module
+    from ..cronofy import client as client_module
 
     sim = sim or SimulatedCronofy(**kwargs)
     previous = client_module._sleep

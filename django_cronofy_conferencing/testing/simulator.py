@@ -19,12 +19,8 @@ from .calendars import calendar as sim_calendar
 from .calendars import calendar_profile as sim_calendar_profile
 from .calendars import set_calendar_profile_connected
 from .endpoints import CronofyEndpoints
-from .events import (
-    EventStore,
-)
-from .events import (
-    generate as generate_event_conferencing,
-)
+from .events import EventStore
+from .events import generate as generate_event_conferencing
 from .records import (
     ENDPOINTS,
     Fault,

@@ -22,12 +22,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 
-from django_cronofy_conferencing import tokens
-from django_cronofy_conferencing.choices import (
-    ConferencingUnavailable,
-    conferencing_for,
-)
-from django_cronofy_conferencing.client import CronofyClient, get_client
+from django_cronofy_conferencing.accounts import tokens
+from django_cronofy_conferencing.choices import ConferencingUnavailable, conferencing_for
+from django_cronofy_conferencing.cronofy.client import CronofyClient, get_client
+from django_cronofy_conferencing.cronofy.redaction import redact
 from django_cronofy_conferencing.exceptions import (
     AccessTokenRejected,
     CronofyError,
@@ -37,7 +35,6 @@ from django_cronofy_conferencing.exceptions import (
 from django_cronofy_conferencing.forms import ConferencingChoiceField
 from django_cronofy_conferencing.models import CalendarProfile, LinkedAccount
 from django_cronofy_conferencing.providers import provider_label
-from django_cronofy_conferencing.redaction import redact
 
 logger = logging.getLogger(__name__)
 

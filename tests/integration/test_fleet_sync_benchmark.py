@@ -28,4 +28,3 @@ def test_the_benchmark_runs_a_first_sync_and_a_re_sync(redis_url, tmp_path):
     assert result["first"]["failed"] == 0 and result["resync"]["http_429"] == 0
     # The re-sync changes nothing: fewer queries than the first sync's writes.
     assert result["resync"]["queries_per_account"] < result["first"]["queries_per_account"]
-

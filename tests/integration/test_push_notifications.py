@@ -15,10 +15,10 @@ from django.conf import settings
 from django.core.cache import cache
 from django.test import override_settings
 
-from django_cronofy_conferencing import linking
+from django_cronofy_conferencing.accounts import linking
+from django_cronofy_conferencing.cronofy.tokens import TokenSet
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.testing import SimulatedCronofy, serve_simulator
-from django_cronofy_conferencing.token_payloads import TokenSet
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,14 +7,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from django_cronofy_conferencing import signals
+from django_cronofy_conferencing.cronofy.userinfo import parse_userinfo
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
-from django_cronofy_conferencing.payloads import parse_userinfo
-from django_cronofy_conferencing.sync import (
-    SyncResult,
-    apply_userinfo,
-    apply_userinfo_many,
-    sync_account,
-)
+from django_cronofy_conferencing.sync import SyncResult, sync_account
+from django_cronofy_conferencing.sync.service import apply_userinfo, apply_userinfo_many
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

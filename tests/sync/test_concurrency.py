@@ -83,7 +83,7 @@ def test_failed_batches_are_written_one_by_one(sim, link_account, monkeypatch):
     an account streamed twice is written twice, never in the same batch."""
     from django.db import IntegrityError
 
-    from django_cronofy_conferencing import sync
+    from django_cronofy_conferencing.sync import service as sync
 
     sim, link_account = sim, link_account
     real = sync.apply_userinfo_many
@@ -152,9 +152,9 @@ def test_profiles_are_read_under_the_accounts_row_lock(sim, link_account, row_lo
     on the account's row is seen and updated. Without the row lock the write planned an
     insert from what it had read before and failed on the unique key (IntegrityError,
     which ``sync_account``'s retry would have hidden)."""
-    from django_cronofy_conferencing import sync
+    from django_cronofy_conferencing.cronofy.userinfo import parse_userinfo
     from django_cronofy_conferencing.models import ConferencingProfile
-    from django_cronofy_conferencing.payloads import parse_userinfo
+    from django_cronofy_conferencing.sync import service as sync
 
     account, sim_account = link_account(conferencing_profiles=[sim.profile("zoom")])
     profile_id = sim_account.conferencing_profiles[0]["profile_id"]

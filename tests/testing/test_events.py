@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from django_cronofy_conferencing.client import CronofyClient
+from django_cronofy_conferencing.cronofy.client import CronofyClient
+from django_cronofy_conferencing.cronofy.userinfo import parse_userinfo
 from django_cronofy_conferencing.exceptions import CronofyValidationError
-from django_cronofy_conferencing.payloads import parse_userinfo
 from tests.conftest import load_payload
 
 START, END = "2030-05-15T15:30:00Z", "2030-05-15T17:00:00Z"

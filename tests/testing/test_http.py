@@ -12,8 +12,8 @@ import pytest
 import requests
 from django.utils import timezone
 
-from django_cronofy_conferencing import linking
-from django_cronofy_conferencing.datacenters import get_data_center
+from django_cronofy_conferencing.accounts import linking
+from django_cronofy_conferencing.cronofy.datacenters import get_data_center
 from django_cronofy_conferencing.exceptions import CronofyUnavailable, RateLimited
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.sync import sync_account
@@ -236,7 +236,7 @@ def test_stop_from_the_serving_thread_ends_serve_forever():
 
 
 def test_registered_adds_the_data_center_only_inside_the_block():
-    from django_cronofy_conferencing.datacenters import UnknownDataCenter
+    from django_cronofy_conferencing.cronofy.datacenters import UnknownDataCenter
 
     with HTTPServerAdapter(SimulatedCronofy(), "local") as server:
         with server.registered(SYNC_CONCURRENCY=3):

@@ -12,7 +12,7 @@ import pytest
 import requests
 import responses
 
-from django_cronofy_conferencing import linking
+from django_cronofy_conferencing.accounts import linking
 from django_cronofy_conferencing.exceptions import (
     AccessTokenRejected,
     CronofyUnavailable,
@@ -329,7 +329,7 @@ def test_host_tests_do_not_sleep_through_retries(monkeypatch, settings):
     """Outside this suite (no sleep injected), simulated_cronofy() makes retries instant."""
     import time
 
-    from django_cronofy_conferencing import client as client_module
+    from django_cronofy_conferencing.cronofy import client as client_module
     from django_cronofy_conferencing.models import LinkedAccount
     from django_cronofy_conferencing.sync import sync_account
 
@@ -487,7 +487,7 @@ def test_unregistered_hosts_are_not_reachable(sim):
 
 
 def test_401_through_the_client(sim):
-    from django_cronofy_conferencing.client import get_client
+    from django_cronofy_conferencing.cronofy.client import get_client
 
     with pytest.raises(AccessTokenRejected):
         get_client("us").userinfo("unknown-token")

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...channels import ChannelState, channel_health, repair_channel
+from ...accounts.channels import ChannelState, channel_health, repair_channel
 from ...conf import app_settings
+from ...cronofy.redaction import redact
 from ...models import LinkedAccount
-from ...redaction import redact
 from ..utils import resolve_user
 
 LABELS = {

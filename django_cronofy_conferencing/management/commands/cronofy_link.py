@@ -23,14 +23,14 @@ import sys
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ... import linking, tokens
-from ...client import get_client
+from ...accounts import linking, tokens
 from ...conf import app_settings
-from ...datacenters import UnknownDataCenter, get_data_center, get_data_centers
+from ...cronofy.client import get_client
+from ...cronofy.datacenters import UnknownDataCenter, get_data_center, get_data_centers
+from ...cronofy.redaction import redact, remember_secret
+from ...cronofy.tokens import TokenSet
+from ...cronofy.userinfo import parse_userinfo
 from ...exceptions import AccessTokenRejected, CronofyError, InvalidGrant
-from ...payloads import parse_userinfo
-from ...redaction import redact, remember_secret
-from ...token_payloads import TokenSet
 from ..utils import resolve_user
 
 ENV_ACCESS_TOKEN = "CRONOFY_ACCESS_TOKEN"

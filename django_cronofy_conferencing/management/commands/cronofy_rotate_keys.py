@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...rotation import rotate_token_encryption
+from ...accounts.rotation import rotate_token_encryption
 
 
 class Command(BaseCommand):

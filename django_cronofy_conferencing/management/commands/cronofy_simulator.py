@@ -134,7 +134,7 @@ class Command(BaseCommand):
             ) from None
         try:
             self.print_banner(server)
-            server._thread.join()  # type: ignore[union-attr]
+            server.wait()
         except KeyboardInterrupt:
             self.stdout.write("\nStopped: the simulated Cronofy forgot its accounts.")
         finally:

@@ -24,10 +24,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from ...conf import SETTINGS_NAME, app_settings
+from ...cronofy.redaction import redact
 from ...models import LinkedAccount
 from ...queueing import queue_accounts, queue_enabled
-from ...redaction import redact
-from ...sync import SyncResult, stream_accounts, sync_accounts
+from ...sync.service import SyncResult, stream_accounts, sync_accounts
 from ..utils import resolve_user
 
 PROGRESS_INTERVAL = 0.2  # seconds between redraws of the progress line

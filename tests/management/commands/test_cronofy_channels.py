@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from django_cronofy_conferencing import channels
+from django_cronofy_conferencing.accounts import channels
 from django_cronofy_conferencing.models import LinkedAccount
 
 pytestmark = pytest.mark.django_db

@@ -311,7 +311,7 @@ def test_expired_access_token_is_refreshed_first(sim, user, run, monkeypatch, ca
 def test_the_refresh_is_oauth_refresh_tokens(sim, user, run, monkeypatch):
     """One implementation of the refresh request (and of keeping a refresh token
     Cronofy did not send back)."""
-    from django_cronofy_conferencing import tokens
+    from django_cronofy_conferencing.accounts import tokens
 
     sim.refresh_returns_refresh_token = False
     sim_account = sim.add_account()

@@ -303,7 +303,7 @@ def test_queue_hands_the_due_accounts_to_the_queue_and_calls_nothing(sim, link_a
     fresh, _ = link_account()
     LinkedAccount.objects.filter(pk=fresh.pk).update(last_synced_at=timezone.now())
     with queue("django", TASKS=tasks_backend("dummy.DummyBackend")):
-        from django_cronofy_conferencing.tasks_django import sync_account_task
+        from django_cronofy_conferencing.queueing.django_tasks import sync_account_task
 
         backend = sync_account_task.get_backend()
         backend.clear()

@@ -21,8 +21,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
 from django_cronofy_conferencing import linking
+from django_cronofy_conferencing.cronofy.tokens import TokenSet
 from django_cronofy_conferencing.models import LinkedAccount
-from django_cronofy_conferencing.token_payloads import TokenSet
 
 from ... import simulator
 

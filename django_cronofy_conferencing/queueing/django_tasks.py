@@ -27,9 +27,9 @@ from typing import Any
 
 from django.utils import timezone
 
-from .db import after_commit
+from ..cronofy.redaction import redact
+from ..db import after_commit
 from .jobs import SYNC_TASK_MAX_RETRIES, due_account_ids, retry_delay, run_sync
-from .redaction import redact
 
 try:  # Django 6
     from django.tasks import task

@@ -27,7 +27,7 @@ from typing import Any
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 
-from .conf import SETTINGS_NAME, app_settings
+from ..conf import SETTINGS_NAME, app_settings
 from .ratelimit import guarded
 
 logger = logging.getLogger(__name__)
@@ -109,13 +109,13 @@ def allow(user: Any, action: str) -> bool:
         return True
     if user is None or not getattr(user, "is_authenticated", False):
         return False
-    allowed = check(_ident(user), action)[0]
+    allowed = check(ident(user), action)[0]
     if not allowed:
         logger.info("User %s is over the per-user Cronofy budget: %s refused", user.pk, action)
     return allowed
 
 
-def _ident(user: Any) -> str:
+def ident(user: Any) -> str:
     if user is None or not getattr(user, "is_authenticated", False):
         return "anonymous"
     return f"user:{user.pk}"

@@ -14,18 +14,11 @@ from collections.abc import Sequence
 from django.db import connections, router, transaction
 from django.utils import timezone
 
-from .db import write_lock
-from .models import CalendarProfile, ConferencingProfile, LinkedAccount
-from .payloads import UserInfo
-from .sync_plan import (
-    CALENDAR_PROFILE_UPDATE_FIELDS,
-    PROFILE_UPDATE_FIELDS,
-    Plan,
-    SyncResult,
-)
-from .sync_plan import (
-    plan as _plan,
-)
+from ..cronofy.userinfo import UserInfo
+from ..db import write_lock
+from ..models import CalendarProfile, ConferencingProfile, LinkedAccount
+from .plan import CALENDAR_PROFILE_UPDATE_FIELDS, PROFILE_UPDATE_FIELDS, Plan, SyncResult
+from .plan import plan as _plan
 
 __all__ = ["apply_userinfo", "apply_userinfo_many", "update_accounts"]
 

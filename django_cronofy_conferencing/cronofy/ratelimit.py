@@ -30,7 +30,6 @@ view, worker and the push receiver; Cronofy enforces its own limits and its
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import re
@@ -38,13 +37,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from django.core.cache import InvalidCacheBackendError, caches
-from django.core.cache.backends.redis import RedisCache
-from django.core.exceptions import ImproperlyConfigured, SynchronousOnlyOperation
+from django.core.exceptions import ImproperlyConfigured
 
-from .conf import SETTINGS_NAME, app_settings
+from ..conf import SETTINGS_NAME, app_settings
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +62,7 @@ def guarded(what: str, call: Callable[[], T], fallback: T) -> T:
     """
     try:
         return call()
-    except (InvalidCacheBackendError, ImproperlyConfigured, SynchronousOnlyOperation):
+    except (InvalidCacheBackendError, ImproperlyConfigured):
         raise  # a mistake to fix, not an outage to ride out
     except Exception as exc:  # each backend has its own errors (redis, pymemcache, database)
         now = time.monotonic()
@@ -112,50 +110,6 @@ def parse_rate(text: str) -> Rate:
     return Rate(int(match.group(1)), multiplier * _UNIT_SECONDS[match.group(3)])
 
 
-class _HeldConnection:
-    """One connection from a redis-py pool, kept by one thread for its claims.
-
-    Back in the pool when the thread ends (its ``threading.local`` goes, and
-    this with it). A connection the server dropped (idle timeout, restart) is
-    reconnected once before the error counts as an outage (``guarded``).
-    """
-
-    def __init__(self, pool: Any) -> None:
-        from redis.exceptions import ConnectionError, TimeoutError
-
-        self.dropped = (ConnectionError, TimeoutError)
-        self.pool = pool
-        try:
-            self.connection = pool.get_connection()
-        except TypeError:  # redis-py 5 wants a command name
-            self.connection = pool.get_connection("SET")
-
-    def set_many_if_absent(self, items: list[tuple[str, int]]) -> list[bool]:
-        """``SET key 1 EX timeout NX`` for each item, pipelined: one round trip."""
-        try:
-            return self._set_many(items)
-        except self.dropped:
-            # Once more, on a new connection. Some may have been set: slots
-            # claimed and never used, which is safe.
-            return self._set_many(items)
-
-    def _set_many(self, items: list[tuple[str, int]]) -> list[bool]:
-        connection = self.connection
-        try:
-            commands = [("SET", key, 1, "EX", timeout, "NX") for key, timeout in items]
-            connection.send_packed_command(connection.pack_commands(commands))
-            return [connection.read_response() is not None for _ in items]
-        except BaseException:
-            # Dropped, or replies half read: the next send connects afresh.
-            connection.disconnect()
-            raise
-
-    def __del__(self) -> None:
-        # At interpreter shutdown the pool may be gone already.
-        with contextlib.suppress(Exception):
-            self.pool.release(self.connection)
-
-
 class RateLimiter:
     """Blocks in ``acquire()`` until the request's slot in every rate has come."""
 
@@ -196,7 +150,6 @@ class RateLimiter:
         # free one starts, so threads of one process rarely try a taken slot.
         self._hints = [0] * len(self.rates)
         self._hint_lock = threading.Lock()
-        self._add: Callable[[str, int], bool] | None = None
 
     def __repr__(self) -> str:
         rates = ", ".join(str(rate) for rate in self.rates)
@@ -215,124 +168,39 @@ class RateLimiter:
         budget = f"{self.budget}:" if self.budget else ""
         return f"{self.key_prefix}:{budget}{rate.limit}:{rate.period}:{slot}"
 
-    def _adder(self) -> Callable[[list[tuple[str, int]]], list[bool]]:
-        """``cache.add(key, 1, timeout)`` for each ``(key, timeout)``, made once per limiter.
+    def _claim(self, index: int, earliest: float, now: float) -> float:
+        """Claim the first free slot of rate ``index`` at or after ``earliest``; returns its time.
 
-        On Django's ``RedisCache`` a ``SET key 1 EX timeout NX`` (what its
-        ``add`` sends: same keys, same values) each, pipelined, on a connection
-        each thread keeps from the cache's own pool (``_HeldConnection``).
-        Through ``cache.add`` a claim cost about 150 us of CPU (the backend
-        builds a client per call; redis-py checks a connection out of the pool
-        and back in); on a held connection, about 60 us; pipelined, a fraction
-        of that per key. Other backends use ``cache.add``, one key at a time.
+        A slot someone else holds (``cache.add`` refused) is tried again further on.
         """
-        if self._add is None:
-            cache = caches[self.cache_alias]
-            if isinstance(cache, RedisCache):
-                pool = cache._cache.get_client(write=True).connection_pool
-                make_key = cache.make_key  # our keys are short ASCII: no validation needed
-                held = threading.local()
-
-                def add(items: list[tuple[str, int]]) -> list[bool]:
-                    connection = getattr(held, "connection", None)
-                    if connection is None:
-                        connection = held.connection = _HeldConnection(pool)
-                    keys = [(make_key(key), timeout) for key, timeout in items]
-                    return connection.set_many_if_absent(keys)
-
-            else:
-
-                def add(items: list[tuple[str, int]]) -> list[bool]:
-                    cache = caches[self.cache_alias]
-                    return [cache.add(key, 1, timeout=timeout) for key, timeout in items]
-
-            self._add = add
-        return self._add
-
-    def _claim(self, index: int, not_before: list[float], now: float) -> list[float]:
-        """Claim a free slot at or after each ``not_before``; returns their times, in order.
-
-        One request per candidate slot, all in one round trip; a slot someone
-        else holds is tried again further on.
-        """
-        add = self._adder()
+        cache = caches[self.cache_alias]
         rate, interval = self.rates[index], self.intervals[index]
         with self._hint_lock:
-            cursor = self._hints[index] + 1
-        claimed: list[float] = []
-        pending = sorted(not_before)
-        while pending:
-            slots = []
-            for earliest in pending:
-                slot = max(math.ceil(earliest / interval), cursor)
-                slots.append(slot)
-                cursor = slot + 1
-            # A key must outlive its slot time on every clock; then nobody can
-            # look for it any more (searches start at "now").
-            items = [
-                (self._key(rate, slot), math.ceil(max(0.0, slot * interval - now)) + 2)
-                for slot in slots
-            ]
-            taken = []
-            for earliest, slot, ok in zip(pending, slots, add(items), strict=True):
-                if ok:
-                    claimed.append(slot * interval)
-                else:
-                    taken.append(earliest)
-            pending = taken
+            slot = max(math.ceil(earliest / interval), self._hints[index] + 1)
+        # A key must outlive its slot time on every clock; then nobody can
+        # look for it any more (searches start at "now").
+        while not cache.add(
+            self._key(rate, slot), 1, timeout=math.ceil(max(0.0, slot * interval - now)) + 2
+        ):
+            slot += 1
         with self._hint_lock:
-            self._hints[index] = max(self._hints[index], cursor - 1)
-        return sorted(claimed)
-
-    def reserve_many(self, count: int) -> list[float]:
-        """Claim ``count`` requests' slots in every rate; returns the times (``clock``)
-        they may start, earliest first."""
-        now = self.clock()
-        times = [now] * count
-        for index in range(len(self.rates)):
-            times = self._claim(index, times, now)
-        return times
+            self._hints[index] = max(self._hints[index], slot)
+        return slot * interval
 
     def reserve(self) -> float:
         """Claim a slot in every rate; returns the time (``clock``) the request may start."""
-        return self.reserve_many(1)[0]
-
-    @property
-    def queries_the_database(self) -> bool:
-        """Whether a claim is a query (the database cache): never on an event loop."""
-        from django.core.cache.backends.db import BaseDatabaseCache
-
-        return isinstance(caches[self.cache_alias], BaseDatabaseCache)
-
-    def claim_times(self, count: int) -> list[float]:
-        """``reserve_many``, failing open: with the cache unreachable, now for each
-        (``guarded``, warned)."""
-        start = self.clock()
-        return guarded(
-            f"the Cronofy rate limit (cache {self.cache_alias!r})",
-            lambda: self.reserve_many(count),
-            [start] * count,
-        )
-
-    @property
-    def max_lateness(self) -> float:
-        """Seconds after its slot time a request claimed ahead may still start.
-
-        Requests that each start within ``D`` after their slots put at most
-        ``limit * (1 + D / period) / (1 + margin)`` in any window of ``period``:
-        within the limit while ``D`` is less than ``margin * period``. Half of
-        it for the shortest period, the other half left for the network's delays.
-        """
-        margins = [
-            (interval - rate.interval) * rate.limit
-            for rate, interval in zip(self.rates, self.intervals, strict=True)
-        ]
-        return min(margins) / 2
+        now = self.clock()
+        start = now
+        for index in range(len(self.rates)):
+            start = self._claim(index, start, now)
+        return start
 
     def claim(self) -> float:
         """Claim the request's slot without waiting; returns the seconds until it
         (0 with the cache unreachable: ``guarded``)."""
-        return max(0.0, self.claim_times(1)[0] - self.clock())
+        start = self.clock()
+        slot = guarded(f"the Cronofy rate limit (cache {self.cache_alias!r})", self.reserve, start)
+        return max(0.0, slot - self.clock())
 
     def acquire(self) -> float:
         """Wait for the request's slot (``claim``, then sleep); returns the seconds to it."""

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 from cryptography.fernet import InvalidToken
 from django.db import router, transaction
 
-from .db import write_lock
-from .fields import EncryptedValue, get_fernet, needs_rotation
-from .models import LinkedAccount
+from ..db import write_lock
+from ..fields import EncryptedValue, get_fernet, needs_rotation
+from ..models import LinkedAccount
 
 TOKEN_FIELDS = ("access_token", "refresh_token")
 

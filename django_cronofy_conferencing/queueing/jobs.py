@@ -16,9 +16,9 @@ from typing import Any
 
 from django.utils.dateparse import parse_datetime
 
-from .db import keyset_chunks
-from .exceptions import CronofyError, CronofyUnavailable, RateLimited
-from .models import LinkedAccount
+from ..db import keyset_chunks
+from ..exceptions import CronofyError, CronofyUnavailable, RateLimited
+from ..models import LinkedAccount
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def run_sync(account_id: int, synced_before: str | None = None) -> Outcome:
     other (a dead grant, an invalid response, a 4xx) is final: recorded on the
     account by ``sync_account``.
     """
-    from .sync import sync_account
+    from ..sync.service import sync_account
 
     account = LinkedAccount.objects.filter(pk=account_id).first()
     if account is None:

@@ -45,16 +45,16 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from .applications import configured_applications, get_application
-from .client import get_bounded_client
-from .conf import app_settings
-from .db import non_atomic_requests
-from .exceptions import CronofyError
-from .models import LinkedAccount
-from .queueing import queue_enabled, queue_sync
-from .redaction import redact
-from .signals import account_gdpr_requested
-from .sync import sync_account
+from ..conf import app_settings
+from ..cronofy.applications import configured_applications, get_application
+from ..cronofy.client import get_bounded_client
+from ..cronofy.redaction import redact
+from ..db import non_atomic_requests
+from ..exceptions import CronofyError
+from ..models import LinkedAccount
+from ..queueing import queue_enabled, queue_sync
+from ..signals import account_gdpr_requested
+from ..sync.service import sync_account
 
 logger = logging.getLogger(__name__)
 

@@ -6,10 +6,9 @@ of a body an exception may carry (redacted first, then cut).
 
 from __future__ import annotations
 
-
 from django.views.decorators.debug import sensitive_variables
 
-from .exceptions import (
+from ..exceptions import (
     AccessTokenRejected,
     CronofyAPIError,
     CronofyUnavailable,
@@ -108,9 +107,7 @@ def too_large_error(where: str, limit: int) -> InvalidResponse:
     )
 
 
-def validation_errors(
-    response: Answer, secrets: tuple
-) -> dict[str, list[dict[str, str]]]:
+def validation_errors(response: Answer, secrets: tuple) -> dict[str, list[dict[str, str]]]:
     """Cronofy's 422 body ``{"errors": {field: [{"key", "description"}]}}``, bounded."""
     try:
         body = response.json()

@@ -16,11 +16,11 @@ from typing import Any
 from django.db import router
 from django.views.decorators.debug import sensitive_variables
 
-from .client import CronofyClient, get_client
-from .conf import app_settings
-from .db import write_lock
-from .exceptions import CronofyError, InvalidResponse
-from .models import LinkedAccount
+from ..conf import app_settings
+from ..cronofy.client import CronofyClient, get_client
+from ..db import write_lock
+from ..exceptions import CronofyError, InvalidResponse
+from ..models import LinkedAccount
 from .tokens import ensure_access_token
 
 MAX_CHANNEL_ID = 255

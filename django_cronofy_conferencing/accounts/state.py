@@ -14,16 +14,13 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from .conf import app_settings
+from ..conf import app_settings
+from ..exceptions import InvalidState
 
 SESSION_KEY = "_cronofy_conferencing_oauth_states"
 # Several tabs may start a flow at once; beyond this the oldest is forgotten.
 MAX_PENDING = 5
 STATE_BYTES = 32
-
-
-class InvalidState(Exception):
-    """Missing, unknown (forged, reused, another session's) or expired state."""
 
 
 @dataclass(frozen=True)
@@ -139,7 +136,7 @@ def issue_return(user, account_id: int) -> str:
     """
     from django.core.cache import caches
 
-    from .ratelimit import guarded
+    from ..cronofy.ratelimit import guarded
 
     value = secrets.token_urlsafe(STATE_BYTES)
     owner = f"{getattr(user, 'pk', '')}:{account_id}"
@@ -159,7 +156,7 @@ def consume_return(user, account_id: int, value: str | None) -> bool:
     """
     from django.core.cache import caches
 
-    from .ratelimit import guarded
+    from ..cronofy.ratelimit import guarded
 
     if not value or not isinstance(value, str) or len(value) > 200 or not value.isascii():
         return False

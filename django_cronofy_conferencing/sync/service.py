@@ -25,16 +25,16 @@ from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import tokens
-from .client import CronofyClient, get_client
-from .conf import app_settings
-from .db import keyset_chunks, write_lock
-from .exceptions import AccessTokenRejected, CronofyError
-from .models import LinkedAccount
-from .payloads import UserInfo, parse_userinfo
-from .redaction import redact
-from .sync_plan import SyncResult
-from .sync_writes import apply_userinfo, apply_userinfo_many
+from ..accounts import tokens
+from ..conf import app_settings
+from ..cronofy.client import CronofyClient, get_client
+from ..cronofy.redaction import redact
+from ..cronofy.userinfo import UserInfo, parse_userinfo
+from ..db import keyset_chunks, write_lock
+from ..exceptions import AccessTokenRejected, CronofyError, SyncStopped
+from ..models import LinkedAccount
+from .plan import SyncResult
+from .writes import apply_userinfo, apply_userinfo_many
 
 __all__ = [
     "WRITE_BATCH_SIZE",
@@ -139,9 +139,7 @@ def fetch_userinfo(
     try:
         body = client.userinfo(token)
     except AccessTokenRejected:
-        token = run_query(
-            tokens.refresh_access_token, account, rejected_token=token, client=client
-        )
+        token = run_query(tokens.refresh_access_token, account, rejected_token=token, client=client)
         body = client.userinfo(token)
     return parse_userinfo(body, expected_sub=account.sub)
 
@@ -366,10 +364,6 @@ class FleetSync:
             else:
                 self.finish(account, result, None)
         return len(batch)
-
-
-class SyncStopped(CronofyError):
-    """``sync_accounts`` was interrupted before this account's query ran."""
 
 
 def _call(function: Callable, *args: Any, **kwargs: Any) -> Any:

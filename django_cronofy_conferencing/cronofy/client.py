@@ -21,9 +21,12 @@ import requests
 from django.core.exceptions import ImproperlyConfigured
 from django.views.decorators.debug import sensitive_variables
 
-from . import __version__
+from .. import __version__
+from ..conf import app_settings, on_reload
+from ..exceptions import CronofyAPIError, InvalidResponse
 from .applications import get_application
-from .client_errors import (
+from .datacenters import DataCenter, get_data_center
+from .errors import (
     ERROR_BODY_LIMIT,
     deadline_error,
     error_for,
@@ -32,19 +35,9 @@ from .client_errors import (
     too_large_error,
     unreachable_error,
 )
-from .conf import app_settings, on_reload
-from .datacenters import DataCenter, get_data_center
-from .exceptions import CronofyAPIError, InvalidResponse
 from .ratelimit import RateLimiter
 from .redaction import remember_secret
-from .transport import (
-    BodyTooLarge,
-    DeadlineExceeded,
-    Answer,
-    Redacted,
-    new_session,
-    read_body,
-)
+from .transport import Answer, BodyTooLarge, DeadlineExceeded, Redacted, new_session, read_body
 
 __all__ = [
     "ERROR_BODY_LIMIT",

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 
-from .conf import SETTINGS_NAME, app_settings, on_reload
+from ..conf import SETTINGS_NAME, app_settings, on_reload
+from ..exceptions import UnknownDataCenter
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,6 @@ BUILTIN_DATA_CENTERS: dict[str, DataCenter] = {
         DataCenter("sg", "https://api-sg.cronofy.com", "https://app-sg.cronofy.com", "Singapore"),
     )
 }
-
-
-class UnknownDataCenter(ValueError):
-    pass
 
 
 def _clean_base_url(dc_id: str, key: str, value: object) -> str:

@@ -30,16 +30,17 @@ from django.utils.translation import ngettext
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from . import linking, userlimits
-from .applications import linkable_data_centers
-from .conf import app_settings
-from .datacenters import get_data_centers
-from .db import non_atomic_requests
-from .exceptions import CronofyError, CronofyUnavailable, RateLimited, ReauthorizationRequired
-from .models import CalendarProfile, ConferencingProfile, LinkedAccount
-from .providers import LINKABLE_PROVIDERS, provider_label
-from .redaction import redact
-from .sync import sync_account
+from ..accounts import linking
+from ..conf import app_settings
+from ..cronofy import userlimits
+from ..cronofy.applications import linkable_data_centers
+from ..cronofy.datacenters import get_data_centers
+from ..cronofy.redaction import redact
+from ..db import non_atomic_requests
+from ..exceptions import CronofyError, CronofyUnavailable, RateLimited, ReauthorizationRequired
+from ..models import CalendarProfile, ConferencingProfile, LinkedAccount
+from ..providers import LINKABLE_PROVIDERS, provider_label
+from ..sync.service import sync_account
 
 logger = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from .conf import SETTINGS_NAME, app_settings
-from .db import after_commit, keyset_chunks
+from ..conf import SETTINGS_NAME, app_settings
+from ..db import after_commit, keyset_chunks
 
 QUEUES = (None, "celery", "django")
 CHUNK_SIZE = 1000  # account ids read, and enqueued, at a time
@@ -41,9 +41,9 @@ def queue_enabled() -> bool:
 def _sync_task() -> Any:
     queue = configured_queue()
     if queue == "celery":
-        from .tasks import sync_account_task
+        from .celery import sync_account_task
     elif queue == "django":
-        from .tasks_django import sync_account_task
+        from .django_tasks import sync_account_task
     else:
         raise ImproperlyConfigured(
             f"{SETTINGS_NAME}['TASK_QUEUE'] is None: there is no queue to hand syncs to."
@@ -81,7 +81,7 @@ def queue_accounts(queryset: Any, *, synced_before: str | None = None) -> int:
 def queue_due_accounts(stale_after: float | None = None) -> int:
     """Queue a sync for every due account (``LinkedAccount.objects.due``); an account
     synced meanwhile by anything else is skipped by its task."""
-    from .models import LinkedAccount
+    from ..models import LinkedAccount
 
     now = timezone.now()
     return queue_accounts(

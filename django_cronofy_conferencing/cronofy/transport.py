@@ -2,7 +2,7 @@
 deadline and a cap, and header parsing.
 
 Kept apart from the request loop so each reads on its own; nothing here knows
-Cronofy's endpoints or what its errors mean (``client_errors``).
+Cronofy's endpoints or what its errors mean (``errors``).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from json import loads as json_loads
 from typing import Any
 
 import requests
-from django.views.decorators.debug import sensitive_variables
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ReadTimeoutError
+
+from ..exceptions import BodyTooLarge, DeadlineExceeded
 
 #: A ``Retry-After`` longer than this (a day) is treated as this long.
 MAX_RETRY_AFTER = 86400.0
@@ -68,14 +69,6 @@ class Answer:
 
     def json(self) -> Any:
         return json_loads(self.content.decode("utf-8-sig"))
-
-
-class DeadlineExceeded(Exception):
-    """The call's overall deadline passed while the body was being read."""
-
-
-class BodyTooLarge(Exception):
-    """The body is (or declares itself) longer than the limit."""
 
 
 def read_body(

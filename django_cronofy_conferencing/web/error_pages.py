@@ -10,11 +10,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render, resolve_url
 from django.utils.translation import gettext as _
 
-from .conf import app_settings
-from .exceptions import CronofyError, CronofyUnavailable, RateLimited
-from .redaction import redact
+from ..conf import app_settings
+from ..cronofy.redaction import redact
+from ..exceptions import CronofyError, CronofyUnavailable, RateLimited
 
-logger = logging.getLogger("django_cronofy_conferencing.views")
+logger = logging.getLogger("django_cronofy_conferencing.web.views")
 
 TEMPLATE_ERROR = "django_cronofy_conferencing/error.html"
 

@@ -17,9 +17,9 @@ from typing import Any
 from django.db import models
 from django.dispatch import Signal
 
-from . import signals
-from .models import CalendarProfile, ConferencingProfile, LinkedAccount
-from .payloads import CalendarProfileData, ConferencingProfileData, UserInfo
+from .. import signals
+from ..cronofy.userinfo import CalendarProfileData, ConferencingProfileData, UserInfo
+from ..models import CalendarProfile, ConferencingProfile, LinkedAccount
 
 PROFILE_UPDATE_FIELDS = [
     "provider_name",

@@ -46,7 +46,7 @@ def remember_secret(value: str | None) -> None:
 
 
 def _configured_secrets() -> list[str]:
-    from .conf import app_settings
+    from ..conf import app_settings
 
     secrets = [app_settings.CLIENT_SECRET, *(app_settings.PREVIOUS_CLIENT_SECRETS or [])]
     return [s for s in secrets if isinstance(s, str) and len(s) >= 6]

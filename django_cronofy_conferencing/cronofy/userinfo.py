@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .exceptions import InvalidResponse
-from .payload_storage import kept_keys, storage_problem
+from ..exceptions import InvalidResponse
+from .userinfo_storage import kept_keys, storage_problem
 
 # Column sizes in models.py: a longer value is a malformed response, not a DB error.
 MAX_SUB = 255

@@ -29,12 +29,18 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import linking, userlimits
-from . import state as oauth_state
-from .applications import linkable_data_centers
-from .conf import app_settings
-from .datacenters import UnknownDataCenter
-from .db import non_atomic_requests
+from ..accounts import linking
+from ..accounts import state as oauth_state
+from ..conf import app_settings
+from ..cronofy import userlimits
+from ..cronofy.applications import linkable_data_centers
+from ..cronofy.datacenters import UnknownDataCenter
+from ..cronofy.redaction import redact
+from ..db import non_atomic_requests
+from ..exceptions import CronofyError, InvalidGrant, ReauthorizationRequired
+from ..models import LinkedAccount
+from ..providers import LINKABLE_PROVIDER_CHOICES, provider_label
+from ..sync.service import sync_account
 from .error_pages import (
     TEMPLATE_ERROR,
     denied,
@@ -44,15 +50,6 @@ from .error_pages import (
     unavailable,
     unknown_data_center,
 )
-from .exceptions import (
-    CronofyError,
-    InvalidGrant,
-    ReauthorizationRequired,
-)
-from .models import LinkedAccount
-from .providers import LINKABLE_PROVIDER_CHOICES, provider_label
-from .redaction import redact
-from .sync import sync_account
 
 logger = logging.getLogger(__name__)
 

@@ -17,14 +17,14 @@ from django.db import router, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from .client import CronofyClient, get_client
-from .conf import app_settings
-from .db import row_lock_transaction, write_lock
-from .exceptions import InvalidGrant, ReauthorizationRequired
-from .models import LinkedAccount
-from .redaction import redact, remember_secret
-from .signals import account_reauthorization_required
-from .token_payloads import TokenSet, parse_token_response
+from ..conf import app_settings
+from ..cronofy.client import CronofyClient, get_client
+from ..cronofy.redaction import redact, remember_secret
+from ..cronofy.tokens import TokenSet, parse_token_response
+from ..db import row_lock_transaction, write_lock
+from ..exceptions import InvalidGrant, ReauthorizationRequired
+from ..models import LinkedAccount
+from ..signals import account_reauthorization_required
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.views.decorators.debug import sensitive_variables
 
-from .exceptions import InvalidResponse
-from .payloads import _PRINTABLE_ASCII, MAX_SCOPE, MAX_SUB, _type_name
+from ..exceptions import InvalidResponse
+from .userinfo import _PRINTABLE_ASCII, MAX_SCOPE, MAX_SUB, _type_name
 
 
 @dataclass(frozen=True)

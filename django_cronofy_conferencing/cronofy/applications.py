@@ -22,17 +22,11 @@ from functools import cache
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .conf import SETTINGS_NAME, app_settings, on_reload
+from ..conf import SETTINGS_NAME, app_settings, on_reload
+from ..exceptions import NoApplication
 from .datacenters import DataCenter, get_data_centers
-from .exceptions import CronofyError
 
 APPLICATION_KEYS = ("CLIENT_ID", "CLIENT_SECRET", "PREVIOUS_CLIENT_SECRETS")
-
-
-class NoApplication(ImproperlyConfigured, CronofyError):
-    """No Cronofy application is configured for a data center (or its credentials are
-    missing). Also a ``CronofyError``: an account whose data center lost its
-    application fails its sync with this recorded, not with a 500 (check W004)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Linked accounts: linking (OAuth), tokens, OAuth state, push channels, key rotation."""

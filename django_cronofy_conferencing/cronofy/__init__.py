@@ -1,0 +1,1 @@
+"""Speaking to Cronofy: the client, data centers and applications, rate limits, payloads."""

@@ -1,0 +1,122 @@
+"""Celery tasks: the fleet sync spread over workers (the ``celery`` extra).
+
+Only imported where Celery is installed: the rest of the app never imports
+this module at import time (``queueing`` imports it lazily when
+``CRONOFY_CONFERENCING["TASK_QUEUE"]`` is ``"celery"``). What a task does is
+``jobs``: the same for Django's tasks framework (``tasks_django``).
+
+- ``sync_account_task(account_id)``: sync one account. Transient failures
+  (``CronofyUnavailable``, ``RateLimited``) are retried up to
+  ``SYNC_TASK_MAX_RETRIES`` times with jittered exponential backoff (a
+  ``Retry-After`` from Cronofy is honoured); anything else (a dead grant, an
+  invalid response, a 4xx) is final: recorded on the account, not retried.
+  Returns a small JSON-able summary.
+- ``sync_due_accounts_task()``: queue one ``sync_account_task`` per due
+  account (see ``LinkedAccount.objects.due``), reading the ids in chunks so
+  memory stays flat. A queued task skips its account when something else
+  synced it after it was found due, so overlapping runs cost no extra calls.
+
+The app-wide rate limit (``RATE_LIMITS``) is shared through the cache named
+by ``RATE_LIMIT_CACHE``: point it at Redis (or Memcached) so that every
+worker draws from the same budget.
+
+Run the fan-out periodically with Celery beat, for instance every five minutes
+(with ``SYNC_STALE_AFTER`` at its default of an hour, each account is synced
+about hourly)::
+
+    # settings.py of the host project (app.config_from_object("django.conf:settings",
+    # namespace="CELERY"))
+    CELERY_BEAT_SCHEDULE = {
+        "cronofy-sync-due-accounts": {
+            "task": "django_cronofy_conferencing.tasks.sync_due_accounts_task",
+            "schedule": 300.0,
+        },
+    }
+
+Capacity: at Cronofy's default 500 requests per minute a fleet of N accounts
+needs about N / 500 minutes per pass (twice that when every sync also
+refreshes its token), so keep N / 500 well under ``SYNC_STALE_AFTER / 60``,
+or ask Cronofy for a higher limit.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from django.utils import timezone
+
+from ..cronofy.redaction import redact
+from ..db import after_commit
+from .jobs import (
+    FAN_OUT_CHUNK_SIZE,
+    RETRY_BACKOFF,
+    RETRY_BACKOFF_MAX,
+    SYNC_TASK_MAX_RETRIES,
+    TRANSIENT_ERRORS,
+    due_account_ids,
+    retry_delay,
+    run_sync,
+)
+
+__all__ = [
+    "FAN_OUT_CHUNK_SIZE",
+    "RETRY_BACKOFF",
+    "RETRY_BACKOFF_MAX",
+    "SYNC_TASK_MAX_RETRIES",
+    "TRANSIENT_ERRORS",
+    "due_account_ids",
+    "retry_delay",
+    "sync_account_task",
+    "sync_due_accounts_task",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(
+    name="django_cronofy_conferencing.tasks.sync_account_task",
+    bind=True,
+    max_retries=SYNC_TASK_MAX_RETRIES,
+    ignore_result=True,
+)
+def sync_account_task(self, account_id: int, synced_before: str | None = None) -> dict[str, Any]:
+    """Sync one account (``jobs.run_sync``); retry transient failures only."""
+    outcome = run_sync(account_id, synced_before)
+    exc = outcome.transient
+    if exc is None:
+        return outcome.summary
+    if self.request.retries >= self.max_retries:
+        logger.warning(
+            "Giving up on Cronofy account %s after %s retries: %s",
+            account_id,
+            self.request.retries,
+            redact(exc),
+        )
+        return outcome.summary
+    delay = retry_delay(self.request.retries, getattr(exc, "retry_after", None))
+    logger.info(
+        "Sync of Cronofy account %s failed (%s); retry %s in %.0f s",
+        account_id,
+        type(exc).__name__,
+        self.request.retries + 1,
+        delay,
+    )
+    # Retry without ``exc``: the task is re-queued, not failed, so no
+    # exception (with Cronofy's text in it) reaches the result backend.
+    raise self.retry(countdown=delay) from None
+
+
+@shared_task(name="django_cronofy_conferencing.tasks.sync_due_accounts_task", ignore_result=True)
+def sync_due_accounts_task(stale_after: float | None = None) -> int:
+    """Queue one ``sync_account_task`` per due account, each chunk after it is read
+    (and after the surrounding transaction commits, if any); returns how many."""
+    now = timezone.now()
+    queued = 0
+    stamp = now.isoformat()
+    for ids in due_account_ids(stale_after, now=now):
+        after_commit(lambda ids=ids: [sync_account_task.apply_async((pk, stamp)) for pk in ids])
+        queued += len(ids)
+    logger.info("Queued %s Cronofy account syncs", queued)
+    return queued

@@ -1,0 +1,1 @@
+"""Browser views: linking, the "My conferencing" page, the push notification receiver."""
