@@ -1,6 +1,7 @@
 """System checks with stable ids; each message names the exact key to fix.
 
-E001 CLIENT_ID missing            E002 CLIENT_SECRET missing
+W005 CLIENT_ID missing            W006 CLIENT_SECRET missing (the project still starts)
+E001 CLIENT_ID missing            E002 CLIENT_SECRET missing (``check --deploy`` only)
 E003 DEFAULT_DATA_CENTER unknown  E004 ENCRYPTION_KEYS malformed
 E005 DATA_CENTERS malformed       E006 RATE_LIMITS malformed
 E007 a number setting is not a non-negative number
@@ -41,25 +42,42 @@ def _key(name: str) -> str:
     return f"{SETTINGS_NAME}['{name}']"
 
 
+def missing_credentials(level: type, ids: dict[str, str]) -> list:
+    """The Cronofy application's credentials that are not set, as messages of ``level``.
+
+    A warning in development (a new project migrates, serves and runs its tests
+    without them: linking, refreshes and push then fail with an error naming the
+    key), an error for ``check --deploy``.
+    """
+    messages = []
+    for name, check_id in ids.items():
+        value = getattr(app_settings, name)
+        if not value or not isinstance(value, str):
+            messages.append(
+                level(
+                    f"{_key(name)} is not set: linking Cronofy accounts, token refreshes and "
+                    "push notifications cannot work.",
+                    hint=f"Copy it from your Cronofy application's dashboard into {_key(name)}; "
+                    "to develop without Cronofy credentials, run `manage.py cronofy_simulator` "
+                    "and paste the settings it prints.",
+                    id=ID.format(check_id),
+                )
+            )
+    return messages
+
+
+@register(Tags.security, "cronofy_conferencing", deploy=True)
+def check_credentials_for_deployment(app_configs=None, **kwargs) -> list:
+    return missing_credentials(Error, {"CLIENT_ID": "E001", "CLIENT_SECRET": "E002"})
+
+
 @register(Tags.security, "cronofy_conferencing")
 def check_settings(app_configs=None, **kwargs) -> list:
     from .cronofy.datacenters import get_data_centers
     from .cronofy.ratelimit import parse_rate
     from .fields import configured_keys
 
-    messages: list = []
-    for number, name in ((1, "CLIENT_ID"), (2, "CLIENT_SECRET")):
-        value = getattr(app_settings, name)
-        if not value or not isinstance(value, str):
-            messages.append(
-                Error(
-                    f"{_key(name)} is not set.",
-                    hint=f"Copy it from your Cronofy application's dashboard into {_key(name)}; "
-                    "to develop without Cronofy credentials, run `manage.py cronofy_simulator` "
-                    "and paste the settings it prints.",
-                    id=ID.format(f"E00{number}"),
-                )
-            )
+    messages: list = missing_credentials(Warning, {"CLIENT_ID": "W005", "CLIENT_SECRET": "W006"})
 
     try:
         registry = get_data_centers()

@@ -33,14 +33,64 @@ def test_registered_with_django():
     assert not [m for m in found if m.id.startswith("cronofy_conferencing.")]
     with override_settings(CRONOFY_CONFERENCING={}):
         found = checks.run_checks(tags=[checks.Tags.security])
-    assert {"cronofy_conferencing.E001", "cronofy_conferencing.E002"} <= {m.id for m in found}
+        deploy = checks.run_checks(tags=[checks.Tags.security], include_deployment_checks=True)
+    ours = {m.id: m.level for m in found if m.id.startswith("cronofy_conferencing.")}
+    assert ours["cronofy_conferencing.W005"] == ours["cronofy_conferencing.W006"] == checks.WARNING
+    assert not [level for level in ours.values() if level >= checks.ERROR]  # the project starts
+    deploy_ids = {m.id: m.level for m in deploy}
+    assert deploy_ids["cronofy_conferencing.E001"] == checks.ERROR
+    assert deploy_ids["cronofy_conferencing.E002"] == checks.ERROR
+
+
+def test_a_project_without_credentials_migrates_and_fails_check_deploy(tmp_path):
+    """As a newcomer's project: ``check`` and ``migrate`` pass (with warnings); ``check
+    --deploy`` fails naming the keys."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "nocreds_settings.py").write_text(
+        "from tests.settings import *  # noqa\n"
+        "CRONOFY_CONFERENCING = {'ENCRYPTION_KEYS': CRONOFY_CONFERENCING['ENCRYPTION_KEYS']}\n"
+        f"DATABASES = {{'default': {{'ENGINE': 'django.db.backends.sqlite3', "
+        f"'NAME': {str(tmp_path / 'db.sqlite3')!r}}}}}\n"
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{tmp_path}{os.pathsep}{root}",
+        "DJANGO_SETTINGS_MODULE": "nocreds_settings",
+    }
+    env.pop("DATABASE_URL", None)
+
+    def manage(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "django", *args],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    checked = manage("check")
+    assert checked.returncode == 0, checked.stderr
+    assert "cronofy_conferencing.W005" in checked.stderr + checked.stdout
+    migrated = manage("migrate", "--verbosity", "0")
+    assert migrated.returncode == 0, migrated.stderr
+    deploy = manage("check", "--deploy", "--fail-level", "ERROR")
+    assert deploy.returncode != 0
+    assert "cronofy_conferencing.E001" in deploy.stderr
+    assert "CRONOFY_CONFERENCING['CLIENT_SECRET']" in deploy.stderr
 
 
 CASES = [
-    ("E001", {"CLIENT_ID": ""}, "CRONOFY_CONFERENCING['CLIENT_ID']"),
-    ("E001", {"CLIENT_ID": None}, "CRONOFY_CONFERENCING['CLIENT_ID']"),
-    ("E001", {"CLIENT_ID": 123}, "CRONOFY_CONFERENCING['CLIENT_ID']"),
-    ("E002", {"CLIENT_SECRET": ""}, "CRONOFY_CONFERENCING['CLIENT_SECRET']"),
+    ("W005", {"CLIENT_ID": ""}, "CRONOFY_CONFERENCING['CLIENT_ID']"),
+    ("W005", {"CLIENT_ID": None}, "CRONOFY_CONFERENCING['CLIENT_ID']"),
+    ("W005", {"CLIENT_ID": 123}, "CRONOFY_CONFERENCING['CLIENT_ID']"),
+    ("W006", {"CLIENT_SECRET": ""}, "CRONOFY_CONFERENCING['CLIENT_SECRET']"),
     ("E003", {"DEFAULT_DATA_CENTER": "xx"}, "CRONOFY_CONFERENCING['DEFAULT_DATA_CENTER']"),
     ("E003", {"DEFAULT_DATA_CENTER": "US"}, "CRONOFY_CONFERENCING['DEFAULT_DATA_CENTER']"),
     ("E004", {"ENCRYPTION_KEYS": ["not-a-key"]}, "CRONOFY_CONFERENCING['ENCRYPTION_KEYS'][0]"),
@@ -87,10 +137,10 @@ def test_every_number_setting_is_checked(config):
 def test_several_problems_are_reported_together(config):
     messages = config(CLIENT_ID="", CLIENT_SECRET="", ENCRYPTION_KEYS=None, TYPO=1)
     assert ids(messages) == [
-        "cronofy_conferencing.E001",
-        "cronofy_conferencing.E002",
         "cronofy_conferencing.W001",
         "cronofy_conferencing.W002",
+        "cronofy_conferencing.W005",
+        "cronofy_conferencing.W006",
     ]
 
 

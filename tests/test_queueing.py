@@ -14,6 +14,7 @@ from django_cronofy_conferencing import admin, queueing
 from django_cronofy_conferencing.admin import accounts as admin_accounts
 from django_cronofy_conferencing.api import views as api_views
 from django_cronofy_conferencing.models import LinkedAccount
+from django_cronofy_conferencing.queueing import jobs
 from django_cronofy_conferencing.web import notifications
 
 pytestmark = pytest.mark.django_db(transaction=True)  # enqueues happen on commit
@@ -98,7 +99,7 @@ def test_a_rolled_back_transaction_enqueues_nothing(dummy_backend):
 def test_due_accounts_are_enqueued_in_chunks_with_one_stamp(
     dummy_backend, link_account, monkeypatch
 ):
-    monkeypatch.setattr(queueing, "CHUNK_SIZE", 2)
+    monkeypatch.setattr(jobs, "FAN_OUT_CHUNK_SIZE", 2)
     due = [link_account()[0] for _ in range(5)]
     revoked, _ = link_account()
     LinkedAccount.objects.filter(pk=revoked.pk).update(status=LinkedAccount.Status.REVOKED)

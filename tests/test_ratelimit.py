@@ -46,7 +46,7 @@ def test_parse_rate(text, rate):
     assert parse_rate(text) == rate
 
 
-@pytest.mark.parametrize("text", ["0/s", "abc", "5/d", "", "50", "/s", "-1/s", 5, None])
+@pytest.mark.parametrize("text", ["0/s", "abc", "5/w", "", "50", "/s", "-1/s", 5, None])
 def test_parse_rate_rejects_malformed(text):
     with pytest.raises(ImproperlyConfigured, match=r"CRONOFY_CONFERENCING\['RATE_LIMITS'\]"):
         parse_rate(text)

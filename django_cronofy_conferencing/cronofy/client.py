@@ -98,9 +98,7 @@ class CronofyClient:
     # -- the request loop -------------------------------------------------
 
     def backoff_delay(self, attempt: int) -> float:
-        """Exponential backoff with jitter: between half and all of base * 2**attempt."""
-        ceiling = self.backoff * (2**attempt)
-        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+        return backoff(attempt, self.backoff, self.rng)
 
     @sensitive_variables("access_token", "json", "data", "secrets", "secret", "headers")
     def request(
@@ -310,6 +308,15 @@ class CronofyClient:
         if not isinstance(body, dict) or not isinstance(body.get("events"), list):
             raise InvalidResponse("Invalid read events response: no events array.")
         return body
+
+
+def backoff(attempt: int, base: float, rng: Any = random, *, cap: float | None = None) -> float:
+    """The app's one backoff: exponential with jitter, between half and all of
+    ``base * 2**attempt`` (capped at ``cap``), so retries of many callers spread out."""
+    ceiling = base * (2**attempt)
+    if cap is not None:
+        ceiling = min(ceiling, cap)
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
 
 
 @sensitive_variables("text")

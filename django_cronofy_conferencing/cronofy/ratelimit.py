@@ -81,9 +81,9 @@ def guarded(what: str, call: Callable[[], T], fallback: T) -> T:
         return fallback
 
 
-_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour)\s*$")
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour|d|day)s?\s*$")
 _UNIT_SECONDS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
-_UNIT_SECONDS |= {"h": 3600, "hour": 3600}
+_UNIT_SECONDS |= {"h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 
 
 @dataclass(frozen=True)
@@ -100,12 +100,12 @@ class Rate:
         return self.period / self.limit
 
 
-def parse_rate(text: str) -> Rate:
+def parse_rate(text: str, setting: str = f"{SETTINGS_NAME}['RATE_LIMITS'] entries") -> Rate:
+    """The app's one rate grammar: ``"50/s"``, ``"500/m"``, ``"10/5m"``, ``"12/minute"``,
+    ``"1000/d"`` (what DRF's throttle rates accept too); ``setting`` names the key in errors."""
     match = _RATE.match(text) if isinstance(text, str) else None
     if not match or int(match.group(1)) < 1:
-        raise ImproperlyConfigured(
-            f"{SETTINGS_NAME}['RATE_LIMITS'] entries look like '50/s' or '500/m'; got {text!r}."
-        )
+        raise ImproperlyConfigured(f"{setting} look like '50/s' or '500/m'; got {text!r}.")
     multiplier = int(match.group(2) or 1)
     return Rate(int(match.group(1)), multiplier * _UNIT_SECONDS[match.group(3)])
 

@@ -25,16 +25,15 @@ import time
 from typing import Any
 
 from django.core.cache import caches
-from django.core.exceptions import ImproperlyConfigured
 
 from ..conf import SETTINGS_NAME, app_settings
+from . import ratelimit
 from .ratelimit import guarded
 
 logger = logging.getLogger(__name__)
 
 SCOPE = "cronofy_sync"
 KEY_PREFIX = "cronofy_conferencing:user_budget"
-_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 #: The actions that spend from the budget (for logs and the docs; one budget for all).
 ACTIONS = (
@@ -58,18 +57,11 @@ def rate_for(action: str = "") -> str | None:
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
-    """``"12/m"`` -> (12, 60), as DRF reads throttle rates (s, m, h, d; the first letter counts)."""
-    try:
-        count, period = rate.split("/")
-        limit, seconds = int(count), _PERIODS[period.strip()[0].lower()]
-    except (AttributeError, ValueError, KeyError, IndexError):
-        raise ImproperlyConfigured(
-            f"{SETTINGS_NAME}['API_SYNC_THROTTLE_RATE'] (or DEFAULT_THROTTLE_RATES"
-            f"['{SCOPE}']) looks like '12/m' or '100/h'; got {rate!r}."
-        ) from None
-    if limit < 1:
-        raise ImproperlyConfigured(f"The {SCOPE} rate must allow at least one call; got {rate!r}.")
-    return limit, seconds
+    """``"12/m"`` -> (12, 60), in the app's one rate grammar (``ratelimit.parse_rate``)."""
+    parsed = ratelimit.parse_rate(
+        rate, f"{SETTINGS_NAME}['API_SYNC_THROTTLE_RATE'] (or DEFAULT_THROTTLE_RATES['{SCOPE}'])"
+    )
+    return parsed.limit, parsed.period
 
 
 def check(ident: str, action: str = "", *, now: float | None = None) -> tuple[bool, float]:

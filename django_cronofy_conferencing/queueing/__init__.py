@@ -1,8 +1,8 @@
 """The one place the app hands work to a queue: ``TASK_QUEUE``.
 
 ``None``: nothing is queued (callers sync inline). ``"celery"``: Celery
-(``tasks``, the ``celery`` extra). ``"django"``: Django's tasks framework
-(``tasks_django``; built into Django 6, the ``django-tasks`` backport on 5.2,
+(``celery``, the ``celery`` extra). ``"django"``: Django's tasks framework
+(``django_tasks``; built into Django 6, the ``django-tasks`` backport on 5.2,
 the ``tasks`` extra), on whichever backend the host's ``TASKS`` setting names.
 Neither is imported until something is queued, so the app imports and runs
 without them. Every enqueue happens after the surrounding transaction commits
@@ -14,13 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.utils import timezone
 
 from ..conf import SETTINGS_NAME, app_settings
-from ..db import after_commit, keyset_chunks
+from ..db import after_commit
+from .jobs import fan_out, fan_out_due
 
 QUEUES = (None, "celery", "django")
-CHUNK_SIZE = 1000  # account ids read, and enqueued, at a time
 
 
 def configured_queue() -> str | None:
@@ -67,23 +66,13 @@ def queue_sync(account_id: int, *, synced_before: str | None = None) -> None:
 
 
 def queue_accounts(queryset: Any, *, synced_before: str | None = None) -> int:
-    """Queue one sync per account of ``queryset``, reading and enqueueing the ids
-    ``CHUNK_SIZE`` at a time (memory stays flat); returns how many."""
+    """Queue one sync per account of ``queryset`` (``jobs.fan_out``); returns how many."""
     task = _sync_task()
-    ids = queryset.values_list("pk", flat=True)
-    queued = 0
-    for chunk in keyset_chunks(ids, CHUNK_SIZE, pk_of=lambda pk: pk):
-        after_commit(lambda chunk=chunk: [_enqueue(task, pk, synced_before) for pk in chunk])
-        queued += len(chunk)
-    return queued
+    return fan_out(queryset, lambda pk: _enqueue(task, pk, synced_before))
 
 
 def queue_due_accounts(stale_after: float | None = None) -> int:
-    """Queue a sync for every due account (``LinkedAccount.objects.due``); an account
-    synced meanwhile by anything else is skipped by its task."""
-    from ..models import LinkedAccount
-
-    now = timezone.now()
-    return queue_accounts(
-        LinkedAccount.objects.due(stale_after, now=now), synced_before=now.isoformat()
-    )
+    """Queue a sync for every due account (``jobs.fan_out_due``); an account synced
+    meanwhile by anything else is skipped by its task."""
+    task = _sync_task()
+    return fan_out_due(stale_after, lambda pk, stamp: _enqueue(task, pk, stamp))

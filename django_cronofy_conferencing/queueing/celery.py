@@ -45,17 +45,15 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from django.utils import timezone
 
 from ..cronofy.redaction import redact
-from ..db import after_commit
 from .jobs import (
     FAN_OUT_CHUNK_SIZE,
     RETRY_BACKOFF,
     RETRY_BACKOFF_MAX,
     SYNC_TASK_MAX_RETRIES,
     TRANSIENT_ERRORS,
-    due_account_ids,
+    fan_out_due,
     retry_delay,
     run_sync,
 )
@@ -66,7 +64,7 @@ __all__ = [
     "RETRY_BACKOFF_MAX",
     "SYNC_TASK_MAX_RETRIES",
     "TRANSIENT_ERRORS",
-    "due_account_ids",
+    "fan_out_due",
     "retry_delay",
     "sync_account_task",
     "sync_due_accounts_task",
@@ -110,13 +108,5 @@ def sync_account_task(self, account_id: int, synced_before: str | None = None) -
 
 @shared_task(name="django_cronofy_conferencing.tasks.sync_due_accounts_task", ignore_result=True)
 def sync_due_accounts_task(stale_after: float | None = None) -> int:
-    """Queue one ``sync_account_task`` per due account, each chunk after it is read
-    (and after the surrounding transaction commits, if any); returns how many."""
-    now = timezone.now()
-    queued = 0
-    stamp = now.isoformat()
-    for ids in due_account_ids(stale_after, now=now):
-        after_commit(lambda ids=ids: [sync_account_task.apply_async((pk, stamp)) for pk in ids])
-        queued += len(ids)
-    logger.info("Queued %s Cronofy account syncs", queued)
-    return queued
+    """Queue one ``sync_account_task`` per due account (``jobs.fan_out_due``)."""
+    return fan_out_due(stale_after, lambda pk, stamp: sync_account_task.apply_async((pk, stamp)))

@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from ..cronofy.redaction import redact
 from ..db import after_commit
-from .jobs import SYNC_TASK_MAX_RETRIES, due_account_ids, retry_delay, run_sync
+from .jobs import SYNC_TASK_MAX_RETRIES, fan_out_due, retry_delay, run_sync
 
 try:  # Django 6
     from django.tasks import task
@@ -69,12 +69,5 @@ def sync_account_task(
 
 @task()
 def sync_due_accounts_task(stale_after: float | None = None) -> int:
-    """Queue one ``sync_account_task`` per due account, each chunk after commit;
-    returns how many (an account synced meanwhile is skipped by its task)."""
-    now = timezone.now()
-    stamp, queued = now.isoformat(), 0
-    for ids in due_account_ids(stale_after, now=now):
-        after_commit(lambda ids=ids: [sync_account_task.enqueue(pk, stamp) for pk in ids])
-        queued += len(ids)
-    logger.info("Queued %s Cronofy account syncs", queued)
-    return queued
+    """Queue one ``sync_account_task`` per due account (``jobs.fan_out_due``)."""
+    return fan_out_due(stale_after, sync_account_task.enqueue)

@@ -1,22 +1,24 @@
-"""What a queued sync does, whatever the queue (Celery's ``tasks``, Django's ``tasks_django``).
+"""What a queued sync does, whatever the queue (``celery``, ``django_tasks``).
 
 Imports neither Celery nor Django's tasks framework: both task modules are thin
-wrappers around ``run_sync`` and ``due_account_ids``, so that the same account
-gives the same outcome, and the same retries, on either queue.
+wrappers around ``run_sync`` and ``fan_out_due``, so that the same account
+gives the same outcome, and the same retries, on either queue; the one
+fan-out (``fan_out``) is what ``queueing`` and ``cronofy_sync --queue`` use too.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from ..db import keyset_chunks
+from ..cronofy.client import backoff
+from ..db import after_commit, keyset_chunks
 from ..exceptions import CronofyError, CronofyUnavailable, RateLimited
 from ..models import LinkedAccount
 
@@ -32,12 +34,11 @@ TRANSIENT_ERRORS = (CronofyUnavailable, RateLimited)
 
 def retry_delay(retries: int, retry_after: float | None = None, rng=random) -> float:
     """Seconds before retry number ``retries + 1``: ``Retry-After`` when Cronofy gave
-    one (plus a little jitter), else exponential backoff with jitter (half to all of
-    ``RETRY_BACKOFF * 2**retries``, capped at ``RETRY_BACKOFF_MAX``)."""
+    one (plus a little jitter), else ``backoff`` from ``RETRY_BACKOFF``, capped at
+    ``RETRY_BACKOFF_MAX``."""
     if retry_after is not None and retry_after >= 0:
         return min(float(retry_after), RETRY_BACKOFF_MAX) + rng.uniform(0, 1)
-    ceiling = min(RETRY_BACKOFF * 2**retries, RETRY_BACKOFF_MAX)
-    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+    return backoff(retries, RETRY_BACKOFF, rng, cap=RETRY_BACKOFF_MAX)
 
 
 @dataclass
@@ -85,9 +86,23 @@ def run_sync(account_id: int, synced_before: str | None = None) -> Outcome:
     )
 
 
-def due_account_ids(
-    stale_after: float | None = None, *, now: datetime | None = None
-) -> Iterator[list[int]]:
-    """The ids of the due accounts, in lists of at most ``FAN_OUT_CHUNK_SIZE``."""
-    ids = LinkedAccount.objects.due(stale_after, now=now).values_list("pk", flat=True)
-    return keyset_chunks(ids, FAN_OUT_CHUNK_SIZE, pk_of=lambda pk: pk)
+def fan_out(queryset: Any, enqueue: Callable[[int], None]) -> int:
+    """The one fan-out: call ``enqueue(account_id)`` for each account of ``queryset``,
+    reading the ids ``FAN_OUT_CHUNK_SIZE`` at a time (memory stays flat) and enqueueing
+    each chunk after the surrounding transaction commits; returns how many."""
+    ids = queryset.values_list("pk", flat=True)
+    queued = 0
+    for chunk in keyset_chunks(ids, FAN_OUT_CHUNK_SIZE, pk_of=lambda pk: pk):
+        after_commit(lambda chunk=chunk: [enqueue(pk) for pk in chunk])
+        queued += len(chunk)
+    return queued
+
+
+def fan_out_due(stale_after: float | None, enqueue: Callable[[int, str], None]) -> int:
+    """``fan_out`` of the due accounts (``LinkedAccount.objects.due``), each with the
+    moment they were found due: a task skips an account synced after it."""
+    now = timezone.now()
+    stamp = now.isoformat()
+    queued = fan_out(LinkedAccount.objects.due(stale_after, now=now), lambda pk: enqueue(pk, stamp))
+    logger.info("Queued %s Cronofy account syncs", queued)
+    return queued
