@@ -274,8 +274,6 @@ def test_accounts_are_read_in_chunks(sim, link_account):
 
 @pytest.mark.django_db(transaction=True)
 def test_threads(sim, link_account):
-    if connection.vendor == "sqlite" and connection.is_in_memory_db():
-        pytest.skip("threads need a real database: tests/sync/test_concurrency.py runs this")
     accounts = [link_account(conferencing_profiles=[sim.profile("zoom")])[0] for _ in range(24)]
     sim.fail("userinfo", delay=0.01, times=None)
     out, _ = run("--concurrency", "6")
