@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -357,3 +358,26 @@ def row_lock_holder():
         assert errors == []
 
     return hold
+
+
+# -- queues: TASK_QUEUE and Django's tasks backends ---------------------------------
+
+
+def tasks_backend(name: str) -> dict:
+    """A TASKS setting for Django 6 (django.tasks) or the 5.2 backport (django_tasks)."""
+    from importlib.util import find_spec
+
+    module = "django.tasks" if find_spec("django.tasks") else "django_tasks"
+    return {"default": {"BACKEND": f"{module}.backends.{name}"}}
+
+
+@contextmanager
+def queue(name, **extra):
+    with override_settings(
+        CRONOFY_CONFERENCING={**django_settings.CRONOFY_CONFERENCING, "TASK_QUEUE": name}, **extra
+    ):
+        yield
+
+
+def enqueued(backend) -> list[tuple]:
+    return [tuple(result.args) for result in backend.results]

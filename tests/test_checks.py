@@ -285,7 +285,7 @@ def test_e015_django_tasks_not_installed(monkeypatch):
 
 def test_e015_a_backend_that_never_runs_tasks():
     pytest.importorskip("django_tasks_db")
-    from tests.test_queueing import tasks_backend
+    from tests.conftest import tasks_backend
 
     [error] = _task_queue_errors(
         conf={"TASK_QUEUE": "django"}, TASKS=tasks_backend("dummy.DummyBackend")

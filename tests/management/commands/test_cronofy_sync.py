@@ -295,7 +295,7 @@ def test_queue_needs_a_configured_queue(sim, link_account):
 @pytest.mark.django_db(transaction=True)  # enqueued on commit: no test transaction around it
 def test_queue_hands_the_due_accounts_to_the_queue_and_calls_nothing(sim, link_account):
     pytest.importorskip("django_tasks_db")
-    from tests.test_queueing import enqueued, queue, tasks_backend
+    from tests.conftest import enqueued, queue, tasks_backend
 
     due = [link_account()[0] for _ in range(3)]
     fresh, _ = link_account()

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
-from django.test import override_settings
 
 from django_cronofy_conferencing import admin, queueing
 from django_cronofy_conferencing.admin import accounts as admin_accounts
@@ -16,24 +12,9 @@ from django_cronofy_conferencing.api import views as api_views
 from django_cronofy_conferencing.models import LinkedAccount
 from django_cronofy_conferencing.queueing import jobs
 from django_cronofy_conferencing.web import notifications
+from tests.conftest import enqueued, queue, tasks_backend
 
 pytestmark = pytest.mark.django_db(transaction=True)  # enqueues happen on commit
-
-
-def tasks_backend(name: str) -> dict:
-    """A TASKS setting for Django 6 (django.tasks) or the 5.2 backport (django_tasks)."""
-    from importlib.util import find_spec
-
-    module = "django.tasks" if find_spec("django.tasks") else "django_tasks"
-    return {"default": {"BACKEND": f"{module}.backends.{name}"}}
-
-
-@contextmanager
-def queue(name, **extra):
-    with override_settings(
-        CRONOFY_CONFERENCING={**settings.CRONOFY_CONFERENCING, "TASK_QUEUE": name}, **extra
-    ):
-        yield
 
 
 @pytest.fixture
@@ -46,10 +27,6 @@ def dummy_backend():
         backend.clear()
         yield backend
         backend.clear()
-
-
-def enqueued(backend) -> list[tuple]:
-    return [tuple(result.args) for result in backend.results]
 
 
 def test_admin_api_and_push_notifications_share_one_queue_sync():

@@ -26,7 +26,7 @@ from django_cronofy_conferencing.tasks import (
     sync_due_accounts_task,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ATTEMPTS = 4  # the client's own try and MAX_RETRIES retries, inside one task run
 
 

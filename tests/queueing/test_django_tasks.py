@@ -9,7 +9,7 @@ pytest.importorskip("django_tasks_db")  # the test extra installs the framework
 
 from django_cronofy_conferencing.models import LinkedAccount
 from django_cronofy_conferencing.queueing.jobs import SYNC_TASK_MAX_RETRIES
-from tests.test_queueing import enqueued, queue, tasks_backend
+from tests.conftest import enqueued, queue, tasks_backend
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

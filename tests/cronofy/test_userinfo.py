@@ -26,8 +26,7 @@ from django_cronofy_conferencing.cronofy.userinfo import (
 from django_cronofy_conferencing.exceptions import InvalidResponse
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.sync import sync_account
-
-from .conftest import load_payload
+from tests.conftest import load_payload
 
 SUB = "acc_5700a00eb0ccd07000000000"
 ACCOUNT_FIELDS = (
