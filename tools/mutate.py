@@ -3,7 +3,7 @@
 Not part of the suite (it runs the suite hundreds of times). Usage::
 
     python tools/mutate.py                       # every module below, sampled
-    python tools/mutate.py --modules client tokens --per-module 40 --workers 2
+    python tools/mutate.py --modules cronofy/client accounts/tokens --per-module 40 --workers 2
 
 It copies the repository (``git archive HEAD``) into a temporary folder per
 worker, so the working tree is never touched, then for each mutant rewrites one
@@ -38,18 +38,17 @@ PACKAGE = "django_cronofy_conferencing"
 
 #: Module -> the test paths that cover it.
 TESTS = {
-    "payloads": ["tests/test_payloads.py", "tests/sync/test_sync_account.py"],
-    "payload_storage": ["tests/test_payloads.py"],
-    "sync": ["tests/sync", "tests/management/commands/test_cronofy_sync.py"],
-    "sync_writes": ["tests/sync"],
+    "cronofy/userinfo": ["tests/cronofy", "tests/sync/test_sync_account.py"],
+    "sync/service": ["tests/sync", "tests/management/commands/test_cronofy_sync.py"],
+    "sync/writes": ["tests/sync"],
     "fields": ["tests/test_fields.py", "tests/test_models.py"],
-    "notifications": ["tests/test_notifications.py"],
-    "client": ["tests/test_client.py", "tests/test_tokens.py"],
-    "client_errors": ["tests/test_client.py", "tests/test_secrets.py"],
-    "transport": ["tests/test_client.py"],
-    "redaction": ["tests/test_redaction.py", "tests/test_secrets.py"],
-    "tokens": ["tests/test_tokens.py", "tests/test_secrets.py"],
-    "linking": ["tests/test_linking.py", "tests/test_views.py"],
+    "web/notifications": ["tests/web/test_notifications.py"],
+    "cronofy/client": ["tests/cronofy/test_client.py", "tests/accounts/test_tokens.py"],
+    "cronofy/errors": ["tests/cronofy/test_client.py", "tests/test_secrets.py"],
+    "cronofy/transport": ["tests/cronofy/test_client.py"],
+    "cronofy/redaction": ["tests/cronofy/test_redaction.py", "tests/test_secrets.py"],
+    "accounts/tokens": ["tests/accounts/test_tokens.py", "tests/test_secrets.py"],
+    "accounts/linking": ["tests/accounts/test_linking.py", "tests/web/test_views.py"],
 }
 
 _SWAPS = {

@@ -87,7 +87,7 @@ def ensure_access_token(account: LinkedAccount, *, client: CronofyClient | None 
 def stored_access_token(account: LinkedAccount) -> str | None:
     """The stored access token when it needs no refresh now, else None.
 
-    No query and no HTTP (an event loop may call it); ``ReauthorizationRequired``
+    No query and no HTTP (a fetching thread calls it); ``ReauthorizationRequired``
     when the account cannot be used at all.
     """
     if account.status != LinkedAccount.Status.ACTIVE:

@@ -168,7 +168,7 @@ class ConferencingProfileViewSet(CronofyViewSetMixin, viewsets.ReadOnlyModelView
 
     def get_object(self):
         profile_id = self.kwargs[self.lookup_field]
-        # Stored ids are printable ASCII tokens (payloads): anything else matches
+        # Stored ids are printable ASCII tokens (cronofy.userinfo): anything else matches
         # nothing, and a NUL would be a DataError on PostgreSQL.
         if not _PROFILE_ID.fullmatch(profile_id):
             raise Http404("No conferencing profile matches the given query.")

@@ -2,7 +2,7 @@
 
 Modelled on django-anymail's HTTP base: one ``requests.Session`` per client,
 timeouts and retries in one loop, every failure mapped onto ``exceptions``
-(Cronofy's error answers by ``client_errors``).
+(Cronofy's error answers by ``errors``).
 Callers pass tokens per call; the client never stores one.
 """
 
@@ -219,7 +219,7 @@ class CronofyClient:
 
     @sensitive_variables("access_token")
     def userinfo(self, access_token: str) -> Any:
-        """The decoded UserInfo body; validate it with ``payloads.parse_userinfo``."""
+        """The decoded UserInfo body; validate it with ``userinfo.parse_userinfo``."""
         response = self.request("GET", "/v1/userinfo", access_token=access_token)
         return self._json(response, "UserInfo")
 

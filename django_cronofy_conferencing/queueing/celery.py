@@ -3,7 +3,7 @@
 Only imported where Celery is installed: the rest of the app never imports
 this module at import time (``queueing`` imports it lazily when
 ``CRONOFY_CONFERENCING["TASK_QUEUE"]`` is ``"celery"``). What a task does is
-``jobs``: the same for Django's tasks framework (``tasks_django``).
+``jobs``: the same for Django's tasks framework (``django_tasks``).
 
 - ``sync_account_task(account_id)``: sync one account. Transient failures
   (``CronofyUnavailable``, ``RateLimited``) are retried up to

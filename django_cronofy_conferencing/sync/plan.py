@@ -1,6 +1,6 @@
 """Diffing a validated UserInfo against the stored rows: what a sync writes and signals.
 
-Pure planning, no queries: ``sync`` loads the stored profiles, asks ``plan``
+Pure planning, no queries: ``service`` loads the stored profiles, asks ``plan``
 what changed, writes it in bulk and sends the events after the commit. Both
 kinds of profile (conferencing and calendar) follow the same rules: created,
 updated (``connection_changed_at`` on a connection flip), kept as history with

@@ -1,10 +1,10 @@
 """The one sync service: UserInfo -> validated payload -> one short transaction.
 
-The HTTP call happens before any lock is taken; the write (``sync_writes``) is
+The HTTP call happens before any lock is taken; the write (``writes``) is
 a fixed number of queries whatever the number of profiles, and an unchanged
 payload writes no profile rows. Signals go out after the commit, for real
-changes only. ``sync_accounts`` runs many: threads for the HTTP calls, every
-query on the caller's thread.
+changes only. ``sync_accounts`` runs many: threads for the HTTP calls, the
+reads and writes on the caller's thread (``FleetSync``).
 """
 
 from __future__ import annotations
@@ -41,8 +41,7 @@ __all__ = [
     "WRITE_BATCH_WAIT",
     "SyncReport",
     "SyncResult",
-    "apply_userinfo",
-    "apply_userinfo_many",
+    "stream_accounts",
     "sync_account",
     "sync_accounts",
 ]

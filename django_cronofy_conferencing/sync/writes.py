@@ -1,7 +1,7 @@
 """The sync's writes: one account's validated payload, or a batch of them, in one
 transaction with a fixed number of queries.
 
-Below ``sync`` (which fetches, then calls these) and above ``sync_plan`` (which
+Below ``service`` (which fetches, then calls these) and above ``plan`` (which
 decides what changes): the same rows and signals whether an account is written
 on its own or in a batch. An unchanged payload writes no profile rows; signals
 go out after the commit, for real changes only.

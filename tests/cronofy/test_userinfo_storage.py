@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from django_cronofy_conferencing.cronofy.userinfo_storage import (
+from django_cronofy_conferencing.cronofy.userinfo import (
     _problem_by_serializing,
     storage_problem,
 )

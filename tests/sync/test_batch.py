@@ -10,7 +10,7 @@ from django_cronofy_conferencing import signals
 from django_cronofy_conferencing.cronofy.userinfo import parse_userinfo
 from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
 from django_cronofy_conferencing.sync import SyncResult, sync_account
-from django_cronofy_conferencing.sync.service import apply_userinfo, apply_userinfo_many
+from django_cronofy_conferencing.sync.writes import apply_userinfo, apply_userinfo_many
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -27,7 +27,7 @@ from django.utils import timezone
 from django_cronofy_conferencing import signals
 from django_cronofy_conferencing.models import CalendarProfile, ConferencingProfile
 from django_cronofy_conferencing.sync import SyncResult, sync_account
-from django_cronofy_conferencing.sync.service import apply_userinfo_many
+from django_cronofy_conferencing.sync.writes import apply_userinfo_many
 from tests.conftest import PAYLOADS
 from tests.sync.test_batch import info_for
 

@@ -154,7 +154,7 @@ def test_profiles_are_read_under_the_accounts_row_lock(sim, link_account, row_lo
     which ``sync_account``'s retry would have hidden)."""
     from django_cronofy_conferencing.cronofy.userinfo import parse_userinfo
     from django_cronofy_conferencing.models import ConferencingProfile
-    from django_cronofy_conferencing.sync import service as sync
+    from django_cronofy_conferencing.sync import writes
 
     account, sim_account = link_account(conferencing_profiles=[sim.profile("zoom")])
     profile_id = sim_account.conferencing_profiles[0]["profile_id"]
@@ -170,9 +170,9 @@ def test_profiles_are_read_under_the_accounts_row_lock(sim, link_account, row_lo
 
     with row_lock_holder(account.pk, store_meanwhile):
         if many:
-            sync.apply_userinfo_many([(account, info)])
+            writes.apply_userinfo_many([(account, info)])
         else:
-            sync.apply_userinfo(account, info)
+            writes.apply_userinfo(account, info)
     assert ConferencingProfile.objects.filter(account=account).count() == 1
 
 
