@@ -127,3 +127,17 @@ def test_outside_a_transaction_threads_query_on_connections_of_their_own(
     report = sync_accounts(LinkedAccount.objects.all(), concurrency=3)
     assert report.failed == 0
     assert refreshed_on and threading.current_thread().name not in refreshed_on
+
+
+@pytest.mark.django_db
+def test_an_interrupted_sync_stops_its_threads(sim, link_account):
+    """Ctrl-C (or a task's time limit) on the calling thread: the fetching threads,
+    some waiting on a query only the caller runs, all stop before it goes up."""
+    link_many(sim, link_account, count=8, token_expires_in=10)  # refreshes: queries on caller
+
+    def interrupt(account, result, error):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sync_accounts(LinkedAccount.objects.all(), concurrency=4, progress=interrupt)
+    assert [t.name for t in threading.enumerate() if t.name.startswith("cronofy-sync-")] == []
