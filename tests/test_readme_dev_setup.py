@@ -1,7 +1,8 @@
-"""The README's "Develop without Cronofy credentials", followed in a fresh project.
+"""The documentation's "Develop without Cronofy credentials" (docs/installation.md),
+followed in a fresh project.
 
-``django-admin startproject`` in a temporary folder, the README's settings and
-URLs (read from the README itself), ``migrate``, ``createsuperuser``,
+``django-admin startproject`` in a temporary folder, the page's settings and
+URLs (read from the page itself), ``migrate``, ``createsuperuser``,
 ``cronofy_simulator`` and its printed settings, ``runserver``; then a user logs
 in, connects Cronofy through the simulator's consent page and sees the
 profiles on "My conferencing". Real processes, real HTTP, loopback only.
@@ -22,14 +23,15 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "docs" / "installation.md"
 SECTION_START = "## Develop without Cronofy credentials"
 
 # The suite's environment must not leak into the fresh project.
 _SCRUBBED = ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "CRONOFY_SIM_API_URL", "CRONOFY_RATE_LIMITS")
 
 
-def readme_blocks() -> dict[str, str]:
-    text = (ROOT / "README.md").read_text()
+def docs_blocks() -> dict[str, str]:
+    text = PAGE.read_text()
     start = text.index(SECTION_START)
     section = text[start : text.index("\n## ", start + 1)]
     return dict(re.findall(r"<!-- dev-setup: (\S+) -->\n```python\n(.*?)```", section, re.S))
@@ -82,8 +84,8 @@ class Process:
                 self.popen.kill()
 
 
-def test_readme_has_the_blocks():
-    blocks = readme_blocks()
+def test_docs_have_the_blocks():
+    blocks = docs_blocks()
     assert set(blocks) == {"settings.py", "urls.py"}
     assert "django_cronofy_conferencing" in blocks["settings.py"]
     assert 'include("django_cronofy_conferencing.urls")' in blocks["urls.py"]
@@ -92,7 +94,7 @@ def test_readme_has_the_blocks():
 @pytest.mark.slow
 def test_from_startproject_to_a_linked_account(tmp_path):
     started = time.monotonic()
-    blocks = readme_blocks()
+    blocks = docs_blocks()
     env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
     env.update(
         PYTHONUNBUFFERED="1",
@@ -185,7 +187,7 @@ def test_from_startproject_to_a_linked_account(tmp_path):
         assert "Zoom" in page.text and "Microsoft Teams" in page.text
         assert page.text.count("Connected") >= 2
         elapsed = time.monotonic() - started
-        print(f"README path, startproject to a linked account: {elapsed:.1f} s")
+        print(f"Docs path, startproject to a linked account: {elapsed:.1f} s")
         assert elapsed < 60, f"took {elapsed:.1f} s"
         # The pasted settings pass Django's checks: nothing to fix.
         check = subprocess.run(

@@ -21,8 +21,8 @@ def demo(tmp_path_factory) -> DemoServer:
 def demo_auth(demo) -> dict[str, str]:
     """Headers of a logged-in session of the demo user: cookies and the CSRF token.
 
-    (HTTP Basic works too, but hashes the password on every request: too slow
-    for hundreds of requests.)
+    (The example project authenticates API calls with the session only, as
+    docs/api.md shows.)
     """
     session = requests.Session()
     login_url = f"{demo.url}/accounts/login/"

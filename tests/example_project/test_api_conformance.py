@@ -76,7 +76,8 @@ def demo_objects(demo, api):
 
 
 def test_demo_users_data_through_the_api(demo, api):
-    """The README's example: the demo account's profiles, one disconnected (before any fuzzing)."""
+    """The API page's example (docs/api.md): the demo account's profiles, one disconnected
+    (before any fuzzing)."""
     profiles = api.get(f"{demo.url}/api/cronofy/conferencing-profiles/", timeout=10).json()
     assert {p["provider_name"] for p in profiles["results"]} >= {"zoom", "go_to", "ms_teams"}
     disconnected = api.get(
