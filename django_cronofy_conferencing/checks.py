@@ -130,7 +130,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
         messages.append(
             Warning(
                 f"{_key(name)} is not a setting of django-cronofy-conferencing.",
-                hint="Check the spelling against the settings reference in the README.",
+                hint="Check the spelling against the settings reference (docs/settings.md).",
                 id=ID.format("W002"),
             )
         )
@@ -387,7 +387,7 @@ def _django_tasks_errors(error) -> list:
             error(
                 f"{_key('TASK_QUEUE')} is 'django', but Django's tasks framework is not "
                 "installed (Django 6 has it; on Django 5.2 it is the django-tasks package).",
-                "pip install 'django-cronofy-conferencing[tasks]' (or django-tasks), "
+                "pip install django-tasks (the app's 'tasks' extra), "
                 "and add 'django_tasks' to INSTALLED_APPS on Django 5.2.",
             )
         ]
