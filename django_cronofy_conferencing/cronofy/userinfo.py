@@ -427,7 +427,7 @@ def storage_problem(data: dict, *, max_depth: int) -> str | None:
             if isinstance(container, dict):
                 for key in container:
                     if type(key) is str:
-                        _check_text(key, found)
+                        _note_text_problems(key, found)
                     else:
                         odd = True
                 values = container.values()
@@ -436,7 +436,7 @@ def storage_problem(data: dict, *, max_depth: int) -> str | None:
             for value in values:
                 kind = type(value)
                 if kind is str:
-                    _check_text(value, found)
+                    _note_text_problems(value, found)
                 elif kind is dict or kind is list:
                     below.append(value)
                 elif kind is float:
@@ -458,7 +458,7 @@ def storage_problem(data: dict, *, max_depth: int) -> str | None:
     return None
 
 
-def _check_text(text: str, found: set[str]) -> None:
+def _note_text_problems(text: str, found: set[str]) -> None:
     if "\x00" in text:
         found.add(_NUL)
     if not text.isascii():
