@@ -28,6 +28,7 @@ from django.utils.translation import gettext_lazy as _
 from .conf import app_settings
 from .cronofy.applications import configured_applications
 from .cronofy.ratelimit import RateLimiter, guarded
+from .exceptions import ConditionError
 from .models import CalendarProfile, ConferencingProfile, LinkedAccount, PushNotification
 
 Status = LinkedAccount.Status
@@ -388,10 +389,6 @@ COUNT_FIGURES = {
     "calendar_profiles_disconnected": "present calendar profiles of active accounts",
 }
 AGE_FIGURES = ("last_notification_age", "last_sweep_age")
-
-
-class ConditionError(ValueError):
-    """A ``--fail-when`` condition that cannot be read (the message says why)."""
 
 
 @dataclass(frozen=True)
