@@ -255,7 +255,7 @@ class RateUsage:
     rate: Rate
     #: Share (0-1) of the slots of the last ``usage_window`` seconds that were taken.
     in_use: float
-    #: Slots claimed after now: requests waiting for their turn.
+    #: Slots claimed after now, within one period: requests waiting for their turn.
     queued: int
     #: Seconds until the last claimed slot: how long a new request would wait, about.
     queued_seconds: float

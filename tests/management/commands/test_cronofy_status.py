@@ -383,3 +383,29 @@ def test_the_exit_status_in_a_real_process(tmp_path):
     assert held.returncode == 1 and "last_sweep_age>1h holds: never" in held.stderr
     bad = run("cronofy_status", "--fail-when", "failing>>1")
     assert bad.returncode == 2 and "--fail-when" in bad.stderr
+
+
+def test_a_queued_sweep_is_recorded_too(link_account):
+    from django_cronofy_conferencing.queueing.jobs import fan_out_due
+
+    link_account()
+    fan_out_due(None, lambda pk, stamp: None)
+    sweep = status_json()["last_sweep"]
+    assert (sweep["kind"], sweep["queued"]) == ("queued", 1)
+    out = StringIO()
+    call_command("cronofy_status", stdout=out)
+    assert "Last sweep: " in out.getvalue() and ": 1 queued" in out.getvalue()
+
+
+def test_an_unreachable_cache_reads_as_no_sweep(fleet, monkeypatch):
+    from django.core.cache import caches
+
+    cache = caches["default"]
+
+    def down(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    monkeypatch.setattr(cache, "get", down)
+    monkeypatch.setattr(cache, "set", down)
+    health.record_sweep("inline", synced=1)  # never raises
+    assert status_json()["last_sweep"] is None
