@@ -53,7 +53,7 @@ def due_reasons(now: datetime | None = None) -> dict[str, Q]:
 #: Words for each reason of ``due_reasons`` (the admin and the terminal).
 DUE_REASON_LABELS = {
     "never_synced": _("never synced"),
-    "stale": _("not synced for SYNC_STALE_AFTER"),
+    "stale": _("not synced within SYNC_STALE_AFTER"),
 }
 
 

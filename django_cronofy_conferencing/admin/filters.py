@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.db.models import Exists, OuterRef, Q
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from ..health import (
@@ -74,7 +75,7 @@ class DueReasonFilter(admin.SimpleListFilter):
     parameter_name = "due_reason"
 
     def lookups(self, request, model_admin):
-        return [(code, label) for code, label in DUE_REASON_LABELS.items()]
+        return [(code, capfirst(label)) for code, label in DUE_REASON_LABELS.items()]
 
     def queryset(self, request, queryset):
         condition = due_reasons().get(self.value() or "")

@@ -154,7 +154,7 @@ def test_human_text(fleet, settings_with):
         call_command("cronofy_status", stdout=out)
     text = out.getvalue()
     assert "Accounts: 9 linked: 6 active, 2 reauthorization required, 1 revoked" in text
-    assert "Due for a sync: 2 (never synced 1, not synced for SYNC_STALE_AFTER 1)" in text
+    assert "Due for a sync: 2 (never synced 1, not synced within SYNC_STALE_AFTER 1)" in text
     assert "Failing: 2 of 6 active (33.3%)" in text
     assert "Cronofy could not be reached 1" in text and "rate limit was reached 1" in text
     assert "Disconnected conferencing profiles: 3 of 5 (Microsoft Teams 1, Zoom 2)" in text
