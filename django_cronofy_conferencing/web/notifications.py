@@ -25,6 +25,10 @@ comma-separated values while secrets rotate.
 - ``gdpr_requested``: the ``account_gdpr_requested`` signal, once per account
   of the channel; the host decides what to erase.
 - Unknown types and unknown channels: 200, ignored (Cronofy adds types).
+
+Every notification answered is kept (``PushNotification``, ``push_log``: one INSERT,
+``PUSH_LOG_DAYS``) with what was done; ``reprocess`` acts again on a kept one whose
+signature held (the admin's Reprocess).
 """
 
 from __future__ import annotations

@@ -137,9 +137,7 @@ def test_status_is_visible_without_scrolling_at_1280px(operator_site, screenshot
         header = page.locator("#result_list th.column-status_badge").bounding_box()
         assert header is not None and header["x"] + header["width"] <= visible_right, header
         badges = page.locator("#result_list td.field-status_badge .cronofy-status")
-        right_edges = badges.evaluate_all(
-            "els => els.map(el => el.getBoundingClientRect().right)"
-        )
+        right_edges = badges.evaluate_all("els => els.map(el => el.getBoundingClientRect().right)")
         assert len(right_edges) == 43 and max(right_edges) <= visible_right
         # A long email is cut, the whole of it on hover.
         first = page.locator("#result_list .field-account .cronofy-truncate").first
@@ -168,4 +166,3 @@ def test_axe_finds_no_violation(operator_site, axe_script, screenshot):
         screenshot(page, "admin-triage-fleet")
         page.goto("/admin/cronofy_conferencing/pushnotification/")
         run_axe(page, axe_script, "admin-push-notifications")
-
