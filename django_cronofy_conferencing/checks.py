@@ -12,6 +12,8 @@ W001 token keys derived from SECRET_KEY
 W002 unknown key in CRONOFY_CONFERENCING (a typo?)
 E010-E013, W004: APPLICATIONS (see check_applications below)
 E015 TASK_QUEUE unknown, not installed or unable to run tasks; USE_CELERY left over
+E026 PUSH_LOG_DAYS is not a whole number of days, 0 or more
+W014 push notifications older than twice PUSH_LOG_DAYS are kept: nothing prunes the log
 """
 
 from __future__ import annotations
@@ -413,3 +415,56 @@ def _django_tasks_errors(error) -> list:
             )
         ]
     return []
+
+
+# -- the push notification log (operators) ----------------------------------------------
+
+
+@register("cronofy_conferencing")
+def check_push_log_days(app_configs=None, **kwargs) -> list:
+    """E026: ``PUSH_LOG_DAYS`` is a whole number of days, 0 (keep none) or more."""
+    days = app_settings.PUSH_LOG_DAYS
+    if isinstance(days, int) and not isinstance(days, bool) and days >= 0:
+        return []
+    return [
+        Error(
+            f"{_key('PUSH_LOG_DAYS')} must be a whole number of days, 0 or more; got {days!r}.",
+            hint=f"Set {_key('PUSH_LOG_DAYS')} = 30 (the default) to keep a month of push "
+            "notifications, or 0 to keep none.",
+            id=ID.format("E026"),
+        )
+    ]
+
+
+@register(Tags.database, "cronofy_conferencing")
+def check_push_log_pruned(app_configs=None, databases=None, **kwargs) -> list:
+    """W014 (``migrate``, ``check --database``): push notifications older than twice
+    ``PUSH_LOG_DAYS`` (a day at least) are still there, so nothing prunes the log."""
+    from datetime import timedelta
+
+    from django.db import DatabaseError, router
+    from django.utils import timezone
+
+    from .models import PushNotification
+
+    using = router.db_for_read(PushNotification)
+    days = app_settings.PUSH_LOG_DAYS
+    if not databases or using not in databases or not isinstance(days, int | float):
+        return []
+    cutoff = timezone.now() - timedelta(days=max(1, 2 * days))
+    try:
+        stale = PushNotification.objects.using(using).filter(received_at__lt=cutoff).exists()
+    except DatabaseError:
+        return []  # not migrated yet
+    if not stale:
+        return []
+    return [
+        Warning(
+            f"Push notifications older than {max(1, 2 * days)} days are kept, though "
+            f"{_key('PUSH_LOG_DAYS')} is {days}: nothing prunes the push notification log.",
+            hint="Run `manage.py cronofy_sync` regularly (it prunes the log), or schedule "
+            "django_cronofy_conferencing.tasks.prune_push_notifications_task (Celery beat) "
+            "or the prune_push_notifications_task of queueing.django_tasks.",
+            id=ID.format("W014"),
+        )
+    ]

@@ -72,6 +72,10 @@ DEFAULTS: dict[str, Any] = {
     # Push notifications: a notification-triggered resync of one account happens at
     # most once per this many seconds, whatever the notification type.
     "PUSH_RESYNC_DEBOUNCE": 10,
+    # Operators (issue 23): received push notifications are kept this many days in
+    # PushNotification (pruned by cronofy_sync and prune_push_notifications_task);
+    # 0 keeps none.
+    "PUSH_LOG_DAYS": 30,
 }
 
 

@@ -132,3 +132,7 @@ class NoApplication(ImproperlyConfigured, CronofyError):
 
 class UnknownDataCenter(ValueError):
     pass
+
+
+class ConditionError(ValueError):
+    """A ``cronofy_status --fail-when`` condition that cannot be read (the message says why)."""

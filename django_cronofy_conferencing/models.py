@@ -253,3 +253,95 @@ class CalendarProfile(Profile):
             for c in self.writable_calendars()
             if c.get("calendar_integrated_conferencing_available")
         ]
+
+
+# -- the push notification log (operators) -------------------------------------------
+
+
+class PushNotificationQuerySet(models.QuerySet):
+    def expired(
+        self, days: float | None = None, now: datetime | None = None
+    ) -> PushNotificationQuerySet:
+        """Notifications received more than ``days`` (default ``PUSH_LOG_DAYS``) days ago;
+        every one with 0."""
+        days = app_settings.PUSH_LOG_DAYS if days is None else days
+        cutoff = (now or timezone.now()) - timedelta(days=float(days))
+        return self.filter(received_at__lte=cutoff)
+
+    def prune(
+        self, days: float | None = None, now: datetime | None = None, *, chunk_size: int = 5000
+    ) -> int:
+        """Delete the expired notifications, ``chunk_size`` at a time; returns how many.
+
+        In chunks of primary keys: each statement is short and holds its locks
+        briefly, and memory stays flat whatever the table's size (a plain
+        ``delete()`` would load every row when a host listens to delete signals).
+        """
+        expired = self.expired(days, now).order_by()
+        deleted = 0
+        while True:
+            ids = list(expired.values_list("pk", flat=True)[:chunk_size])
+            if not ids:
+                return deleted
+            deleted += self.model.objects.filter(pk__in=ids).delete()[0]
+            if len(ids) < chunk_size:
+                return deleted
+
+
+class PushNotification(models.Model):
+    """A push notification the receiver answered, kept ``PUSH_LOG_DAYS`` days.
+
+    Written once, in one INSERT, as the receiver answers (never when
+    ``PUSH_LOG_DAYS`` is 0). Holds no secret and no signature: whether the
+    signature held, the body (redacted, and only its first
+    ``UNSIGNED_BODY_LIMIT`` characters when the signature did not hold), what
+    the app did (and why, for what it ignored) and the error, if any.
+    """
+
+    class Outcome(models.TextChoices):
+        RESYNCED = "resynced", _("Resynced")
+        QUEUED = "queued", _("Resync queued")
+        DEBOUNCED = "debounced", _("Debounced (resynced moments before)")
+        SIGNAL_SENT = "signal_sent", _("Signal sent")
+        ACKNOWLEDGED = "acknowledged", _("Acknowledged")
+        IGNORED = "ignored", _("Ignored")
+        FAILED = "failed", _("Failed")
+        REFUSED = "refused", _("Refused: the signature did not hold")
+        MALFORMED = "malformed", _("Refused: malformed")
+
+    #: Characters of the body kept when the signature did not hold.
+    UNSIGNED_BODY_LIMIT = 2048
+
+    received_at = models.DateTimeField(default=timezone.now, db_index=True)
+    notification_type = models.CharField(_("type"), max_length=255, blank=True, db_index=True)
+    channel_id = models.CharField(_("channel"), max_length=255, blank=True)
+    account = models.ForeignKey(
+        LinkedAccount,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="push_notifications",
+    )
+    signature_valid = models.BooleanField(_("signature held"), default=False)
+    outcome = models.CharField(max_length=32, choices=Outcome.choices, db_index=True)
+    detail = models.CharField(_("why"), max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    response_status = models.PositiveSmallIntegerField(_("answered"), default=200)
+    body = models.TextField(blank=True)
+    body_size = models.PositiveIntegerField(_("body size (bytes)"), default=0)
+    reprocessed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = PushNotificationQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("push notification")
+        ordering = ["-received_at", "-pk"]
+
+    def __str__(self) -> str:
+        kind = self.notification_type or _("unknown type")
+        return f"{kind} ({self.received_at:%Y-%m-%d %H:%M:%S})"
+
+    @property
+    def body_truncated(self) -> bool:
+        """Whether only the start of the body was kept (its signature did not hold)."""
+        return not self.signature_valid and self.body_size > self.UNSIGNED_BODY_LIMIT

@@ -305,3 +305,55 @@ def test_e015_a_backend_that_cannot_be_loaded():
         conf={"TASK_QUEUE": "django"}, TASKS={"default": {"BACKEND": "no.such.Backend"}}
     )
     assert "cannot be loaded" in error.msg
+
+
+# -- the push notification log (E026, W014) ------------------------------------------------
+
+
+@pytest.mark.parametrize("days", ["30", -1, 1.5, True, None, [30]])
+def test_push_log_days_must_be_a_whole_number_of_days(settings, days):
+    from django_cronofy_conferencing.checks import check_push_log_days
+
+    with override_settings(
+        CRONOFY_CONFERENCING={**settings.CRONOFY_CONFERENCING, "PUSH_LOG_DAYS": days}
+    ):
+        [error] = check_push_log_days()
+    assert error.id == "cronofy_conferencing.E026"
+    assert "CRONOFY_CONFERENCING['PUSH_LOG_DAYS']" in error.msg
+
+
+@pytest.mark.parametrize("days", [0, 1, 30, 3650])
+def test_push_log_days_accepts_zero_and_more(settings, days):
+    from django_cronofy_conferencing.checks import check_push_log_days
+
+    with override_settings(
+        CRONOFY_CONFERENCING={**settings.CRONOFY_CONFERENCING, "PUSH_LOG_DAYS": days}
+    ):
+        assert check_push_log_days() == []
+
+
+@pytest.mark.django_db
+def test_a_push_log_nothing_prunes_is_reported(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_cronofy_conferencing.checks import check_push_log_pruned
+    from django_cronofy_conferencing.models import PushNotification
+
+    def old(days: int) -> PushNotification:
+        return PushNotification.objects.create(
+            outcome="resynced", received_at=timezone.now() - timedelta(days=days)
+        )
+
+    assert check_push_log_pruned(databases=["default"]) == []
+    old(45)  # older than PUSH_LOG_DAYS (30), not yet twice as old: a prune may be due soon
+    assert check_push_log_pruned(databases=["default"]) == []
+    old(61)
+    [warning] = check_push_log_pruned(databases=["default"])
+    assert warning.id == "cronofy_conferencing.W014"
+    assert "CRONOFY_CONFERENCING['PUSH_LOG_DAYS']" in warning.msg
+    assert "prune_push_notifications_task" in warning.hint
+    assert check_push_log_pruned(databases=None) == []  # only with --database / migrate
+    PushNotification.objects.prune()
+    assert check_push_log_pruned(databases=["default"]) == []

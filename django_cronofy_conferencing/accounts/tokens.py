@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from ..conf import app_settings
+from ..cronofy import telemetry
 from ..cronofy.client import CronofyClient, get_client
 from ..cronofy.redaction import redact, remember_secret
 from ..cronofy.tokens import TokenSet, parse_token_response
@@ -106,6 +107,13 @@ def _adopt(account: LinkedAccount, current: LinkedAccount) -> None:
         setattr(account, name, getattr(current, name))
 
 
+@telemetry.traced(
+    telemetry.SPAN_REFRESH,
+    lambda account, **_: {
+        "cronofy.account.id": account.pk,
+        "cronofy.data_center": account.data_center,
+    },
+)
 @sensitive_variables("stale_token", "rejected_token", "sent_refresh_token", "tokens")
 def refresh_access_token(
     account: LinkedAccount,

@@ -4,7 +4,9 @@ The rows are written only by ``sync``, ``tokens`` and ``linking``: the admin
 shows them, and acts on accounts through "Sync now" and "Unlink" (which
 revokes the grant at Cronofy before deleting). Modules: ``accounts`` (the
 account pages), ``unlinking``, ``profiles`` (both kinds, read-only, and the
-inlines), ``common`` (shared columns and filters).
+inlines), ``common`` (shared columns and filters), ``filters`` (the account list's triage
+filters), ``fleet`` (the fleet page), ``push_notifications`` (the push log, read-only,
+with "Reprocess").
 """
 
 from ..queueing import queue_sync
@@ -24,6 +26,7 @@ from .profiles import (
     ConferencingProfileAdmin,
     ConferencingProfileInline,
 )
+from .push_notifications import PushNotificationAdmin
 
 __all__ = [
     "STATUS_COLORS",
@@ -35,6 +38,7 @@ __all__ = [
     "LinkedAccountChangeList",
     "PresenceFilter",
     "ProviderNameFilter",
+    "PushNotificationAdmin",
     "ReadOnlyProfileMixin",
     "account_link",
     "describe_result",

@@ -4,25 +4,47 @@ only whether they are stored and when the access token expires."""
 
 from __future__ import annotations
 
+import time
+from collections import Counter
+
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect
+from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from ..conf import app_settings
+from ..cronofy.redaction import redact
 from ..db import non_atomic_requests
 from ..exceptions import CronofyError
+from ..health import failure_reason, fleet_health
 from ..models import LinkedAccount
-from ..queueing import queue_enabled, queue_sync
-from ..sync.service import sync_account
-from .common import STATUS_COLORS, describe_result
+from ..queueing import queue_accounts, queue_enabled
+from ..sync.service import sync_account, sync_accounts
+from .common import (
+    STATUS_COLORS,
+    account_label,
+    account_type_label,
+    data_center_label,
+    describe_result,
+    problem_in_words,
+    truncated,
+)
+from .filters import (
+    AccountTypeFilter,
+    DataCenterFilter,
+    DueReasonFilter,
+    FailureReasonFilter,
+    NeedsAttentionFilter,
+)
+from .fleet import fleet_context, reconnect_url
 from .profiles import CalendarProfileInline, ConferencingProfileInline
 from .unlinking import UnlinkMixin
 
@@ -51,34 +73,54 @@ def _counts(connected: int, total: int) -> str:
 
 @admin.register(LinkedAccount)
 class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
-    # One column per fact (the first, linked, is the account's email or Cronofy id):
-    # fits 1280 px without wrapping.
+    # One column per fact, the status second (the first, linked, is the account's email
+    # or Cronofy id, cut to its column with the whole on hover): at 1280 px the status
+    # shows without scrolling, however long the emails.
     list_display = (
         "account",
-        "user",
-        "data_center",
         "status_badge",
+        "user_name",
+        "data_center_name",
         "conferencing_profiles",
         "calendar_profiles",
         "last_synced_at",
-        "consecutive_failures",
+        "failures",
     )
     list_display_links = ("account",)
     list_select_related = ("user",)
-    list_filter = ("status", "data_center", "account_type")
+    list_filter = (
+        NeedsAttentionFilter,
+        "status",
+        FailureReasonFilter,
+        DueReasonFilter,
+        DataCenterFilter,
+        AccountTypeFilter,
+    )
     ordering = ("-created_at", "-pk")
     actions = ("sync_now", "unlink")
     inlines = (ConferencingProfileInline, CalendarProfileInline)
     # No token field appears here: they cannot be displayed or edited.
     fieldsets = (
-        (None, {"fields": ("user", "email", "name", "data_center", "sub", "account_type")}),
+        (
+            None,
+            {
+                "fields": (
+                    "user",
+                    "email",
+                    "name",
+                    "data_center_name",
+                    "sub",
+                    "account_type_name",
+                )
+            },
+        ),
         (
             _("Status"),
             {
                 "fields": (
                     "status_badge",
                     "last_synced_at",
-                    "last_sync_error",
+                    "sync_problem",
                     "consecutive_failures",
                 )
             },
@@ -99,12 +141,12 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
         "user",
         "email",
         "name",
-        "data_center",
+        "data_center_name",
         "sub",
-        "account_type",
+        "account_type_name",
         "status_badge",
         "last_synced_at",
-        "last_sync_error",
+        "sync_problem",
         "consecutive_failures",
         "scope",
         "tokens_stored",
@@ -131,9 +173,17 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
     def get_changelist(self, request, **kwargs):
         return LinkedAccountChangeList
 
+    class Media:
+        css = {"all": ("django_cronofy_conferencing/admin.css",)}
+
     def get_urls(self):
         opts = self.model._meta
         return [
+            path(
+                "fleet/",
+                self.admin_site.admin_view(self.fleet_view),
+                name=f"{opts.app_label}_{opts.model_name}_fleet",
+            ),
             path(
                 "<path:object_id>/sync/",
                 self.admin_site.admin_view(self.sync_view),
@@ -169,15 +219,45 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     def render_change_form(self, request, context, *args, **kwargs):
-        # "Sync now" on the change page: the model's change permission, as for the action.
-        context["can_sync"] = super().has_change_permission(request)
+        # "Sync now" on the change page: the model's change permission, as for the action,
+        # and only for an active account (a sync cannot fix one that must be reconnected:
+        # its page offers the reconnect link to send instead).
+        obj = kwargs.get("obj") or context.get("original")
+        active = obj is None or obj.status == LinkedAccount.Status.ACTIVE
+        context["can_sync"] = super().has_change_permission(request) and active
+        if obj is not None and not active:
+            context["reconnect_url"] = reconnect_url(request, obj)
         return super().render_change_form(request, context, *args, **kwargs)
 
     # -- columns ----------------------------------------------------------
 
     @admin.display(description=_("email"), ordering="email")
     def account(self, obj: LinkedAccount) -> str:
-        return obj.email or obj.sub
+        return truncated(obj.email or obj.sub)
+
+    @admin.display(description=_("user"), ordering="user")
+    def user_name(self, obj: LinkedAccount) -> str:
+        return truncated(str(obj.user) if obj.user_id else "", "cronofy-truncate-short")
+
+    @admin.display(description=_("data center"), ordering="data_center")
+    def data_center_name(self, obj: LinkedAccount) -> str:
+        return data_center_label(obj.data_center)
+
+    @admin.display(description=_("account type"), ordering="account_type")
+    def account_type_name(self, obj: LinkedAccount) -> str:
+        return account_type_label(obj.account_type)
+
+    @admin.display(description=_("consecutive failures"), ordering="consecutive_failures")
+    def failures(self, obj: LinkedAccount) -> str:
+        """The consecutive failures, the reason in words on hover."""
+        reason = failure_reason(obj.last_sync_error) if obj.consecutive_failures else None
+        if reason is None:
+            return str(obj.consecutive_failures)
+        return format_html('<span title="{}">{}</span>', reason.label, obj.consecutive_failures)
+
+    @admin.display(description=_("last sync problem"))
+    def sync_problem(self, obj: LinkedAccount) -> str:
+        return problem_in_words(obj.last_sync_error)
 
     @admin.display(description=_("status"), ordering="status")
     def status_badge(self, obj: LinkedAccount):
@@ -213,53 +293,142 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
 
     # -- "Sync now" -------------------------------------------------------
 
+    #: Seconds the changelist's "Sync now" syncs for at most, without a queue.
+    sync_now_seconds = 20.0
+    #: The clock behind ``sync_now_seconds`` (tests replace it).
+    clock = staticmethod(time.monotonic)
+
     @admin.action(description=_("Sync now"), permissions=["change"])
     def sync_now(self, request, queryset):
-        limit = int(app_settings.ADMIN_SYNC_MAX_ACCOUNTS)
-        ids = list(queryset.order_by().values_list("pk", flat=True))
-        if len(ids) > limit:
-            if queue_enabled():
-                for account_id in ids:
-                    queue_sync(account_id)
-                self.message_user(
-                    request,
-                    ngettext(
-                        "Queued %(count)d account for sync.",
-                        "Queued %(count)d accounts for sync.",
-                        len(ids),
-                    )
-                    % {"count": len(ids)},
-                    messages.SUCCESS,
-                )
-            else:
-                self.message_user(
-                    request,
-                    gettext(
-                        "%(count)d accounts selected: the admin syncs at most %(limit)d at a "
-                        "time. Run `manage.py cronofy_sync` (with --account or --user to pick "
-                        "accounts) for more, or select fewer."
-                    )
-                    % {"count": len(ids), "limit": limit},
-                    messages.ERROR,
-                )
+        """Sync the selected active accounts; never refused, whatever the selection.
+
+        Up to ``ADMIN_SYNC_MAX_ACCOUNTS``: each now, with a message each. More: queued
+        with ``TASK_QUEUE``; without one, synced here in batches of that size (least
+        recently synced first) for up to ``sync_now_seconds``, with a message saying how
+        many were synced, failed and are left. Accounts that must be reconnected are
+        skipped (a sync cannot help them: their page has the reconnect link to send).
+        """
+        queryset = queryset.order_by()
+        skipped = list(
+            queryset.exclude(status=LinkedAccount.Status.ACTIVE)[:2].values_list("pk", flat=True)
+        )
+        if skipped:
+            self._report_skipped(request, queryset)
+        active = queryset.filter(status=LinkedAccount.Status.ACTIVE)
+        batch = max(1, int(app_settings.ADMIN_SYNC_MAX_ACCOUNTS))
+        selected = active.count()
+        if selected <= batch:
+            for account in active.order_by("pk"):
+                self._sync_one(request, account)
             return None
-        for account in queryset:
-            self._sync_one(request, account)
+        if queue_enabled():
+            queued = queue_accounts(active)
+            self.message_user(
+                request,
+                ngettext(
+                    "Queued %(count)d account for sync (TASK_QUEUE).",
+                    "Queued %(count)d accounts for sync (TASK_QUEUE).",
+                    queued,
+                )
+                % {"count": queued},
+                messages.SUCCESS,
+            )
+            return None
+        self._sync_in_batches(request, active, selected, batch)
         return None
 
+    def _report_skipped(self, request, queryset) -> None:
+        count = queryset.exclude(status=LinkedAccount.Status.ACTIVE).count()
+        self.message_user(
+            request,
+            ngettext(
+                "Not synced: %(count)d selected account must be connected again by its user "
+                "(a sync cannot help). Its page has the reconnect link to send them.",
+                "Not synced: %(count)d selected accounts must be connected again by their "
+                "users (a sync cannot help). Each one's page has the reconnect link to send.",
+                count,
+            )
+            % {"count": count},
+            messages.WARNING,
+        )
+
+    def _sync_in_batches(self, request, active, selected: int, batch: int) -> None:
+        """Sync ``active`` in batches (``sync_accounts``) until done or out of time."""
+        order = (F("last_synced_at").asc(nulls_first=True), "pk")
+        ids = list(active.order_by(*order).values_list("pk", flat=True))
+        deadline = self.clock() + self.sync_now_seconds
+        synced = failed = done = 0
+        reasons: Counter[str] = Counter()
+        for start in range(0, len(ids), batch):
+            chunk = LinkedAccount.objects.filter(pk__in=ids[start : start + batch])
+            report = sync_accounts(chunk, concurrency=app_settings.SYNC_CONCURRENCY)
+            synced += report.synced
+            failed += report.failed
+            done += report.synced + report.failed
+            for error in report.failures.values():
+                reason = failure_reason(redact(error))
+                reasons[str(reason.label) if reason else type(error).__name__] += 1
+            if self.clock() >= deadline:
+                break
+        text = gettext("Synced %(synced)d of %(selected)d selected accounts") % {
+            "synced": synced,
+            "selected": selected,
+        }
+        if failed:
+            text += gettext("; %(failed)d failed (%(reasons)s)") % {
+                "failed": failed,
+                "reasons": ", ".join(f"{label}: {n}" for label, n in sorted(reasons.items())),
+            }
+        text += "."
+        left = selected - done
+        if left:
+            text += " " + gettext(
+                "%(left)d are left: the admin syncs for at most %(seconds)d seconds at a time. "
+                "Choose Sync now again to go on (the least recently synced go first), run "
+                "`manage.py cronofy_sync`, or set TASK_QUEUE to queue them."
+            ) % {"left": left, "seconds": self.sync_now_seconds}
+        level = messages.WARNING if failed or left else messages.SUCCESS
+        self.message_user(request, text, level)
+
     def _sync_one(self, request, account: LinkedAccount) -> None:
+        if account.status != LinkedAccount.Status.ACTIVE:
+            self.message_user(
+                request,
+                gettext(
+                    "Not synced: %(account)s must be connected again by its user (a sync "
+                    "cannot help). Send them the reconnect link on this page."
+                )
+                % {"account": account_label(account)},
+                messages.WARNING,
+            )
+            return
         try:
             result = sync_account(account)
         except CronofyError as exc:
-            self._report_error(
-                request, gettext("%(account)s: sync failed: %(error)s"), account, exc
-            )
+            self._report_sync_error(request, account, exc)
             return
         self.message_user(
             request,
-            gettext("%(account)s: synced (%(result)s).")
-            % {"account": account, "result": describe_result(result)},
+            gettext("Synced %(account)s: %(result)s.")
+            % {"account": account_label(account), "result": describe_result(result)},
             messages.SUCCESS,
+        )
+
+    def _report_sync_error(self, request, account: LinkedAccount, exc: CronofyError) -> None:
+        """The failure in words, what to do, and the (redacted) technical detail folded."""
+        detail = redact(exc)
+        reason = failure_reason(detail)
+        self.message_user(
+            request,
+            format_html(
+                "{} {}<details><summary>{}</summary><code>{}</code></details>",
+                gettext("Sync of %(account)s failed: %(reason)s.")
+                % {"account": account_label(account), "reason": reason.label if reason else ""},
+                reason.advice if reason else "",
+                gettext("Technical detail"),
+                detail,
+            ),
+            messages.ERROR,
         )
 
     @non_atomic_requests  # calls Cronofy: no request transaction
@@ -274,3 +443,21 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
             raise Http404
         self._sync_one(request, account)
         return HttpResponseRedirect(self._url("change", account.pk))
+
+    # -- the fleet page ---------------------------------------------------------
+
+    def fleet_view(self, request):
+        """The fleet's health (``health.fleet_health``: the figures of ``cronofy_status``),
+        each linking into the filtered list behind it."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        context = {
+            **self.admin_site.each_context(request),
+            "title": gettext("Cronofy fleet health"),
+            "subtitle": None,
+            "opts": self.model._meta,
+            "media": self.media,
+            **fleet_context(self.admin_site.name, fleet_health()),
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/cronofy_conferencing/fleet.html", context)

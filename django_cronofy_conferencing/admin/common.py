@@ -10,15 +10,70 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
+from ..cronofy.datacenters import get_data_center
+from ..exceptions import UnknownDataCenter
+from ..health import failure_reason
 from ..models import LinkedAccount
 from ..providers import provider_label
 from ..sync.service import SyncResult
 
+# White text on each: at least 4.5:1 (WCAG AA; "#b26a00" was 4.24:1 and failed axe).
 STATUS_COLORS = {
-    LinkedAccount.Status.ACTIVE: "#2e7d32",
-    LinkedAccount.Status.REAUTHORIZATION_REQUIRED: "#b26a00",
-    LinkedAccount.Status.REVOKED: "#6b6b6b",
+    LinkedAccount.Status.ACTIVE: "#2e7d32",  # 5.13:1
+    LinkedAccount.Status.REAUTHORIZATION_REQUIRED: "#995c00",  # 5.40:1
+    LinkedAccount.Status.REVOKED: "#6b6b6b",  # 5.33:1
 }
+
+#: Cronofy's account types (``cronofy.type``) in words; any other is title-cased.
+ACCOUNT_TYPE_LABELS = {
+    "account": _("Individual account"),
+    "service_account": _("Service account"),
+    "application_calendar": _("Application calendar"),
+}
+
+
+def account_type_label(account_type: str) -> str:
+    if not account_type:
+        return "-"
+    known = ACCOUNT_TYPE_LABELS.get(account_type)
+    if known is not None:
+        return str(known)
+    return account_type.replace("_", " ").capitalize()
+
+
+def data_center_label(dc_id: str) -> str:
+    """A data center as people name it ("United States"); the id when it has no label."""
+    try:
+        return get_data_center(dc_id).label or dc_id
+    except UnknownDataCenter:
+        return dc_id
+
+
+def account_label(account: LinkedAccount) -> str:
+    """An account in messages: its email (as written) or Cronofy id, and its data center."""
+    return f"{account.email or account.sub} ({data_center_label(account.data_center)})"
+
+
+def truncated(value: str, css_class: str = "cronofy-truncate") -> str:
+    """``value`` cut to its column's width by CSS (an ellipsis), whole on hover (``title``)."""
+    if not value:
+        return "-"
+    return format_html('<span class="{}" title="{}">{}</span>', css_class, value, value)
+
+
+def problem_in_words(error: str) -> str:
+    """A stored sync error in words with what to do, its technical text folded away."""
+    reason = failure_reason(error)
+    if reason is None:
+        return "-"
+    return format_html(
+        '<div class="cronofy-problem"><strong>{}.</strong> {}'
+        "<details><summary>{}</summary><code>{}</code></details></div>",
+        reason.label,
+        reason.advice,
+        gettext("Technical detail"),
+        error,
+    )
 
 
 def relink_link(url: str) -> str:

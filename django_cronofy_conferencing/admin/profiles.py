@@ -48,9 +48,14 @@ class CalendarsMixin:
         return format_html_join("", "<div>{} <small>{}</small></div>", rows)
 
 
+#: Django's tabular inline with its empty column headers named (axe "empty-table-header").
+INLINE_TEMPLATE = "admin/cronofy_conferencing/edit_inline/tabular.html"
+
+
 class ConferencingProfileInline(ReadOnlyProfileMixin, admin.TabularInline):
     """The account's conferencing profiles (row titles use the provider's name)."""
 
+    template = INLINE_TEMPLATE
     model = ConferencingProfile
     extra = 0
     can_delete = False
@@ -62,6 +67,7 @@ class ConferencingProfileInline(ReadOnlyProfileMixin, admin.TabularInline):
 class CalendarProfileInline(CalendarsMixin, ReadOnlyProfileMixin, admin.TabularInline):
     """The account's calendar profiles and their calendars."""
 
+    template = INLINE_TEMPLATE
     model = CalendarProfile
     extra = 0
     can_delete = False
@@ -74,7 +80,8 @@ class ProfileAdmin(ReadOnlyProfileMixin, admin.ModelAdmin):
     """Both kinds of profile: read-only (written only by sync), the same filters."""
 
     list_select_related = ("account",)
-    list_filter = (ProviderNameFilter, "profile_connected", PresenceFilter)
+    # ``account__status``: the fleet page's links count only active accounts' profiles.
+    list_filter = (ProviderNameFilter, "profile_connected", PresenceFilter, "account__status")
     search_fields = ("profile_name", "profile_id")
 
 

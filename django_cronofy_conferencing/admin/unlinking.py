@@ -26,6 +26,7 @@ from ..db import non_atomic_requests
 from ..exceptions import CronofyError, CronofyUnavailable, RateLimited
 from ..fields import KEYS_SETTING
 from ..models import LinkedAccount
+from .common import account_label
 
 
 class UnlinkMixin:
@@ -36,11 +37,14 @@ class UnlinkMixin:
     )
 
     def _report_error(self, request, message: str, account: LinkedAccount, exc) -> None:
-        """An error message naming the account and the (redacted) error."""
+        """An error message naming the account (as written: messages start with a word, as
+        the admin capitalises their first letter) and the (redacted) error."""
         from ..cronofy.redaction import redact
 
         self.message_user(
-            request, message % {"account": account, "error": redact(exc)}, messages.ERROR
+            request,
+            message % {"account": account_label(account), "error": redact(exc)},
+            messages.ERROR,
         )
 
     @admin.action(description=_("Unlink (revoke at Cronofy, then delete)"), permissions=["delete"])
@@ -87,8 +91,8 @@ class UnlinkMixin:
             self._report_error(
                 request,
                 gettext(
-                    "%(account)s: Cronofy could not be reached to revoke access, so nothing "
-                    "was deleted. Try again later. (%(error)s)"
+                    "Not unlinked: Cronofy could not be reached to revoke the access of "
+                    "%(account)s, so nothing was deleted. Try again later. (%(error)s)"
                 ),
                 account,
                 exc,
@@ -96,26 +100,26 @@ class UnlinkMixin:
             return False
         except CronofyError as exc:
             self._report_error(
-                request, gettext("%(account)s: not unlinked: %(error)s"), account, exc
+                request, gettext("Not unlinked: %(account)s: %(error)s"), account, exc
             )
             return False
         self.log_deletions(request, [snapshot])
         if revoked:
             self.message_user(
                 request,
-                gettext("%(account)s: unlinked (access revoked at Cronofy, account deleted).")
-                % {"account": snapshot},
+                gettext("Unlinked %(account)s: access revoked at Cronofy, account deleted.")
+                % {"account": account_label(snapshot)},
                 messages.SUCCESS,
             )
         else:
             self.message_user(
                 request,
                 gettext(
-                    "%(account)s: deleted, but access could not be revoked at Cronofy: its "
+                    "Deleted %(account)s, but its access could not be revoked at Cronofy: its "
                     "stored token cannot be decrypted with any key in %(setting)s. The user "
                     "can remove the application in their Cronofy account."
                 )
-                % {"account": snapshot, "setting": KEYS_SETTING},
+                % {"account": account_label(snapshot), "setting": KEYS_SETTING},
                 messages.WARNING,
             )
         return True

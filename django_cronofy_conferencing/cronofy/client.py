@@ -24,6 +24,7 @@ from django.views.decorators.debug import sensitive_variables
 from .. import __version__
 from ..conf import app_settings, on_reload
 from ..exceptions import CronofyAPIError, InvalidResponse
+from . import telemetry
 from .applications import get_application
 from .datacenters import DataCenter, get_data_center
 from .errors import (
@@ -135,7 +136,12 @@ class CronofyClient:
         waited = 0.0
         while True:
             if self.rate_limiter is not None:
-                self.rate_limiter.acquire()
+                waited_for_slot = self.rate_limiter.acquire()
+                telemetry.record_rate_limit_wait(waited_for_slot, self.data_center.id)
+            # One span per attempt (OpenTelemetry, when installed: ``telemetry``).
+            call = telemetry.CronofyCall.start(
+                method, path, self.data_center.api_url, self.data_center.id, attempt
+            )
             started = self.clock()
             try:
                 response = self._send(method, url, headers, json, data, deadline)
@@ -143,12 +149,17 @@ class CronofyClient:
                 # The request may have reached Cronofy; no time is left anyway.
                 error, retryable = deadline_error(where, self.deadline), False
             except BodyTooLarge:
-                raise too_large_error(where, self.max_body) from None
+                too_large = too_large_error(where, self.max_body)
+                call.end(error=too_large)
+                raise too_large from None
             except requests.Timeout as exc:
                 error = timeout_error(where)
                 retryable = idempotent or isinstance(exc, requests.ConnectTimeout)
             except requests.RequestException as exc:
                 error, retryable = unreachable_error(where, type(exc).__name__), idempotent
+            except BaseException as exc:  # not a transport failure: end its span, propagate
+                call.end(error=exc)
+                raise
             else:
                 logger.debug(
                     "Cronofy %s %s -> %s in %.0f ms",
@@ -158,9 +169,11 @@ class CronofyClient:
                     (self.clock() - started) * 1000,
                 )
                 if response.status_code < 400:
+                    call.end(status_code=response.status_code)
                     return response
                 error = error_for(method, path, self.data_center.id, response, secrets)
                 retryable = status_retryable(response.status_code, idempotent)
+            call.end(status_code=getattr(error, "status_code", None), error=error)
             delay = self.retry_delay(error, retryable, attempt, waited, deadline)
             if delay is None:
                 raise error

@@ -208,3 +208,54 @@ class RateLimiter:
         if wait > self.min_sleep:
             self.sleep(wait)
         return wait
+
+    # -- what the operators see (cronofy_status, the admin's fleet page) ---------------
+
+    #: Seconds back from now whose slots ``usage`` counts (a slot's key outlives its time
+    #: by at least two seconds, see ``_claim``).
+    usage_window = 1.0
+
+    def usage(self) -> list[RateUsage]:
+        """Each rate's use now, read from the shared cache (one ``get_many`` per rate):
+        the share of the last ``usage_window`` seconds' slots that were taken, and how
+        many slots are already claimed ahead (callers waiting, or about to).
+
+        Fails open like the limiter (``guarded``): an unreachable cache reads as unused.
+        """
+        now = self.clock()
+        found: list[RateUsage] = []
+        for rate, interval in zip(self.rates, self.intervals, strict=True):
+            current = math.floor(now / interval)
+            recent = max(1, min(rate.limit, math.floor(self.usage_window / interval)))
+            slots = range(current - recent + 1, current + rate.limit + 1)
+            keys = {self._key(rate, slot): slot for slot in slots}
+            cache = caches[self.cache_alias]
+            taken = guarded(
+                f"the Cronofy rate limit (cache {self.cache_alias!r})",
+                lambda cache=cache, keys=keys: cache.get_many(list(keys)),
+                {},
+            )
+            used = sum(1 for key in taken if keys[key] <= current)
+            ahead = [keys[key] for key in taken if keys[key] > current]
+            found.append(
+                RateUsage(
+                    rate=rate,
+                    in_use=used / recent,
+                    queued=len(ahead),
+                    queued_seconds=max(0.0, max(ahead) * interval - now) if ahead else 0.0,
+                )
+            )
+        return found
+
+
+@dataclass(frozen=True)
+class RateUsage:
+    """One rate's use now (``RateLimiter.usage``)."""
+
+    rate: Rate
+    #: Share (0-1) of the slots of the last ``usage_window`` seconds that were taken.
+    in_use: float
+    #: Slots claimed after now, within one period: requests waiting for their turn.
+    queued: int
+    #: Seconds until the last claimed slot: how long a new request would wait, about.
+    queued_seconds: float

@@ -15,6 +15,9 @@ this module at import time (``queueing`` imports it lazily when
   account (see ``LinkedAccount.objects.due``), reading the ids in chunks so
   memory stays flat. A queued task skips its account when something else
   synced it after it was found due, so overlapping runs cost no extra calls.
+- ``prune_push_notifications_task()``: delete the push notifications older than
+  ``PUSH_LOG_DAYS`` (``cronofy_sync`` does it too; schedule this one when no
+  ``cronofy_sync`` runs).
 
 The app-wide rate limit (``RATE_LIMITS``) is shared through the cache named
 by ``RATE_LIMIT_CACHE``: point it at Redis (or Memcached) so that every
@@ -54,6 +57,7 @@ from .jobs import (
     SYNC_TASK_MAX_RETRIES,
     TRANSIENT_ERRORS,
     fan_out_due,
+    prune_push_log,
     retry_delay,
     run_sync,
 )
@@ -65,6 +69,7 @@ __all__ = [
     "SYNC_TASK_MAX_RETRIES",
     "TRANSIENT_ERRORS",
     "fan_out_due",
+    "prune_push_notifications_task",
     "retry_delay",
     "sync_account_task",
     "sync_due_accounts_task",
@@ -110,3 +115,11 @@ def sync_account_task(self, account_id: int, synced_before: str | None = None) -
 def sync_due_accounts_task(stale_after: float | None = None) -> int:
     """Queue one ``sync_account_task`` per due account (``jobs.fan_out_due``)."""
     return fan_out_due(stale_after, lambda pk, stamp: sync_account_task.apply_async((pk, stamp)))
+
+
+@shared_task(
+    name="django_cronofy_conferencing.tasks.prune_push_notifications_task", ignore_result=True
+)
+def prune_push_notifications_task() -> int:
+    """Delete the push notifications older than ``PUSH_LOG_DAYS`` (daily with beat)."""
+    return prune_push_log()

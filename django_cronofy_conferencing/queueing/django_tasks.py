@@ -14,6 +14,8 @@ its ``db_worker``, RQ, a cloud queue... The same work as the Celery tasks
 - ``sync_due_accounts_task(stale_after=None)``: queue one sync per due account
   (run it periodically, e.g. from cron: ``manage.py cronofy_sync --queue``
   does the same in the command's process).
+- ``prune_push_notifications_task()``: delete the push notifications older than
+  ``PUSH_LOG_DAYS`` (``cronofy_sync`` does it too).
 
 Importing this module needs the framework installed (``queueing`` imports it
 only when ``TASK_QUEUE`` is ``"django"``).
@@ -29,7 +31,7 @@ from django.utils import timezone
 
 from ..cronofy.redaction import redact
 from ..db import after_commit
-from .jobs import SYNC_TASK_MAX_RETRIES, fan_out_due, retry_delay, run_sync
+from .jobs import SYNC_TASK_MAX_RETRIES, fan_out_due, prune_push_log, retry_delay, run_sync
 
 try:  # Django 6
     from django.tasks import task
@@ -71,3 +73,9 @@ def sync_account_task(
 def sync_due_accounts_task(stale_after: float | None = None) -> int:
     """Queue one ``sync_account_task`` per due account (``jobs.fan_out_due``)."""
     return fan_out_due(stale_after, sync_account_task.enqueue)
+
+
+@task()
+def prune_push_notifications_task() -> int:
+    """Delete the push notifications older than ``PUSH_LOG_DAYS`` (``jobs.prune_push_log``)."""
+    return prune_push_log()

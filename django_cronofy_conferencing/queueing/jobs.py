@@ -17,10 +17,12 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from ..cronofy import telemetry
 from ..cronofy.client import backoff
 from ..db import after_commit, keyset_chunks
 from ..exceptions import CronofyError, CronofyUnavailable, RateLimited
-from ..models import LinkedAccount
+from ..health import record_sweep
+from ..models import LinkedAccount, PushNotification
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +105,18 @@ def fan_out_due(stale_after: float | None, enqueue: Callable[[int, str], None]) 
     moment they were found due: a task skips an account synced after it."""
     now = timezone.now()
     stamp = now.isoformat()
-    queued = fan_out(LinkedAccount.objects.due(stale_after, now=now), lambda pk: enqueue(pk, stamp))
+    with telemetry.span(telemetry.SPAN_QUEUE_DUE_ACCOUNTS) as span:
+        queued = fan_out(
+            LinkedAccount.objects.due(stale_after, now=now), lambda pk: enqueue(pk, stamp)
+        )
+        span.set_attribute("cronofy.accounts.queued", queued)
     logger.info("Queued %s Cronofy account syncs", queued)
+    record_sweep("queued", queued=queued)
     return queued
+
+
+def prune_push_log() -> int:
+    """Delete the push notifications older than ``PUSH_LOG_DAYS`` (the tasks' body)."""
+    pruned = PushNotification.objects.prune()
+    logger.info("Pruned %s Cronofy push notifications", pruned)
+    return pruned

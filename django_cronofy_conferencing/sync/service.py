@@ -27,6 +27,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from ..accounts import tokens
 from ..conf import app_settings
+from ..cronofy import telemetry
 from ..cronofy.client import CronofyClient, get_client
 from ..cronofy.redaction import redact
 from ..cronofy.userinfo import UserInfo, parse_userinfo
@@ -112,17 +113,37 @@ def sync_account(account: LinkedAccount, *, client: CronofyClient | None = None)
     left as they were, and the ``CronofyError`` propagates.
     """
     client = client or get_client(account.data_center)
-    try:
-        info = fetch_userinfo(account, client)
-    except CronofyError as exc:
-        record_failure(account, exc)
-        raise
-    try:
-        return apply_userinfo(account, info)
-    except IntegrityError:
-        # A concurrent writer without row locks (SQLite, another process) got
-        # there first: re-read and apply again on top of its rows.
-        return apply_userinfo(account, info)
+    with telemetry.span(telemetry.SPAN_SYNC_ACCOUNT, _span_attributes(account)) as span:
+        try:
+            info = fetch_userinfo(account, client)
+        except CronofyError as exc:
+            record_failure(account, exc)
+            _sync_outcome(span, None, exc)
+            raise
+        try:
+            result = apply_userinfo(account, info)
+        except IntegrityError:
+            # A concurrent writer without row locks (SQLite, another process) got
+            # there first: re-read and apply again on top of its rows.
+            result = apply_userinfo(account, info)
+        _sync_outcome(span, result, None)
+        return result
+
+
+def _span_attributes(account: LinkedAccount) -> dict[str, Any]:
+    """An account's span attributes: its id and data center, nothing personal."""
+    return {"cronofy.account.id": account.pk, "cronofy.data_center": account.data_center}
+
+
+def _sync_outcome(span: Any, result: SyncResult | None, error: Exception | None) -> None:
+    """Record one account's sync outcome on its span and in the syncs metric."""
+    if error is not None:
+        outcome = "failed"
+        telemetry.mark_error(span, type(error).__name__)
+    else:
+        outcome = "changed" if result is not None and result.changed else "unchanged"
+    span.set_attribute("cronofy.sync.outcome", outcome)
+    telemetry.record_sync(outcome, error)
 
 
 @sensitive_variables("token")
@@ -199,6 +220,12 @@ def sync_accounts(
         if error is not None and not isinstance(error, CronofyError):
             logger.error("Unexpected error syncing Cronofy account %s", account.pk, exc_info=error)
         report.add(account.pk, result, error)
+        if error is not None:
+            telemetry.record_sync("failed", error)
+        else:
+            telemetry.record_sync(
+                "changed" if result is not None and result.changed else "unchanged"
+            )
         if progress is not None:
             try:
                 progress(account, result, error)
@@ -207,7 +234,15 @@ def sync_accounts(
 
     using = router.db_for_write(LinkedAccount)
     logger.info("Syncing Cronofy accounts in %s threads", concurrency)
-    FleetSync(concurrency, finish, on_caller=queries_run_on_caller(using)).run(iter(accounts))
+    with telemetry.span(telemetry.SPAN_SYNC_ACCOUNTS, {"cronofy.concurrency": concurrency}) as span:
+        FleetSync(concurrency, finish, on_caller=queries_run_on_caller(using)).run(iter(accounts))
+        span.set_attributes(
+            {
+                "cronofy.accounts.synced": report.synced,
+                "cronofy.accounts.changed": report.changed,
+                "cronofy.accounts.failed": report.failed,
+            }
+        )
     return report
 
 
@@ -237,6 +272,7 @@ class FleetSync:
 
     def __init__(self, concurrency: int, finish: ProgressCallback, *, on_caller: bool) -> None:
         self.concurrency = concurrency
+        self.trace_context: Any = None  # OpenTelemetry's, set by ``run``
         self.finish = finish
         self.on_caller = on_caller
         self.max_unwritten = 2 * concurrency + WRITE_BATCH_SIZE
@@ -244,6 +280,8 @@ class FleetSync:
         self.events: queue.SimpleQueue[tuple] = queue.SimpleQueue()
 
     def run(self, accounts: Iterator[LinkedAccount]) -> None:
+        # The fetching threads' spans are children of the caller's (the sweep's).
+        self.trace_context = telemetry.current_context()
         threads = [
             threading.Thread(target=self._fetch, name=f"cronofy-sync-{i}", daemon=True)
             for i in range(self.concurrency)
@@ -317,12 +355,18 @@ class FleetSync:
         run_query: QueryRunner = self._query_on_caller if self.on_caller else _call
         try:
             while (account := self.work.get()) is not None:
-                try:
-                    info = fetch_userinfo(account, get_client(account.data_center), run_query)
-                except Exception as exc:
-                    self.events.put(("failed", account, exc))
-                else:
-                    self.events.put(("fetched", account, info))
+                with telemetry.span(
+                    telemetry.SPAN_SYNC_ACCOUNT,
+                    _span_attributes(account),
+                    context=self.trace_context,
+                ) as span:
+                    try:
+                        info = fetch_userinfo(account, get_client(account.data_center), run_query)
+                    except Exception as exc:
+                        telemetry.mark_error(span, type(exc).__name__)
+                        self.events.put(("failed", account, exc))
+                    else:
+                        self.events.put(("fetched", account, info))
         finally:
             if not self.on_caller:
                 connections.close_all()  # this thread's own connections, never the caller's

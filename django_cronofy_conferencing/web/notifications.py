@@ -25,6 +25,10 @@ comma-separated values while secrets rotate.
 - ``gdpr_requested``: the ``account_gdpr_requested`` signal, once per account
   of the channel; the host decides what to erase.
 - Unknown types and unknown channels: 200, ignored (Cronofy adds types).
+
+Every notification answered is kept (``PushNotification``, ``push_log``: one INSERT,
+``PUSH_LOG_DAYS``) with what was done; ``reprocess`` acts again on a kept one whose
+signature held (the admin's Reprocess).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from typing import Any
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
@@ -51,10 +56,11 @@ from ..cronofy.client import get_bounded_client
 from ..cronofy.redaction import redact
 from ..db import non_atomic_requests
 from ..exceptions import CronofyError
-from ..models import LinkedAccount
+from ..models import LinkedAccount, PushNotification
 from ..queueing import queue_enabled, queue_sync
 from ..signals import account_gdpr_requested
 from ..sync.service import sync_account
+from . import push_log
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +152,7 @@ def _fields(body: bytes) -> tuple[str | None, str | None, bool]:
 @non_atomic_requests  # may sync from Cronofy: no request transaction
 @csrf_exempt
 @require_POST
+@push_log.logged  # every notification answered is kept (PUSH_LOG_DAYS): one INSERT
 def receive(request: HttpRequest) -> HttpResponse:
     """The push notification receiver (see the module docstring)."""
     try:
@@ -155,6 +162,7 @@ def receive(request: HttpRequest) -> HttpResponse:
     if declared > MAX_BODY_BYTES:
         return HttpResponse(status=413)
     body = request.body
+    push_log.note(body=body)
     if len(body) > MAX_BODY_BYTES:
         return HttpResponse(status=413)
     if not _all_secrets():
@@ -164,6 +172,7 @@ def receive(request: HttpRequest) -> HttpResponse:
         )
         return HttpResponse(status=401)
     kind, channel_id, well_formed = _fields(body)
+    push_log.note(notification_type=kind or "", channel_id=channel_id or "")
     accounts = (
         list(LinkedAccount.objects.filter(channel_id=channel_id).order_by("pk"))
         if channel_id
@@ -175,23 +184,43 @@ def receive(request: HttpRequest) -> HttpResponse:
     if not signature_valid(body, request.headers.get(SIGNATURE_HEADER), secrets):
         logger.warning("Cronofy push notification refused: missing or wrong signature.")
         return HttpResponse(status=401)
+    push_log.note(signature_valid=True, account=accounts[0] if accounts else None)
     if not well_formed or kind is None:
         return HttpResponse(status=400)
     if kind == "verification":
         return _ack()
     if kind not in RESYNC_TYPES and kind != GDPR_TYPE:
         logger.info("Cronofy push notification %r ignored.", kind)
+        push_log.note(outcome=PushNotification.Outcome.IGNORED, detail="a type the app ignores")
         return _ack(ignored=True)
     if not accounts:
         logger.info("Cronofy push notification %r for an unknown channel ignored.", kind)
+        push_log.note(outcome=PushNotification.Outcome.IGNORED, detail="no account has the channel")
         return _ack(ignored=True)
     for account in accounts:
         if kind == GDPR_TYPE:
             logger.info("Cronofy account %s: GDPR request received", account.pk)
             account_gdpr_requested.send(sender=LinkedAccount, account=account)
+            push_log.note(outcome=PushNotification.Outcome.SIGNAL_SENT)
         elif account.status == LinkedAccount.Status.ACTIVE and _first_in_window(account):
             resync(account, reason=kind)
+        else:
+            _note_not_resynced(account)
     return _ack()
+
+
+def _note_not_resynced(account: LinkedAccount) -> None:
+    """Log why a resync notification led to no sync: debounced, or the account is not active."""
+    if account.status == LinkedAccount.Status.ACTIVE:
+        push_log.note(
+            outcome=PushNotification.Outcome.DEBOUNCED,
+            detail="resynced within PUSH_RESYNC_DEBOUNCE",
+        )
+    else:
+        push_log.note(
+            outcome=PushNotification.Outcome.IGNORED,
+            detail=f"the account is {account.get_status_display().lower()}",
+        )
 
 
 def _first_in_window(account: LinkedAccount) -> bool:
@@ -225,6 +254,7 @@ def resync(account: LinkedAccount, *, reason: str = "") -> None:
             )
         else:
             logger.info("Queued the sync of Cronofy account %s (%s)", account.pk, reason)
+            push_log.note(outcome=PushNotification.Outcome.QUEUED)
             return
     try:
         sync_account(account, client=get_bounded_client(account.data_center))
@@ -232,3 +262,55 @@ def resync(account: LinkedAccount, *, reason: str = "") -> None:
         logger.warning(
             "Sync of Cronofy account %s after %s failed: %s", account.pk, reason, redact(exc)
         )
+        push_log.note(outcome=PushNotification.Outcome.FAILED, error=exc)
+    else:
+        push_log.note(outcome=PushNotification.Outcome.RESYNCED)
+
+
+# -- the push log's Reprocess (admin) ------------------------------------------------
+
+
+def reprocess(notification: PushNotification) -> PushNotification:
+    """Act again on a kept notification whose signature held: the admin's Reprocess.
+
+    For after a fix (a channel repaired, an account reconnected, a handler
+    deployed): the notification's channel is looked up again, a resync type
+    syncs its active accounts (no debounce: an operator asked), ``gdpr_requested``
+    sends the signal again. The row's outcome, account, detail and error are
+    replaced with this run's and ``reprocessed_at`` is set. A notification whose
+    signature did not hold is never acted on (``ValueError``).
+    """
+    if not notification.signature_valid:
+        raise ValueError("A push notification whose signature did not hold is never reprocessed.")
+    kind, channel_id = notification.notification_type, notification.channel_id
+    accounts = (
+        list(LinkedAccount.objects.filter(channel_id=channel_id).order_by("pk"))
+        if channel_id
+        else []
+    )
+    with push_log.recording() as record:
+        if accounts:
+            push_log.note(account=accounts[0])
+        if kind == "verification":
+            push_log.note(outcome=PushNotification.Outcome.ACKNOWLEDGED)
+        elif kind not in RESYNC_TYPES and kind != GDPR_TYPE:
+            push_log.note(outcome=PushNotification.Outcome.IGNORED, detail="a type the app ignores")
+        elif not accounts:
+            push_log.note(
+                outcome=PushNotification.Outcome.IGNORED, detail="no account has the channel"
+            )
+        for account in accounts if kind in RESYNC_TYPES or kind == GDPR_TYPE else []:
+            if kind == GDPR_TYPE:
+                account_gdpr_requested.send(sender=LinkedAccount, account=account)
+                push_log.note(outcome=PushNotification.Outcome.SIGNAL_SENT)
+            elif account.status == LinkedAccount.Status.ACTIVE:
+                resync(account, reason=f"{kind} (reprocessed)")
+            else:
+                _note_not_resynced(account)
+    notification.account = record.account
+    notification.outcome = record.outcome or PushNotification.Outcome.ACKNOWLEDGED
+    notification.detail = record.detail
+    notification.error = record.error
+    notification.reprocessed_at = timezone.now()
+    notification.save(update_fields=["account", "outcome", "detail", "error", "reprocessed_at"])
+    return notification

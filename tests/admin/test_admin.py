@@ -191,20 +191,49 @@ def test_sync_now_syncs_each_account_and_reports(staff_client, accounts, sim):
     assert response.status_code == 200
     msgs = messages_of(response)
     assert len(msgs) == 2
-    assert any(m.startswith("alice@cronofy.example (us): synced (0 created") for m in msgs)
-    assert any(m.startswith("bob@cronofy.example (uk): synced (0 created") for m in msgs)
+    # Each message starts with a word, not the email (the admin capitalises a message's
+    # first letter), and names the data center in words.
+    assert (
+        "Synced alice@cronofy.example (United States): 0 created, 0 updated, 0 removed, "
+        "2 unchanged."
+    ) in msgs
+    assert any(m.startswith("Synced bob@cronofy.example (United Kingdom): 0 created") for m in msgs)
     assert sim.count("userinfo") == before + 2
 
 
 def test_sync_now_reports_failures_per_account(staff_client, accounts, sim):
     alice, bob = accounts
+    LinkedAccount.objects.filter(pk=bob.pk).update(status=LinkedAccount.Status.ACTIVE)
+    sim.fail("userinfo", status=503, times=None, sub=bob.sub)
     response = post_action(staff_client, "sync_now", [alice.pk, bob.pk])
     msgs = messages_of(response)
-    assert any(m.startswith("alice@cronofy.example (us): synced") for m in msgs)
-    failed = [m for m in msgs if m.startswith("bob@cronofy.example (uk): sync failed")]
+    assert any(m.startswith("Synced alice@cronofy.example (United States)") for m in msgs)
+    failed = [m for m in msgs if m.startswith("Sync of bob@cronofy.example (United Kingdom)")]
     assert len(failed) == 1
     levels = {str(m): m.level_tag for m in response.context["messages"]}
     assert levels[failed[0]] == "error"
+
+
+def test_sync_now_skips_accounts_that_must_be_reconnected(staff_client, accounts, sim):
+    """A sync cannot fix a dead grant: it would replace the account's useful error with a
+    worse one and count a failure. The operator is pointed to the reconnect link."""
+    alice, bob = accounts
+    LinkedAccount.objects.filter(pk=bob.pk).update(
+        last_sync_error="Cronofy refused the grant on POST /oauth/token (uk): invalid_grant.",
+        consecutive_failures=1,
+    )
+    before = sim.count()
+    response = post_action(staff_client, "sync_now", [alice.pk, bob.pk])
+    msgs = messages_of(response)
+    assert len(msgs) == 2
+    assert any(m.startswith("Synced alice@cronofy.example") for m in msgs)
+    skipped = [m for m in response.context["messages"] if str(m).startswith("Not synced: 1")]
+    assert [m.level_tag for m in skipped] == ["warning"]
+    assert "reconnect link" in str(skipped[0])
+    assert sim.count() == before + 1  # alice's UserInfo only
+    bob.refresh_from_db()
+    assert bob.consecutive_failures == 1
+    assert bob.last_sync_error.startswith("Cronofy refused the grant")
 
 
 def test_sync_now_with_cronofy_down(staff_client, accounts, sim):
@@ -214,19 +243,57 @@ def test_sync_now_with_cronofy_down(staff_client, accounts, sim):
     )
     response = post_action(staff_client, "sync_now", [alice.pk])
     [msg] = messages_of(response)
-    assert "sync failed" in msg
+    # In words, what to do, and the technical detail folded (redacted).
+    assert msg.startswith(
+        "Sync of alice@cronofy.example (United States) failed: Cronofy could not be reached."
+    )
+    assert "Usually temporary: the next sync tries again." in msg
+    assert "<details><summary>Technical detail</summary><code>Cronofy failed with HTTP 503" in msg
+    assert "sim_client_secret" not in msg
     assert alice.conferencing_profiles.count() == 2
 
 
-def test_sync_now_refuses_beyond_the_limit(staff_client, accounts, sim):
+def test_sync_now_beyond_the_limit_syncs_in_batches(staff_client, accounts, sim):
+    """Never refused: without a queue, batches of ADMIN_SYNC_MAX_ACCOUNTS, one message."""
     alice, bob = accounts
-    before = len(sim.requests)
+    LinkedAccount.objects.filter(pk=bob.pk).update(status=LinkedAccount.Status.ACTIVE)
+    before = sim.count("userinfo")
     with app_settings_with(ADMIN_SYNC_MAX_ACCOUNTS=1):
         response = post_action(staff_client, "sync_now", [alice.pk, bob.pk])
-    [msg] = messages_of(response)
-    assert "manage.py cronofy_sync" in msg
-    assert "2 accounts selected" in msg
-    assert len(sim.requests) == before
+    [message] = response.context["messages"]
+    assert str(message) == "Synced 2 of 2 selected accounts."
+    assert message.level_tag == "success"
+    assert sim.count("userinfo") == before + 2
+
+
+def test_sync_now_in_batches_stops_when_its_time_is_up(
+    staff_client, accounts, sim, link_account, monkeypatch
+):
+    """Out of time after the first batch: the message says how many are left and how to
+    go on; the least recently synced went first."""
+    from django_cronofy_conferencing.admin import LinkedAccountAdmin
+
+    alice, bob = accounts
+    LinkedAccount.objects.filter(pk=bob.pk).update(
+        status=LinkedAccount.Status.ACTIVE, last_synced_at=None
+    )
+    carol, _ = link_account(email="carol@cronofy.example")
+    sim.fail("userinfo", status=503, times=None, sub=bob.sub)
+    ticks = iter([0.0, 100.0, 200.0])
+    monkeypatch.setattr(LinkedAccountAdmin, "clock", staticmethod(lambda: next(ticks)))
+    with app_settings_with(ADMIN_SYNC_MAX_ACCOUNTS=2):
+        response = post_action(staff_client, "sync_now", [alice.pk, bob.pk, carol.pk])
+    [message] = response.context["messages"]
+    assert message.level_tag == "warning"
+    text = str(message)
+    assert text.startswith(
+        "Synced 1 of 3 selected accounts; 1 failed (Cronofy could not be reached: 1)."
+    )
+    assert "1 are left" in text and "Choose Sync now again" in text
+    # Never synced (bob, carol) before the last synced (alice).
+    assert LinkedAccount.objects.get(pk=carol.pk).last_synced_at is not None
+    assert LinkedAccount.objects.get(pk=bob.pk).consecutive_failures == 1
+    assert LinkedAccount.objects.get(pk=alice.pk).last_synced_at == alice.last_synced_at
 
 
 @pytest.mark.django_db(transaction=True)  # enqueued on commit: no test transaction around it
@@ -234,13 +301,14 @@ def test_sync_now_queues_beyond_the_limit_with_celery(staff_client, accounts, si
     from django_cronofy_conferencing import tasks
 
     alice, bob = accounts
+    LinkedAccount.objects.filter(pk=bob.pk).update(status=LinkedAccount.Status.ACTIVE)
     queued = []
     monkeypatch.setattr(tasks.sync_account_task, "delay", queued.append)
     before = len(sim.requests)
     with app_settings_with(ADMIN_SYNC_MAX_ACCOUNTS=1, TASK_QUEUE="celery"):
         response = post_action(staff_client, "sync_now", [alice.pk, bob.pk])
     assert sorted(queued) == sorted([alice.pk, bob.pk])
-    assert messages_of(response) == ["Queued 2 accounts for sync."]
+    assert messages_of(response) == ["Queued 2 accounts for sync (TASK_QUEUE)."]
     assert len(sim.requests) == before
 
 
@@ -255,7 +323,7 @@ def test_sync_now_within_the_limit_is_synchronous_even_with_celery(
     with app_settings_with(TASK_QUEUE="celery"):
         response = post_action(staff_client, "sync_now", [alice.pk])
     assert queued == []
-    assert "synced" in messages_of(response)[0]
+    assert messages_of(response)[0].startswith("Synced alice@cronofy.example")
 
 
 # -- "Unlink" and delete ------------------------------------------------------------------
@@ -286,8 +354,12 @@ def test_unlink_revokes_and_deletes(staff_client, accounts, sim, admin_user):
     alice, bob = accounts
     response = post_action(staff_client, "unlink", [alice.pk, bob.pk], post="yes")
     msgs = messages_of(response)
-    assert len(msgs) == 2
-    assert all("unlinked" in m for m in msgs)
+    assert sorted(msgs) == [
+        "Unlinked alice@cronofy.example (United States): access revoked at Cronofy, "
+        "account deleted.",
+        "Unlinked bob@cronofy.example (United Kingdom): access revoked at Cronofy, "
+        "account deleted.",
+    ]
     assert sim.count("revoke") == 2
     assert not LinkedAccount.objects.exists()
     assert not ConferencingProfile.objects.exists()

@@ -338,3 +338,48 @@ def test_a_misconfigured_cache_alias_still_raises_from_claim(fake_clock):
     rl = RateLimiter([Rate(2, 1)], "no-such-cache", clock=fake_clock, sleep=fake_clock.sleep)
     with pytest.raises(InvalidCacheBackendError):
         rl.claim()
+
+
+# -- what operators see: RateLimiter.usage (cronofy_status, the fleet page) -----------------
+
+
+def test_usage_counts_the_slots_taken_lately_and_those_claimed_ahead(fake_clock):
+    """Ten requests at t=1000 on 100/m (a slot every 0.6 s from 1000.2) and 10/s: a second
+    later, the minute's latest slot is taken and eight wait; the second's last ten slots
+    hold two of them."""
+    rl = limiter(fake_clock, "10/s", "100/m")
+    for _ in range(10):
+        rl.claim()
+    minute, second = rl.usage()  # slowest first
+    assert (minute.rate, second.rate) == (Rate(100, 60), Rate(10, 1))
+    assert (minute.in_use, minute.queued) == (0.0, 10)  # the first slot is 0.2 s away
+    fake_clock.now += 1.0
+    minute, second = rl.usage()
+    assert (minute.in_use, minute.queued) == (1.0, 8)
+    assert minute.queued_seconds == pytest.approx(4.6)
+    # Ahead, each rate looks one period far: the second's next second holds two of them.
+    assert (second.in_use, second.queued) == (pytest.approx(0.2), 2)
+    fake_clock.now += 10  # the queue drained; nothing new
+    assert [(u.in_use, u.queued) for u in rl.usage()] == [(0.0, 0), (0.0, 0)]
+
+
+def test_usage_reads_the_shared_schedule_of_another_process(fake_clock):
+    """Another limiter with the same budget (another worker) sees the same use."""
+    one = limiter(fake_clock, "5/s")
+    other = limiter(fake_clock, "5/s")
+    for _ in range(3):
+        one.claim()
+    [usage] = other.usage()
+    assert usage.in_use + usage.queued / 5 > 0 and usage.queued == 2
+
+
+def test_usage_with_the_cache_down_reads_as_unused(fake_clock, monkeypatch):
+    rl = limiter(fake_clock, "5/s")
+    cache = caches["default"]
+
+    def down(*args, **kwargs):
+        raise ConnectionError("cache down")
+
+    monkeypatch.setattr(cache, "get_many", down)
+    [usage] = rl.usage()
+    assert (usage.in_use, usage.queued, usage.queued_seconds) == (0.0, 0, 0.0)

@@ -10,13 +10,15 @@ from unittest import mock
 
 import pytest
 from django.core.cache import cache
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from django_cronofy_conferencing.accounts import linking
 from django_cronofy_conferencing.conf import app_settings
 from django_cronofy_conferencing.cronofy.tokens import TokenSet
-from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount
+from django_cronofy_conferencing.models import ConferencingProfile, LinkedAccount, PushNotification
 from django_cronofy_conferencing.signals import account_gdpr_requested
 from django_cronofy_conferencing.testing import DEFAULT_CLIENT_SECRET
 from django_cronofy_conferencing.web.notifications import (
@@ -476,7 +478,7 @@ def test_gdpr_requested_sends_the_signal_and_calls_nothing(push_client, sim, cha
     ids=["nul", "lone-surrogate", "too-long", "space", "number", "list", "trailing-newline"],
 )
 def test_an_odd_channel_id_is_a_400_when_signed_and_reaches_no_query(
-    push_client, sim, channelled, channel_id, django_assert_num_queries
+    push_client, sim, channelled, channel_id, django_assert_num_queries, settings_with
 ):
     text = json.dumps(
         {"notification": {"type": "change"}, "channel": {"channel_id": channel_id}},
@@ -484,9 +486,23 @@ def test_an_odd_channel_id_is_a_400_when_signed_and_reaches_no_query(
     )
     body = text.encode()
     before = len(sim.requests)
-    with django_assert_num_queries(0):
+    with (
+        settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK, PUSH_LOG_DAYS=0),
+        django_assert_num_queries(0),
+    ):
         assert post(push_client, body, sim.sign(body)).status_code == 400
         assert post(push_client, body, sim.sign(body, "not-a-secret")).status_code == 401
+    # With the push log (PUSH_LOG_DAYS): one INSERT each, the odd id not in it.
+    with CaptureQueriesContext(connection) as queries:
+        assert post(push_client, body, sim.sign(body)).status_code == 400
+        assert post(push_client, body, sim.sign(body, "not-a-secret")).status_code == 401
+    assert [q["sql"].split()[:3] for q in queries.captured_queries] == [
+        ["INSERT", "INTO", '"cronofy_conferencing_pushnotification"']
+    ] * 2
+    assert list(PushNotification.objects.values_list("channel_id", "outcome")) == [
+        ("", "refused"),
+        ("", "malformed"),
+    ]
     assert len(sim.requests) == before
 
 

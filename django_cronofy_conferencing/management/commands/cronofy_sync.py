@@ -8,7 +8,9 @@ Accounts are read in chunks and synced by
 and several copies (on several machines, with a shared cache) stay under
 Cronofy's limits together.
 
-Exit status 1 when any account failed.
+Exit status 1 when any account failed. It also prunes the push notification log
+(``PushNotification`` rows older than ``PUSH_LOG_DAYS``), and remembers each sweep of
+the due accounts (or ``--all``) for ``cronofy_status``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from django.utils import timezone
 
 from ...conf import SETTINGS_NAME, app_settings
 from ...cronofy.redaction import redact
-from ...models import LinkedAccount
+from ...health import record_sweep
+from ...models import LinkedAccount, PushNotification
 from ...queueing import queue_accounts, queue_enabled
 from ...sync.service import SyncResult, stream_accounts, sync_accounts
 from ..utils import resolve_user
@@ -171,6 +174,8 @@ class Command(BaseCommand):
             self.stderr.write(
                 f"Skipped account {self.describe(account)}: {account.status.replace('_', ' ')}."
             )
+        if not options["dry_run"]:
+            self.prune_push_log(verbosity)
         if options["queue"] and not options["dry_run"]:
             self.queue(queryset, started)
             return
@@ -179,8 +184,20 @@ class Command(BaseCommand):
             self.dry_run(accounts)
             return
         self.default_selection = not (options["accounts"] or options["users"] or options["all"])
+        self.all_accounts = bool(options["all"])
         with one_line_per_failure():
             self.sync(accounts, queryset, int(concurrency), verbosity)
+
+    def prune_push_log(self, verbosity: int) -> None:
+        """Delete the push notifications older than PUSH_LOG_DAYS (the push log's keeper)."""
+        pruned = PushNotification.objects.prune()
+        if pruned and verbosity >= 2:
+            self.stdout.write(f"Pruned {pruned} push notifications older than PUSH_LOG_DAYS.")
+
+    def record_sweep(self, report) -> None:
+        """A sweep of the due (or all) accounts finished: ``cronofy_status`` shows it."""
+        if getattr(self, "default_selection", False) or getattr(self, "all_accounts", False):
+            record_sweep("inline", synced=report.synced, failed=report.failed)
 
     def nothing_to_sync(self) -> str:
         """Why nothing was synced: how many are linked, and how to sync them anyway."""
@@ -264,6 +281,7 @@ class Command(BaseCommand):
             accounts, concurrency=concurrency, progress=progress, keep_results=False
         )
         elapsed = time.monotonic() - clock
+        self.record_sweep(report)
         if tty:
             clear_line()
         processed = report.synced + report.failed
