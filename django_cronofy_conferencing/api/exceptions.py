@@ -8,7 +8,9 @@ other ``CronofyAPIError``  502    Cronofy answered with an error
 ``InvalidResponse``        502    Cronofy answered something undocumented
 ========================== ====== =============================================
 
-Bodies carry fixed messages only: never the error text, so never a token.
+Bodies carry fixed messages only: never the error text, so never a token. Each
+is ``{"detail": ..., "code": ...}`` (the 409 adds ``reconnect_url``), so a client
+tells the cases apart by ``code`` whatever the status.
 The mapped exceptions go through the host's ``EXCEPTION_HANDLER`` like any
 other ``APIException``.
 """
@@ -43,13 +45,22 @@ if TYPE_CHECKING:
 DEFAULT_RETRY_AFTER = 60
 
 
-class CronofyServiceUnavailable(APIException):
+class CodedAPIException(APIException):
+    """An answer whose body carries its ``code`` beside ``detail``, as the 409's does."""
+
+    def __init__(self, detail=None, code=None) -> None:
+        code = code or self.default_code
+        text = str(self.default_detail if detail is None else detail)
+        super().__init__({"detail": text, "code": code}, code)
+
+
+class CronofyServiceUnavailable(CodedAPIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = _("Cronofy is unavailable right now. Try again later.")
     default_code = "cronofy_unavailable"
 
 
-class CronofyRateLimited(APIException):
+class CronofyRateLimited(CodedAPIException):
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
     default_detail = _("Cronofy's rate limit was reached. Try again later.")
     default_code = "cronofy_rate_limited"
@@ -72,7 +83,7 @@ class CronofyReauthorizationRequired(APIException):
         super().__init__(detail, self.default_code)
 
 
-class CronofyBadGateway(APIException):
+class CronofyBadGateway(CodedAPIException):
     status_code = status.HTTP_502_BAD_GATEWAY
     default_detail = _("Cronofy answered with an error.")
     default_code = "cronofy_error"

@@ -15,6 +15,9 @@ this module at import time (``queueing`` imports it lazily when
   account (see ``LinkedAccount.objects.due``), reading the ids in chunks so
   memory stays flat. A queued task skips its account when something else
   synced it after it was found due, so overlapping runs cost no extra calls.
+- ``send_relink_reminders_task()``: send the relink reminders that are due
+  (``RELINK_REMINDERS``; ``accounts.reminders``); what ``manage.py cronofy_remind``
+  does. Safe to overlap: each step goes out once.
 
 The app-wide rate limit (``RATE_LIMITS``) is shared through the cache named
 by ``RATE_LIMIT_CACHE``: point it at Redis (or Memcached) so that every
@@ -31,6 +34,10 @@ about hourly)::
             "task": "django_cronofy_conferencing.tasks.sync_due_accounts_task",
             "schedule": 300.0,
         },
+        "cronofy-relink-reminders": {
+            "task": "django_cronofy_conferencing.tasks.send_relink_reminders_task",
+            "schedule": 3600.0,
+        },
     }
 
 Capacity: at Cronofy's default 500 requests per minute a fleet of N accounts
@@ -46,6 +53,7 @@ from typing import Any
 
 from celery import shared_task
 
+from ..accounts.reminders import send_due_reminders
 from ..cronofy.redaction import redact
 from .jobs import (
     FAN_OUT_CHUNK_SIZE,
@@ -66,6 +74,7 @@ __all__ = [
     "TRANSIENT_ERRORS",
     "fan_out_due",
     "retry_delay",
+    "send_relink_reminders_task",
     "sync_account_task",
     "sync_due_accounts_task",
 ]
@@ -110,3 +119,11 @@ def sync_account_task(self, account_id: int, synced_before: str | None = None) -
 def sync_due_accounts_task(stale_after: float | None = None) -> int:
     """Queue one ``sync_account_task`` per due account (``jobs.fan_out_due``)."""
     return fan_out_due(stale_after, lambda pk, stamp: sync_account_task.apply_async((pk, stamp)))
+
+
+@shared_task(
+    name="django_cronofy_conferencing.tasks.send_relink_reminders_task", ignore_result=True
+)
+def send_relink_reminders_task() -> dict[str, int]:
+    """Send the relink reminders that are due (``accounts.reminders.send_due_reminders``)."""
+    return send_due_reminders().as_dict()

@@ -14,6 +14,8 @@ its ``db_worker``, RQ, a cloud queue... The same work as the Celery tasks
 - ``sync_due_accounts_task(stale_after=None)``: queue one sync per due account
   (run it periodically, e.g. from cron: ``manage.py cronofy_sync --queue``
   does the same in the command's process).
+- ``send_relink_reminders_task()``: send the relink reminders that are due
+  (``RELINK_REMINDERS``; what ``manage.py cronofy_remind`` does), e.g. hourly.
 
 Importing this module needs the framework installed (``queueing`` imports it
 only when ``TASK_QUEUE`` is ``"django"``).
@@ -27,6 +29,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from ..accounts.reminders import send_due_reminders
 from ..cronofy.redaction import redact
 from ..db import after_commit
 from .jobs import SYNC_TASK_MAX_RETRIES, fan_out_due, retry_delay, run_sync
@@ -71,3 +74,9 @@ def sync_account_task(
 def sync_due_accounts_task(stale_after: float | None = None) -> int:
     """Queue one ``sync_account_task`` per due account (``jobs.fan_out_due``)."""
     return fan_out_due(stale_after, sync_account_task.enqueue)
+
+
+@task()
+def send_relink_reminders_task() -> dict[str, int]:
+    """Send the relink reminders that are due (``accounts.reminders.send_due_reminders``)."""
+    return send_due_reminders().as_dict()
