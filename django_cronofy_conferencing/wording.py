@@ -54,7 +54,7 @@ def words() -> Words:
             accounts=_("%(product)s accounts") % values,
             service=product,
             connect=_("Connect %(product)s") % values,
-            connect_another=_("Connect another %(product)s account") % values,
+            connect_another=_("Add another %(product)s account") % values,
             reconnect=_("Reconnect %(product)s") % values,
         )
     return Words(
@@ -63,7 +63,7 @@ def words() -> Words:
         accounts=_("calendar accounts"),
         service=_("the calendar service"),
         connect=_("Connect your calendar"),
-        connect_another=_("Connect another calendar"),
+        connect_another=_("Add another calendar account"),
         reconnect=_("Reconnect your calendar"),
     )
 

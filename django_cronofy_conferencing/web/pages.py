@@ -176,6 +176,10 @@ def _profile_rows(profiles, *, calendar: bool = False, preferred_id: str = "") -
     profiles = list(profiles)
     twice = attention.duplicated_providers(profiles)
     same_name = Counter((p.provider_name, p.profile_name) for p in profiles)
+    # Two of a kind added the same day are told apart by the time as well.
+    same_day = Counter(
+        (p.provider_name, p.profile_name, timezone.localdate(p.first_seen_at)) for p in profiles
+    )
     rows = []
     for p in profiles:
         label = provider_label(p.provider_name)
@@ -187,7 +191,10 @@ def _profile_rows(profiles, *, calendar: bool = False, preferred_id: str = "") -
         )
         hint = ""
         if same_name[(p.provider_name, p.profile_name)] > 1:
-            hint = _("added %(date)s") % {"date": date_format(p.first_seen_at, "DATE_FORMAT")}
+            moment = timezone.localtime(p.first_seen_at)
+            day = (p.provider_name, p.profile_name, moment.date())
+            fmt = "DATETIME_FORMAT" if same_day[day] > 1 else "DATE_FORMAT"
+            hint = _("added %(date)s") % {"date": date_format(moment, fmt)}
         rows.append(
             ProfileRow(
                 profile=p,

@@ -119,7 +119,7 @@ def test_connect_is_the_primary_action_only_without_accounts(browser, linked, si
     linked(sim.profile("zoom"))
     source = browser.get(PROFILES).content.decode()
     assert primary_buttons(source) == []
-    assert "Connect another calendar" in page_text(browser.get(PROFILES))
+    assert "Add another calendar account" in page_text(browser.get(PROFILES))
 
 
 # -- outcomes, not diffs -----------------------------------------------------------------
@@ -181,7 +181,7 @@ def test_the_host_opts_into_its_product_name(browser, linked, sim, settings_with
     account, _ = linked(sim.profile("zoom"))
     with settings_with(PRODUCT_NAME="Cronofy"):
         text = page_text(browser.get(PROFILES))
-        assert "Connect another Cronofy account" in text
+        assert "Add another Cronofy account" in text
         LinkedAccount.objects.filter(pk=account.pk).update(
             status=LinkedAccount.Status.REAUTHORIZATION_REQUIRED
         )
@@ -214,6 +214,13 @@ def test_duplicates_are_told_apart_by_name_then_by_when_added(browser, linked, s
     hints = re.findall(r'<span class="cc-added">\(added ([^)]+)\)</span>', source)
     assert len(hints) == 2 and hints[0] != hints[1]  # both me@zoom, each with its date
     assert "other@zoom <span" not in source
+    # Added the same day: the time tells them apart.
+    ConferencingProfile.objects.filter(profile_id="pro_a").update(
+        first_seen_at=timezone.now() - timedelta(hours=2)
+    )
+    source = browser.get(PROFILES).content.decode()
+    hints = re.findall(r'<span class="cc-added">\(added ([^)]+)\)</span>', source)
+    assert len(hints) == 2 and hints[0] != hints[1], hints
 
 
 def set_preferred_url(account) -> str:
