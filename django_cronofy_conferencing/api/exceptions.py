@@ -2,6 +2,7 @@
 
 ========================== ====== =============================================
 ``CronofyUnavailable``     503    Cronofy down, timing out or unreachable
+(a throttle)               429    ``code`` "throttled" (the user's budget, host throttles)
 ``RateLimited``            429    with ``Retry-After``
 ``ReauthorizationRequired`` 409   with ``reconnect_url``: where to connect again
 other ``CronofyAPIError``  502    Cronofy answered with an error
@@ -24,7 +25,7 @@ from urllib.parse import urlencode
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, Throttled
 
 from ..cronofy.applications import NoApplication
 from ..exceptions import (
@@ -69,6 +70,18 @@ class CronofyRateLimited(CodedAPIException):
         super().__init__(detail, code)
         # DRF's exception handler turns ``wait`` into the ``Retry-After`` header.
         self.wait = max(1, math.ceil(wait)) if wait is not None else DEFAULT_RETRY_AFTER
+
+
+class ThrottledWithCode(Throttled):
+    """DRF's 429 for a throttle (the user's budget, or the host's own throttles) with its
+    ``code`` beside ``detail``, so every 429 of the API reads the same."""
+
+    default_code = "throttled"
+
+    def __init__(self, wait: float | None = None) -> None:
+        text = str(Throttled(wait).detail)  # DRF's words, with "Expected available in ..."
+        APIException.__init__(self, {"detail": text, "code": self.default_code}, self.default_code)
+        self.wait = math.ceil(wait) if wait is not None else None
 
 
 class CronofyReauthorizationRequired(APIException):

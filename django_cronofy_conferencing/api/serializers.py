@@ -286,8 +286,9 @@ class CronofyErrorSerializer(serializers.Serializer):
     code = serializers.CharField(
         read_only=True,
         help_text=_(
-            "cronofy_unavailable (503), cronofy_rate_limited (429), cronofy_error or "
-            "cronofy_invalid_response (502), reauthorization_required (409)."
+            "cronofy_unavailable (503), cronofy_rate_limited (429 from Cronofy), throttled "
+            "(429: the user's budget), cronofy_error or cronofy_invalid_response (502), "
+            "reauthorization_required (409)."
         ),
     )
 

@@ -47,7 +47,7 @@ from ..exceptions import CronofyError, ReauthorizationRequired
 from ..models import CalendarProfile, ConferencingProfile, LinkedAccount
 from ..queueing import queue_enabled, queue_sync
 from ..sync.service import sync_account
-from .exceptions import CronofyRateLimited, to_api_exception
+from .exceptions import CronofyRateLimited, ThrottledWithCode, to_api_exception
 from .filters import ConferencingProfileFilter, ProfileFilter
 from .permissions import api_permission_classes
 from .schema import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
@@ -132,6 +132,10 @@ class CronofyViewSetMixin:
     def cronofy_account(self):
         """The account a Cronofy call was made for, if any (for the reconnect URL)."""
         return None
+
+    def throttled(self, request, wait):
+        """A throttle's 429 carries its ``code`` too (as every Cronofy error answer does)."""
+        raise ThrottledWithCode(wait)
 
     def handle_exception(self, exc):
         if isinstance(exc, CronofyError):

@@ -16,7 +16,6 @@ from typing import Any
 
 from ..models import CalendarProfile, ConferencingProfile, LinkedAccount
 from ..wording import (
-    Words,
     account_label,
     calendar_label,
     conferencing_label,
@@ -25,27 +24,9 @@ from ..wording import (
     sentence_connected_again,
     sentence_needs_relinking,
     sentence_removed,
-    words,
 )
 
-__all__ = [
-    "Attention",
-    "BrokenProfile",
-    "Snapshot",
-    "Words",
-    "account_label",
-    "calendar_label",
-    "conferencing_label",
-    "duplicated_providers",
-    "outcomes",
-    "sentence_added",
-    "sentence_connected_again",
-    "sentence_needs_relinking",
-    "sentence_removed",
-    "snapshot",
-    "user_attention",
-    "words",
-]
+__all__ = ["Attention", "BrokenProfile", "Snapshot", "outcomes", "snapshot", "user_attention"]
 
 
 # -- outcomes of a sync --------------------------------------------------------------

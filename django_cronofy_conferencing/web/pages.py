@@ -44,6 +44,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
+from .. import wording
 from ..accounts import linking, preferences
 from ..conf import app_settings
 from ..cronofy import userlimits
@@ -174,7 +175,7 @@ def _add_providers(rows: list[ProfileRow]) -> tuple[list[dict[str, str]], list[s
 def _profile_rows(profiles, *, calendar: bool = False, preferred_id: str = "") -> list[ProfileRow]:
     """Rows for people: duplicates told apart by name, then by when they were added."""
     profiles = list(profiles)
-    twice = attention.duplicated_providers(profiles)
+    twice = wording.duplicated_providers(profiles)
     same_name = Counter((p.provider_name, p.profile_name) for p in profiles)
     # Two of a kind added the same day are told apart by the time as well.
     same_day = Counter(
@@ -185,9 +186,9 @@ def _profile_rows(profiles, *, calendar: bool = False, preferred_id: str = "") -
         label = provider_label(p.provider_name)
         named = p.provider_name in twice
         spoken = (
-            attention.calendar_label(p, named=named)
+            wording.calendar_label(p, named=named)
             if calendar
-            else attention.conferencing_label(p, named=named)
+            else wording.conferencing_label(p, named=named)
         )
         hint = ""
         if same_name[(p.provider_name, p.profile_name)] > 1:
@@ -203,16 +204,16 @@ def _profile_rows(profiles, *, calendar: bool = False, preferred_id: str = "") -
                 added_hint=hint,
                 preferred=bool(preferred_id) and p.profile_id == preferred_id,
                 say_now=(
-                    attention.sentence_connected_again(spoken)
+                    wording.sentence_connected_again(spoken)
                     if p.profile_connected
-                    else attention.sentence_needs_relinking(spoken)
+                    else wording.sentence_needs_relinking(spoken)
                 ),
                 say_added=(
-                    attention.sentence_added(spoken)
+                    wording.sentence_added(spoken)
                     if p.profile_connected
-                    else attention.sentence_needs_relinking(spoken)
+                    else wording.sentence_needs_relinking(spoken)
                 ),
-                say_removed=attention.sentence_removed(spoken),
+                say_removed=wording.sentence_removed(spoken),
             )
         )
     # Disconnected first: they are what the user came to fix.
@@ -502,7 +503,7 @@ def set_preferred(request: HttpRequest, account_id: int) -> HttpResponse:
     twice = ConferencingProfile.objects.present().filter(
         account_id=account.pk, provider_name=profile.provider_name
     )
-    label = attention.conferencing_label(profile, named=twice.count() > 1)
+    label = wording.conferencing_label(profile, named=twice.count() > 1)
     messages.success(
         request, _("New meetings will use %(profile)s by default.") % {"profile": label}
     )

@@ -638,6 +638,8 @@ def test_sync_is_throttled_with_the_apps_default_rate(
         throttled = alice_client.post(sync_url(account.pk))
         assert throttled.status_code == 429
         assert int(throttled["Retry-After"]) > 0
+        assert throttled.json()["code"] == "throttled"
+        assert throttled.json()["detail"].startswith("Request was throttled.")
         # Per user: Bob is not affected; other routes are not throttled.
         assert bob_client.post(sync_url(bob_account.pk)).status_code == 409
         assert alice_client.get(accounts_url()).status_code == 200

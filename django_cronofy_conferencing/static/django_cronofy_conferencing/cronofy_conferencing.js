@@ -270,12 +270,14 @@
     countTimes();
   }
 
-  document.addEventListener("click", function (event) {
+  function opened(event) {
     var link = event.target.closest ? event.target.closest("a[data-cc-relink]") : null;
     if (link && section() && section().contains(link)) {
       relinked[link.getAttribute("data-cc-relink")] = true;
     }
-  });
+  }
+  document.addEventListener("click", opened);
+  document.addEventListener("auxclick", opened); // a middle click opens the tab too
   document.addEventListener("visibilitychange", function () {
     if (visible()) {
       backInView();
