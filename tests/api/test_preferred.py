@@ -169,3 +169,14 @@ def test_the_503_body_has_a_code_like_the_409(alice_client, synced, sim, setting
         "detail": "Cronofy is unavailable right now. Try again later.",
         "code": "cronofy_unavailable",
     }
+
+
+def test_the_choices_list_the_preferred_profile_first(alice_client, two_zooms):
+    alice_client.patch(profile_url("pro_home"), {"preferred": True}, format="json")
+    url = reverse(f"{NS}:account-conferencing-choices", args=[two_zooms.pk])
+    available = alice_client.get(url).json()["available"]
+    assert [(c["value"], c["preferred"]) for c in available] == [
+        ("pro_home", True),
+        ("pro_work", False),
+        ("default", False),
+    ]
