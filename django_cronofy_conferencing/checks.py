@@ -14,6 +14,7 @@ E010-E013, W004: APPLICATIONS (see check_applications below)
 E015 TASK_QUEUE unknown, not installed or unable to run tasks; USE_CELERY left over
 E026 PUSH_LOG_DAYS is not a whole number of days, 0 or more
 W014 push notifications older than twice PUSH_LOG_DAYS are kept: nothing prunes the log
+E023-E025, W012-W013: the relink loop (see check_relink_loop below)
 """
 
 from __future__ import annotations
@@ -468,3 +469,111 @@ def check_push_log_pruned(app_configs=None, databases=None, **kwargs) -> list:
             id=ID.format("W014"),
         )
     ]
+
+
+# -- the relink loop: RELINK_REMINDERS and PRODUCT_NAME -------------------------------
+#
+# E023 RELINK_REMINDERS is not None or a dict, has an unknown key, or EMAIL is not a bool
+# E024 RELINK_REMINDERS['DAYS'] is not a non-empty list of different whole days (>= 0)
+# E025 RELINK_REMINDERS['PAGE_URL'] / ['FROM_EMAIL'] or PRODUCT_NAME of the wrong shape
+# W012 reminder emails would come from Django's placeholder DEFAULT_FROM_EMAIL
+# W013 reminder emails would carry no link to the "My conferencing" page
+
+
+@register("cronofy_conferencing")
+def check_relink_loop(app_configs=None, **kwargs) -> list:
+    from django.conf import settings
+
+    from .accounts.reminders import REMINDER_KEYS, absolute_http_url, derived_page_url
+
+    messages: list = []
+    product = app_settings.PRODUCT_NAME
+    if product is not None and not isinstance(product, str):
+        messages.append(
+            Error(
+                f"{_key('PRODUCT_NAME')} must be a string (the name users see, such as "
+                "'Cronofy') or None.",
+                id=ID.format("E025"),
+            )
+        )
+    value = app_settings.RELINK_REMINDERS
+    if value is None:
+        return messages
+    key = _key("RELINK_REMINDERS")
+    if not isinstance(value, dict):
+        return [
+            *messages,
+            Error(
+                f"{key} must be None (no reminders) or a dict such as {{'DAYS': [0, 1, 3, 7]}}.",
+                id=ID.format("E023"),
+            ),
+        ]
+    for name in sorted((k for k in value if k not in REMINDER_KEYS), key=str):
+        messages.append(
+            Error(
+                f"{key}[{name!r}] is not a reminder setting.",
+                hint="Use " + ", ".join(REMINDER_KEYS) + ".",
+                id=ID.format("E023"),
+            )
+        )
+    email = value.get("EMAIL", True)
+    if not isinstance(email, bool):
+        messages.append(
+            Error(
+                f"{key}['EMAIL'] must be True or False.",
+                hint="False sends no email: only the relink_reminder_due signal.",
+                id=ID.format("E023"),
+            )
+        )
+    days = value.get("DAYS")
+    if (
+        not isinstance(days, list | tuple)
+        or not days
+        or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in days)
+        or len(set(days)) != len(days)
+    ):
+        messages.append(
+            Error(
+                f"{key}['DAYS'] must be a non-empty list of different whole numbers of days "
+                f"(0 or more); got {days!r}.",
+                hint="For instance [0, 1, 3, 7]: the day it disconnected, then 1, 3 and 7 days on.",
+                id=ID.format("E024"),
+            )
+        )
+    from_email = value.get("FROM_EMAIL")
+    if from_email is not None and (not isinstance(from_email, str) or not from_email.strip()):
+        messages.append(
+            Error(f"{key}['FROM_EMAIL'] must be an email address.", id=ID.format("E025"))
+        )
+    page_url = value.get("PAGE_URL")
+    if page_url is not None and not absolute_http_url(page_url):
+        messages.append(
+            Error(
+                f"{key}['PAGE_URL'] must be the absolute http(s) URL of the My conferencing "
+                f"page; got {page_url!r}.",
+                hint="For instance 'https://example.com/cronofy/'.",
+                id=ID.format("E025"),
+            )
+        )
+    if email is True:
+        if not from_email and settings.DEFAULT_FROM_EMAIL == "webmaster@localhost":
+            messages.append(
+                Warning(
+                    f"{key} emails users, but DEFAULT_FROM_EMAIL is Django's placeholder "
+                    "'webmaster@localhost': the reminders would come from it.",
+                    hint=f"Set DEFAULT_FROM_EMAIL, or {key}['FROM_EMAIL'].",
+                    id=ID.format("W012"),
+                )
+            )
+        if not page_url and not derived_page_url():
+            messages.append(
+                Warning(
+                    f"{key} emails users, but {key}['PAGE_URL'] is not set and "
+                    f"{_key('PUSH_NOTIFICATIONS_CALLBACK_URL')} gives no site address to "
+                    "build it from: the emails will carry the relink link only.",
+                    hint=f"Set {key}['PAGE_URL'] to the absolute URL of the My conferencing "
+                    "page, e.g. 'https://example.com/cronofy/'.",
+                    id=ID.format("W013"),
+                )
+            )
+    return messages

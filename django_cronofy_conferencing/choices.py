@@ -10,7 +10,9 @@ shows fresh rows.
 - ``conferencing_choices(account)``: the choices a picker offers, the
   disconnected profiles it explains (with their Relink URL), freshness.
 - ``conferencing_for(account, choice)``: Cronofy's ``conferencing`` object for an
-  event upsert, or ``ConferencingUnavailable`` naming the profile.
+  event upsert, or ``ConferencingUnavailable`` naming the profile. ``"preferred"``
+  is the profile the user made the account's default (listed first by
+  ``conferencing_choices``, flagged ``preferred``).
 - ``select(accounts, value)``: what the form and serializer fields use: an
   ``"<account id>:<choice>"`` value checked against the user's own accounts.
 - ``needing_relink(account)``: the conferencing and calendar profiles that need
@@ -38,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT = "default"
 INTEGRATED = "integrated"
+#: The user's default profile of the account (``LinkedAccount.preferred_conferencing_profile_id``).
+PREFERRED = "preferred"
 #: Seconds between two resyncs queued by stale choices for one account.
 RESYNC_DEBOUNCE = 300
 
@@ -67,6 +71,7 @@ class ConferencingChoice:
     label: str
     profile: ConferencingProfile | None = None
     calendars: tuple[ChoiceCalendar, ...] = ()  # for "integrated": where it works
+    preferred: bool = False  # the user's default profile of the account (listed first)
 
 
 @dataclass
@@ -84,6 +89,11 @@ class ConferencingChoices:
 
     def get(self, value: str) -> ConferencingChoice | None:
         return next((c for c in self.available if c.value == value), None)
+
+    @property
+    def preferred(self) -> ConferencingChoice | None:
+        """The user's default profile, when it is chosen and works (it comes first)."""
+        return next((c for c in self.available if c.preferred), None)
 
 
 @dataclass(frozen=True)
@@ -144,7 +154,8 @@ def _integrated_calendars(calendar_profiles: list[CalendarProfile]) -> tuple[Cho
 def conferencing_choices(account: LinkedAccount, *, resync: bool = True) -> ConferencingChoices:
     """The account's conferencing choices, from stored rows (two queries).
 
-    Connected conferencing profiles first (``value``: their ``profile_id``), then
+    Connected conferencing profiles first (``value``: their ``profile_id``; the
+    user's preferred one before the others, with ``preferred`` set), then
     ``"integrated"`` when a writable calendar of a connected calendar profile has
     conferencing built in, then ``"default"`` (Cronofy picks). With ``resync``
     (the default) a stale account gets a resync queued when a task queue is
@@ -164,12 +175,18 @@ def conferencing_choices(account: LinkedAccount, *, resync: bool = True) -> Conf
         .filter(account_id=account.pk)
         .order_by("provider_name", "profile_name", "profile_id")
     )
+    preferred_id = account.preferred_conferencing_profile_id
     for profile in profiles:
         profile.account = account  # no query for profile.account later
         if profile.profile_connected:
-            result.available.append(
-                ConferencingChoice(profile.profile_id, profile_label(profile), profile)
+            preferred = bool(preferred_id) and profile.profile_id == preferred_id
+            choice = ConferencingChoice(
+                profile.profile_id, profile_label(profile), profile, preferred=preferred
             )
+            if preferred:
+                result.available.insert(0, choice)
+            else:
+                result.available.append(choice)
         else:
             result.unavailable.append(profile)
     calendars = _integrated_calendars(calendar_profiles)
@@ -219,7 +236,8 @@ def conferencing_for(
 ) -> dict[str, Any]:
     """Cronofy's ``conferencing`` object for an event of ``account``.
 
-    ``choice``: a profile id, ``"integrated"``, ``"default"`` or an item of
+    ``choice``: a profile id, ``"integrated"``, ``"default"``, ``"preferred"`` (the
+    profile the user made the account's default) or an item of
     ``conferencing_choices(account).available``. With ``calendar_id`` (the
     event's calendar), ``"integrated"`` must be offered by that calendar.
     Raises ``ConferencingUnavailable`` for a disconnected, removed or foreign
@@ -235,6 +253,16 @@ def conferencing_for(
         )
     if value == DEFAULT:
         return {"profile_id": DEFAULT}
+    if value == PREFERRED:
+        value = account.preferred_conferencing_profile_id
+        if not value:
+            raise ConferencingUnavailable(
+                _(
+                    "No default conferencing profile is chosen for %(account)s: choose one on "
+                    "the My conferencing page."
+                )
+                % {"account": account.email or account.sub}
+            )
     if value == INTEGRATED:
         calendars = _integrated_calendars(
             list(CalendarProfile.objects.connected().filter(account_id=account.pk))

@@ -76,6 +76,16 @@ DEFAULTS: dict[str, Any] = {
     # PushNotification (pruned by cronofy_sync and prune_push_notifications_task);
     # 0 keeps none.
     "PUSH_LOG_DAYS": 30,
+    # The relink loop (web.attention, accounts.reminders).
+    # Relink reminders: None (off), or {"DAYS": [0, 1, 3, 7]}: email the user on each of
+    # those days after a conferencing profile disconnected, until it works again.
+    # Optional keys: "EMAIL" (False: only the relink_reminder_due signal), "FROM_EMAIL"
+    # (default DEFAULT_FROM_EMAIL), "PAGE_URL" (absolute URL of the "My conferencing"
+    # page; default: PUSH_NOTIFICATIONS_CALLBACK_URL's origin and the page's path).
+    "RELINK_REMINDERS": None,
+    # The calendar service's name as end users see it ("Cronofy", or your own product's):
+    # None says "calendar account" and "Connect your calendar" instead of a vendor's name.
+    "PRODUCT_NAME": None,
 }
 
 

@@ -107,6 +107,13 @@ class LinkedAccount(models.Model):
     last_sync_error = models.TextField(blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
     userinfo = models.JSONField(default=dict, blank=True)
+    # The user's default conferencing profile of this account (a Cronofy profile id,
+    # blank: none chosen): ``conferencing_for(account, "preferred")``, listed first by
+    # ``conferencing_choices``. An id rather than a key: it outlives Cronofy removing
+    # and listing the profile again.
+    preferred_conferencing_profile_id = models.CharField(
+        _("preferred conferencing profile"), max_length=255, blank=True
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -180,6 +187,14 @@ class Profile(models.Model):
 
     def __str__(self) -> str:
         return f"{provider_label(self.provider_name)}: {self.profile_name or self.profile_id}"
+
+    @property
+    def disconnected_since(self) -> datetime | None:
+        """When it lost its connection (when first seen, if it never had one); None while
+        connected. What relink reminders count their days from."""
+        if self.profile_connected:
+            return None
+        return self.connection_changed_at or self.first_seen_at
 
     @property
     def last_seen_at(self) -> datetime | None:
@@ -345,3 +360,33 @@ class PushNotification(models.Model):
     def body_truncated(self) -> bool:
         """Whether only the start of the body was kept (its signature did not hold)."""
         return not self.signature_valid and self.body_size > self.UNSIGNED_BODY_LIMIT
+
+
+class RelinkReminder(models.Model):
+    """One step of the relink reminders (``RELINK_REMINDERS``) claimed for one
+    disconnection of a conferencing profile.
+
+    The unique (``profile``, ``disconnected_at``, ``step``) row is what makes each
+    step go out once, however many processes run ``cronofy_remind`` at once: the
+    one whose insert succeeds sends it. A new disconnection (a later
+    ``disconnected_at``) starts the steps again.
+    """
+
+    profile = models.ForeignKey(
+        ConferencingProfile, on_delete=models.CASCADE, related_name="relink_reminders"
+    )
+    disconnected_at = models.DateTimeField()
+    step = models.PositiveIntegerField(help_text=_("Days after the disconnection."))
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("relink reminder")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["profile", "disconnected_at", "step"],
+                name="cronofy_conferencing_unique_reminder",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.profile}: day {self.step}"

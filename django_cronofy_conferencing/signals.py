@@ -13,6 +13,10 @@
   Cronofy to erase their data; erase what your project keeps about them
   (``linking.unlink(account)`` removes this app's rows and revokes the grant).
   Sent as the notification is received (no transaction is open then).
+- ``relink_reminder_due``: ``sender=ConferencingProfile``, ``profile=``, ``step=``
+  (days since the profile disconnected: one of ``RELINK_REMINDERS["DAYS"]``), once
+  per step and disconnection, when ``manage.py cronofy_remind`` (or its task) finds
+  it due; for hosts who message users their own way (``"EMAIL": False``).
 """
 
 from django.dispatch import Signal
@@ -28,3 +32,4 @@ calendar_profile_reconnected = Signal()
 account_synced = Signal()
 account_reauthorization_required = Signal()
 account_gdpr_requested = Signal()
+relink_reminder_due = Signal()

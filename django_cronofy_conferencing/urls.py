@@ -11,6 +11,11 @@ urlpatterns = [
     path("", pages.profiles, name="profiles"),
     path("accounts/<int:account_id>/sync/", pages.sync_now, name="sync_now"),
     path("accounts/<int:account_id>/unlink/", pages.unlink, name="unlink"),
+    # The relink loop: the open page's section (304 while unchanged), the sync when
+    # the user comes back from a Relink tab, and the default profile.
+    path("section/", pages.profiles_section, name="profiles_section"),
+    path("accounts/<int:account_id>/relinked/", pages.sync_after_relink, name="sync_after_relink"),
+    path("accounts/<int:account_id>/preferred/", pages.set_preferred, name="set_preferred"),
     path("connect/", views.connect, name="connect"),
     path("callback/", views.callback, name="callback"),
     path(

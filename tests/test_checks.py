@@ -357,3 +357,76 @@ def test_a_push_log_nothing_prunes_is_reported(settings):
     assert check_push_log_pruned(databases=None) == []  # only with --database / migrate
     PushNotification.objects.prune()
     assert check_push_log_pruned(databases=["default"]) == []
+
+
+# -- the relink loop: E023-E025, W012-W013 -------------------------------------------
+
+REMINDERS_KEY = "CRONOFY_CONFERENCING['RELINK_REMINDERS']"
+FROM = {"DEFAULT_FROM_EMAIL": "meetings@host.example"}
+
+
+def test_relink_reminders_off_or_complete_is_quiet():
+    with override_settings(**FROM), with_settings(RELINK_REMINDERS=None):
+        assert run_all_checks() == []
+    complete = {"DAYS": [0, 1, 3, 7], "PAGE_URL": "https://host.example/cronofy/"}
+    with override_settings(**FROM), with_settings(RELINK_REMINDERS=complete):
+        assert run_all_checks() == []
+    with with_settings(RELINK_REMINDERS={"DAYS": [0], "EMAIL": False}, PRODUCT_NAME="Cronofy"):
+        assert run_all_checks() == []
+
+
+@pytest.mark.parametrize(
+    ("value", "check_id", "words"),
+    [
+        ([0, 1, 3], "E023", f"{REMINDERS_KEY} must be None"),
+        ({"DAYS": [0], "DAY": [1]}, "E023", f"{REMINDERS_KEY}['DAY'] is not a reminder setting"),
+        ({"DAYS": [0], "EMAIL": "yes"}, "E023", f"{REMINDERS_KEY}['EMAIL'] must be True or False"),
+        ({}, "E024", f"{REMINDERS_KEY}['DAYS'] must be a non-empty list"),
+        ({"DAYS": [0, 0]}, "E024", f"{REMINDERS_KEY}['DAYS']"),
+        ({"DAYS": [1.5]}, "E024", f"{REMINDERS_KEY}['DAYS']"),
+        ({"DAYS": "0,1"}, "E024", f"{REMINDERS_KEY}['DAYS']"),
+        ({"DAYS": [0], "PAGE_URL": "cronofy/"}, "E025", f"{REMINDERS_KEY}['PAGE_URL'] must be"),
+        ({"DAYS": [0], "FROM_EMAIL": ""}, "E025", f"{REMINDERS_KEY}['FROM_EMAIL'] must be"),
+    ],
+)
+def test_bad_relink_reminders_name_the_key(value, check_id, words):
+    if isinstance(value, dict) and "PAGE_URL" not in value:
+        value = {**value, "PAGE_URL": "https://host.example/cronofy/"}  # no W013 beside it
+    with override_settings(**FROM), with_settings(RELINK_REMINDERS=value):
+        found = run_all_checks()
+    assert ids(found) == [f"cronofy_conferencing.{check_id}"], found
+    assert words in found[0].msg
+
+
+def test_e025_product_name_must_be_a_string():
+    with with_settings(PRODUCT_NAME=["Cronofy"]):
+        found = run_all_checks()
+    assert ids(found) == ["cronofy_conferencing.E025"]
+    assert "CRONOFY_CONFERENCING['PRODUCT_NAME']" in found[0].msg
+
+
+def test_w012_reminders_from_djangos_placeholder_address():
+    value = {"DAYS": [0], "PAGE_URL": "https://host.example/cronofy/"}
+    with override_settings(DEFAULT_FROM_EMAIL="webmaster@localhost"):
+        with with_settings(RELINK_REMINDERS=value):
+            found = run_all_checks()
+        assert ids(found) == ["cronofy_conferencing.W012"]
+        assert "DEFAULT_FROM_EMAIL" in found[0].msg and REMINDERS_KEY in found[0].msg
+        with with_settings(RELINK_REMINDERS={**value, "FROM_EMAIL": "a@host.example"}):
+            assert run_all_checks() == []
+        with with_settings(RELINK_REMINDERS={**value, "EMAIL": False}):
+            assert run_all_checks() == []
+
+
+def test_w013_reminders_without_a_link_to_the_page():
+    with override_settings(**FROM):
+        with with_settings(RELINK_REMINDERS={"DAYS": [0]}, PUSH_NOTIFICATIONS_CALLBACK_URL=""):
+            found = run_all_checks()
+        assert ids(found) == ["cronofy_conferencing.W013"]
+        assert f"{REMINDERS_KEY}['PAGE_URL']" in found[0].msg
+        # The push callback gives the site's address: the page's URL is built from it.
+        with with_settings(
+            RELINK_REMINDERS={"DAYS": [0]},
+            PUSH_NOTIFICATIONS_CALLBACK_URL="https://host.example/cronofy/notifications/",
+        ):
+            assert run_all_checks() == []

@@ -160,7 +160,7 @@ def test_from_startproject_to_a_linked_account(tmp_path):
             timeout=20,
         )
         assert page.url == f"{site}/cronofy/", page.text[:500]
-        assert "You have not linked a Cronofy account yet." in page.text
+        assert "You have not linked a calendar account yet." in page.text
 
         # Connect Cronofy -> the simulator's consent page -> Approve as a demo account.
         # (connect is a POST: its GET is the page with the button.)
@@ -182,7 +182,7 @@ def test_from_startproject_to_a_linked_account(tmp_path):
             timeout=20,
         )
         assert page.url == f"{site}/cronofy/", page.url
-        assert "Your Cronofy account alice@example.com is linked." in page.text
+        assert "Your calendar account alice@example.com is linked." in page.text
         assert "All conferencing profiles connected" in page.text
         assert "Zoom" in page.text and "Microsoft Teams" in page.text
         assert page.text.count("Connected") >= 2

@@ -2,13 +2,16 @@
 
 ========================== ====== =============================================
 ``CronofyUnavailable``     503    Cronofy down, timing out or unreachable
+(a throttle)               429    ``code`` "throttled" (the user's budget, host throttles)
 ``RateLimited``            429    with ``Retry-After``
 ``ReauthorizationRequired`` 409   with ``reconnect_url``: where to connect again
 other ``CronofyAPIError``  502    Cronofy answered with an error
 ``InvalidResponse``        502    Cronofy answered something undocumented
 ========================== ====== =============================================
 
-Bodies carry fixed messages only: never the error text, so never a token.
+Bodies carry fixed messages only: never the error text, so never a token. Each
+is ``{"detail": ..., "code": ...}`` (the 409 adds ``reconnect_url``), so a client
+tells the cases apart by ``code`` whatever the status.
 The mapped exceptions go through the host's ``EXCEPTION_HANDLER`` like any
 other ``APIException``.
 """
@@ -22,7 +25,7 @@ from urllib.parse import urlencode
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, Throttled
 
 from ..cronofy.applications import NoApplication
 from ..exceptions import (
@@ -43,13 +46,22 @@ if TYPE_CHECKING:
 DEFAULT_RETRY_AFTER = 60
 
 
-class CronofyServiceUnavailable(APIException):
+class CodedAPIException(APIException):
+    """An answer whose body carries its ``code`` beside ``detail``, as the 409's does."""
+
+    def __init__(self, detail=None, code=None) -> None:
+        code = code or self.default_code
+        text = str(self.default_detail if detail is None else detail)
+        super().__init__({"detail": text, "code": code}, code)
+
+
+class CronofyServiceUnavailable(CodedAPIException):
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = _("Cronofy is unavailable right now. Try again later.")
     default_code = "cronofy_unavailable"
 
 
-class CronofyRateLimited(APIException):
+class CronofyRateLimited(CodedAPIException):
     status_code = status.HTTP_429_TOO_MANY_REQUESTS
     default_detail = _("Cronofy's rate limit was reached. Try again later.")
     default_code = "cronofy_rate_limited"
@@ -58,6 +70,18 @@ class CronofyRateLimited(APIException):
         super().__init__(detail, code)
         # DRF's exception handler turns ``wait`` into the ``Retry-After`` header.
         self.wait = max(1, math.ceil(wait)) if wait is not None else DEFAULT_RETRY_AFTER
+
+
+class ThrottledWithCode(Throttled):
+    """DRF's 429 for a throttle (the user's budget, or the host's own throttles) with its
+    ``code`` beside ``detail``, so every 429 of the API reads the same."""
+
+    default_code = "throttled"
+
+    def __init__(self, wait: float | None = None) -> None:
+        text = str(Throttled(wait).detail)  # DRF's words, with "Expected available in ..."
+        APIException.__init__(self, {"detail": text, "code": self.default_code}, self.default_code)
+        self.wait = math.ceil(wait) if wait is not None else None
 
 
 class CronofyReauthorizationRequired(APIException):
@@ -72,7 +96,7 @@ class CronofyReauthorizationRequired(APIException):
         super().__init__(detail, self.default_code)
 
 
-class CronofyBadGateway(APIException):
+class CronofyBadGateway(CodedAPIException):
     status_code = status.HTTP_502_BAD_GATEWAY
     default_detail = _("Cronofy answered with an error.")
     default_code = "cronofy_error"

@@ -41,6 +41,26 @@ except ImportError:  # pragma: no cover - exercised in a subprocess test
 
     extend_schema_view = extend_schema  # type: ignore[assignment]
 
+if HAS_SPECTACULAR:
+    from drf_spectacular.extensions import OpenApiSerializerExtension
+
+    class RequestComponentName(OpenApiSerializerExtension):
+        """``ConferencingAuthorizationRequest`` whatever ``COMPONENT_SPLIT_REQUEST``:
+        with it, drf-spectacular appends "Request" to request components, which made
+        ``ConferencingAuthorizationRequestRequest``."""
+
+        target_class = (
+            "django_cronofy_conferencing.api.serializers.ConferencingAuthorizationRequestSerializer"
+        )
+
+        def get_name(self, auto_schema, direction):
+            from drf_spectacular.settings import spectacular_settings
+
+            if direction == "request" and spectacular_settings.COMPONENT_SPLIT_REQUEST:
+                return "ConferencingAuthorization"  # + "Request", by drf-spectacular
+            return "ConferencingAuthorizationRequest"
+
+
 __all__ = [
     "HAS_SPECTACULAR",
     "OpenApiParameter",

@@ -63,9 +63,34 @@ class LastSeenAtField(serializers.DateTimeField):
         return None if value is None else super().to_representation(value)
 
 
+class PreferredField(serializers.BooleanField):
+    """Whether the profile is its account's default for new meetings (the user's pick).
+
+    Reads the ``account_preferred_id`` annotation the viewset adds (no query per row),
+    falling back to the profile's account.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.update(source="*", read_only=True)
+        super().__init__(**kwargs)
+
+    def to_representation(self, profile: ConferencingProfile) -> bool:
+        try:
+            preferred_id = profile.account_preferred_id
+        except AttributeError:
+            preferred_id = profile.account.preferred_conferencing_profile_id
+        return bool(preferred_id) and preferred_id == profile.profile_id
+
+
 class ConferencingProfileSerializer(serializers.ModelSerializer):
     last_seen_at = LastSeenAtField(
         help_text=_("When Cronofy last listed this profile (its account's last sync).")
+    )
+    preferred = PreferredField(
+        help_text=_(
+            "The account's default for new meetings (conferencing_for(account, 'preferred')). "
+            'Set it with PATCH {"preferred": true}.'
+        )
     )
 
     class Meta:
@@ -80,8 +105,20 @@ class ConferencingProfileSerializer(serializers.ModelSerializer):
             "first_seen_at",
             "connection_changed_at",
             "last_seen_at",
+            "preferred",
         )
         read_only_fields = fields
+
+
+class ConferencingProfilePreferenceSerializer(serializers.Serializer):
+    """The body of ``PATCH conferencing-profiles/<profile_id>/``."""
+
+    preferred = serializers.BooleanField(
+        help_text=_(
+            "true: make this profile its account's default for new meetings (replacing the "
+            "previous one); false: stop preferring it."
+        )
+    )
 
 
 class CalendarSerializer(serializers.Serializer):
@@ -133,6 +170,9 @@ class ConferencingChoiceSerializer(serializers.Serializer):
         help_text=_("A conferencing profile id, 'integrated' or 'default'."),
     )
     label = serializers.CharField(read_only=True)
+    preferred = serializers.BooleanField(
+        read_only=True, help_text=_("The user's default profile of the account (listed first).")
+    )
     provider_name = serializers.CharField(
         source="profile.provider_name", read_only=True, allow_null=True, default=None
     )
@@ -243,10 +283,17 @@ class CronofyErrorSerializer(serializers.Serializer):
     """The body of an error answer (documentation only)."""
 
     detail = serializers.CharField(read_only=True)
+    code = serializers.CharField(
+        read_only=True,
+        help_text=_(
+            "cronofy_unavailable (503), cronofy_rate_limited (429 from Cronofy), throttled "
+            "(429: the user's budget), cronofy_error or cronofy_invalid_response (502), "
+            "reauthorization_required (409)."
+        ),
+    )
 
 
 class CronofyReauthorizationErrorSerializer(CronofyErrorSerializer):
-    code = serializers.CharField(read_only=True)
     reconnect_url = serializers.URLField(
         read_only=True, help_text=_("Where the user connects the Cronofy account again.")
     )

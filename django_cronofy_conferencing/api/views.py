@@ -39,7 +39,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
-from ..accounts import linking
+from ..accounts import linking, preferences
 from ..choices import conferencing_choices
 from ..cronofy.redaction import redact
 from ..db import non_atomic_requests
@@ -47,7 +47,7 @@ from ..exceptions import CronofyError, ReauthorizationRequired
 from ..models import CalendarProfile, ConferencingProfile, LinkedAccount
 from ..queueing import queue_enabled, queue_sync
 from ..sync.service import sync_account
-from .exceptions import CronofyRateLimited, to_api_exception
+from .exceptions import CronofyRateLimited, ThrottledWithCode, to_api_exception
 from .filters import ConferencingProfileFilter, ProfileFilter
 from .permissions import api_permission_classes
 from .schema import OpenApiParameter, OpenApiResponse, OpenApiTypes, extend_schema
@@ -56,6 +56,7 @@ from .serializers import (
     ConferencingAuthorizationRequestSerializer,
     ConferencingAuthorizationSerializer,
     ConferencingChoicesSerializer,
+    ConferencingProfilePreferenceSerializer,
     ConferencingProfileSerializer,
     CronofyErrorSerializer,
     CronofyReauthorizationErrorSerializer,
@@ -132,6 +133,10 @@ class CronofyViewSetMixin:
         """The account a Cronofy call was made for, if any (for the reconnect URL)."""
         return None
 
+    def throttled(self, request, wait):
+        """A throttle's 429 carries its ``code`` too (as every Cronofy error answer does)."""
+        raise ThrottledWithCode(wait)
+
     def handle_exception(self, exc):
         if isinstance(exc, CronofyError):
             mapped = to_api_exception(exc, request=self.request, account=self.cronofy_account())
@@ -146,19 +151,13 @@ class CronofyViewSetMixin:
         return response
 
 
-@extend_schema(tags=["cronofy"])
-class ConferencingProfileViewSet(CronofyViewSetMixin, viewsets.ReadOnlyModelViewSet):
-    """The requesting user's present conferencing profiles, across their linked accounts.
+class ProfileViewSetBase(CronofyViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    """What both kinds of profile share: the user's present rows, looked up by
+    ``profile_id`` (Cronofy profile ids are global) within the user's profiles."""
 
-    Cronofy profile ids are global, so a detail is looked up by ``profile_id``
-    within the user's profiles.
-    """
-
-    serializer_class = ConferencingProfileSerializer
-    filter_backends = [ConferencingProfileFilter]
     lookup_field = "profile_id"
     lookup_value_regex = "[^/]+"
-    model = ConferencingProfile
+    model: type = ConferencingProfile
 
     def get_queryset(self):
         queryset = self.model.objects.present().annotate(
@@ -180,6 +179,27 @@ class ConferencingProfileViewSet(CronofyViewSetMixin, viewsets.ReadOnlyModelView
         self.check_object_permissions(self.request, obj)
         return obj
 
+
+@extend_schema(tags=["cronofy"])
+class ConferencingProfileViewSet(ProfileViewSetBase):
+    """The requesting user's present conferencing profiles, across their linked accounts.
+
+    Cronofy profile ids are global, so a detail is looked up by ``profile_id``
+    within the user's profiles. ``PATCH`` with ``{"preferred": true}`` makes one
+    its account's default for new meetings.
+    """
+
+    serializer_class = ConferencingProfileSerializer
+    filter_backends = [ConferencingProfileFilter]
+    model = ConferencingProfile
+
+    def get_queryset(self):
+        return (
+            super()
+            .get_queryset()
+            .annotate(account_preferred_id=F("account__preferred_conferencing_profile_id"))
+        )
+
     @extend_schema(summary="List the user's conferencing profiles")
     def list(self, request, *args, **kwargs):
         return super().list(request, *args, **kwargs)
@@ -191,9 +211,28 @@ class ConferencingProfileViewSet(CronofyViewSetMixin, viewsets.ReadOnlyModelView
     def retrieve(self, request, *args, **kwargs):
         return super().retrieve(request, *args, **kwargs)
 
+    @extend_schema(
+        summary="Make the profile its account's default for new meetings (or stop)",
+        description=(
+            '{"preferred": true} makes this profile the account\'s default (the one '
+            "conferencing_for(account, 'preferred') returns and conferencing choices list "
+            'first), replacing the previous one; {"preferred": false} stops preferring it. '
+            "Answers the profile. Another user's profile is a 404."
+        ),
+        parameters=[PROFILE_ID_PARAMETER],
+        request=ConferencingProfilePreferenceSerializer,
+        responses={200: ConferencingProfileSerializer},
+    )
+    def partial_update(self, request, *args, **kwargs):
+        profile = self.get_object()
+        body = ConferencingProfilePreferenceSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        preferences.set_preferred(profile, body.validated_data["preferred"])
+        return Response(self.get_serializer(self.get_object()).data)
+
 
 @extend_schema(tags=["cronofy"])
-class CalendarProfileViewSet(ConferencingProfileViewSet):
+class CalendarProfileViewSet(ProfileViewSetBase):
     """The requesting user's present calendar profiles (Google, Microsoft 365, Apple, ...)
     with their calendars; the same lookup and filters as conferencing profiles."""
 
@@ -304,6 +343,11 @@ class LinkedAccountViewSet(
     )
     @action(detail=True, methods=["post"])
     def sync(self, request, pk=None):
+        """Sync this Cronofy account's conferencing and calendar profiles now (POST).
+
+        Answers what changed; with a task queue (TASK_QUEUE), 202 and the sync runs in
+        a worker. Spends from the user's budget (scope cronofy_sync).
+        """
         account = self.get_object()
         if queue_enabled():
             if account.status != LinkedAccount.Status.ACTIVE:
@@ -337,6 +381,8 @@ class LinkedAccountViewSet(
         url_name="conferencing-authorization",
     )
     def conferencing_authorization(self, request, pk=None):
+        """Start connecting a conferencing provider (Zoom, Microsoft Teams, GoTo, ...) to
+        this account (POST): answers the URL to send the user to."""
         account = self.get_object()
         serializer = ConferencingAuthorizationRequestSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -367,6 +413,7 @@ class LinkedAccountViewSet(
         url_name="conferencing-choices",
     )
     def conferencing_choices(self, request, pk=None):
+        """What conferencing this account can put on an event now, from stored rows."""
         choices = conferencing_choices(self.get_object())
         return Response(ConferencingChoicesSerializer(choices).data)
 

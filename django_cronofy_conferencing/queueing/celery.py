@@ -18,6 +18,9 @@ this module at import time (``queueing`` imports it lazily when
 - ``prune_push_notifications_task()``: delete the push notifications older than
   ``PUSH_LOG_DAYS`` (``cronofy_sync`` does it too; schedule this one when no
   ``cronofy_sync`` runs).
+- ``send_relink_reminders_task()``: send the relink reminders that are due
+  (``RELINK_REMINDERS``; ``accounts.reminders``); what ``manage.py cronofy_remind``
+  does. Safe to overlap: each step goes out once.
 
 The app-wide rate limit (``RATE_LIMITS``) is shared through the cache named
 by ``RATE_LIMIT_CACHE``: point it at Redis (or Memcached) so that every
@@ -34,6 +37,10 @@ about hourly)::
             "task": "django_cronofy_conferencing.tasks.sync_due_accounts_task",
             "schedule": 300.0,
         },
+        "cronofy-relink-reminders": {
+            "task": "django_cronofy_conferencing.tasks.send_relink_reminders_task",
+            "schedule": 3600.0,
+        },
     }
 
 Capacity: at Cronofy's default 500 requests per minute a fleet of N accounts
@@ -49,6 +56,7 @@ from typing import Any
 
 from celery import shared_task
 
+from ..accounts.reminders import send_due_reminders
 from ..cronofy.redaction import redact
 from .jobs import (
     FAN_OUT_CHUNK_SIZE,
@@ -71,6 +79,7 @@ __all__ = [
     "fan_out_due",
     "prune_push_notifications_task",
     "retry_delay",
+    "send_relink_reminders_task",
     "sync_account_task",
     "sync_due_accounts_task",
 ]
@@ -123,3 +132,11 @@ def sync_due_accounts_task(stale_after: float | None = None) -> int:
 def prune_push_notifications_task() -> int:
     """Delete the push notifications older than ``PUSH_LOG_DAYS`` (daily with beat)."""
     return prune_push_log()
+
+
+@shared_task(
+    name="django_cronofy_conferencing.tasks.send_relink_reminders_task", ignore_result=True
+)
+def send_relink_reminders_task() -> dict[str, int]:
+    """Send the relink reminders that are due (``accounts.reminders.send_due_reminders``)."""
+    return send_due_reminders().as_dict()

@@ -16,6 +16,8 @@ its ``db_worker``, RQ, a cloud queue... The same work as the Celery tasks
   does the same in the command's process).
 - ``prune_push_notifications_task()``: delete the push notifications older than
   ``PUSH_LOG_DAYS`` (``cronofy_sync`` does it too).
+- ``send_relink_reminders_task()``: send the relink reminders that are due
+  (``RELINK_REMINDERS``; what ``manage.py cronofy_remind`` does), e.g. hourly.
 
 Importing this module needs the framework installed (``queueing`` imports it
 only when ``TASK_QUEUE`` is ``"django"``).
@@ -29,6 +31,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from ..accounts.reminders import send_due_reminders
 from ..cronofy.redaction import redact
 from ..db import after_commit
 from .jobs import SYNC_TASK_MAX_RETRIES, fan_out_due, prune_push_log, retry_delay, run_sync
@@ -79,3 +82,9 @@ def sync_due_accounts_task(stale_after: float | None = None) -> int:
 def prune_push_notifications_task() -> int:
     """Delete the push notifications older than ``PUSH_LOG_DAYS`` (``jobs.prune_push_log``)."""
     return prune_push_log()
+
+
+@task()
+def send_relink_reminders_task() -> dict[str, int]:
+    """Send the relink reminders that are due (``accounts.reminders.send_due_reminders``)."""
+    return send_due_reminders().as_dict()

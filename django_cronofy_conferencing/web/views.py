@@ -41,6 +41,7 @@ from ..exceptions import CronofyError, InvalidGrant, ReauthorizationRequired
 from ..models import LinkedAccount
 from ..providers import LINKABLE_PROVIDER_CHOICES, provider_label
 from ..sync.service import sync_account
+from ..wording import words
 from .error_pages import (
     TEMPLATE_ERROR,
     denied,
@@ -234,16 +235,16 @@ def callback(request: HttpRequest) -> HttpResponse:
     if result.sync_error is None:
         messages.success(
             request,
-            _("Your Cronofy account %(account)s is linked.") % {"account": label},
+            _("Your %(noun)s %(account)s is linked.") % {"noun": words().account, "account": label},
         )
     else:
         messages.warning(
             request,
             _(
-                "Your Cronofy account %(account)s is linked, but its conferencing "
+                "Your %(noun)s %(account)s is linked, but its conferencing "
                 "profiles could not be loaded yet. They will be loaded on the next sync."
             )
-            % {"account": label},
+            % {"noun": words().account, "account": label},
         )
     return HttpResponseRedirect(pending.next_url or resolve_url(app_settings.LINK_REDIRECT_URL))
 

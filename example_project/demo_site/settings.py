@@ -23,6 +23,9 @@ on one machine with no credentials and no network:
                            ``http://127.0.0.1:8001``; ``manage.py demo`` sets it itself)
 ``SITE_URL``               simulator only: this site's origin, for the push callback
                            (default ``http://127.0.0.1:8000``)
+``EMAIL_BACKEND``          where relink reminders go (``manage.py cronofy_remind``); default:
+                           the console
+``DEFAULT_FROM_EMAIL``     their sender; default ``meetings@example.com``
 =========================  =================================================================
 """
 
@@ -171,6 +174,10 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 if not DEBUG:
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_flag("DJANGO_SECURE_COOKIES", True)
 
+# Relink reminders (`manage.py cronofy_remind`) print to the console unless told otherwise.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "meetings@example.com")
+
 # -- Django REST framework and the OpenAPI schema --------------------------------------
 
 REST_FRAMEWORK = {
@@ -272,6 +279,10 @@ else:
         "PUSH_NOTIFICATIONS_CALLBACK_URL": f"{SITE_URL}/cronofy/notifications/",
         # The simulator answers at once: no need to pace requests.
         "RATE_LIMITS": [],
+        # `manage.py cronofy_remind` emails (here: prints) a reminder on the day a
+        # profile disconnects, then 1, 3 and 7 days on, until it is relinked. The page's
+        # URL in them comes from PUSH_NOTIFICATIONS_CALLBACK_URL's origin.
+        "RELINK_REMINDERS": {"DAYS": [0, 1, 3, 7]},
     }
 
 CRONOFY_CONFERENCING["TASK_QUEUE"] = TASK_QUEUE

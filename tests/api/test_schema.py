@@ -48,7 +48,7 @@ def test_schema_is_valid_and_warning_free(capsys):
         "/api/cronofy/calendar-profiles/": ["get"],
         "/api/cronofy/calendar-profiles/{profile_id}/": ["get"],
         "/api/cronofy/conferencing-profiles/": ["get"],
-        "/api/cronofy/conferencing-profiles/{profile_id}/": ["get"],
+        "/api/cronofy/conferencing-profiles/{profile_id}/": ["get", "patch"],
     }
 
 
@@ -98,6 +98,34 @@ def test_schema_documents_the_choices_and_calendars(capsys):
     )
     assert "calendars" in components["CalendarProfile"]["properties"]
     assert "calendar_created" in components["SyncResult"]["properties"]
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_request_components_are_named_once(capsys, split):
+    """COMPONENT_SPLIT_REQUEST (the example project's setting) appends "Request" to request
+    components: never "ConferencingAuthorizationRequestRequest"."""
+    from drf_spectacular.settings import patched_settings
+
+    with patched_settings({"COMPONENT_SPLIT_REQUEST": split}):
+        schema = generate(capsys)
+    components = schema["components"]["schemas"]
+    assert not [name for name in components if "RequestRequest" in name]
+    auth = ours(schema)["/api/cronofy/accounts/{id}/conferencing-authorization/"]["post"]
+    assert auth["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ConferencingAuthorizationRequest"
+    }
+    assert "redirect_uri" in components["ConferencingAuthorizationRequest"]["properties"]
+
+
+def test_schema_documents_the_preference_and_the_error_codes(capsys):
+    schema = generate(capsys)
+    patch = ours(schema)["/api/cronofy/conferencing-profiles/{profile_id}/"]["patch"]
+    body = patch["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    name = body.rsplit("/", 1)[1]
+    assert "preferred" in schema["components"]["schemas"][name]["properties"]
+    components = schema["components"]["schemas"]
+    assert "preferred" in components["ConferencingProfile"]["properties"]
+    assert "code" in components["CronofyError"]["properties"]
 
 
 def test_no_token_in_any_documented_schema(capsys):

@@ -111,8 +111,10 @@ def test_profile_serializer_output(profile):
         "first_seen_at",
         "connection_changed_at",
         "last_seen_at",
+        "preferred",
     ]
     assert data["profile_id"] == "pro_1"
+    assert data["preferred"] is False
     assert data["account"] == profile.account_id
     assert data["profile_relink_url"] == "https://app.cronofy.com/v2/relink/zoom"
     # Without the viewset's annotation it falls back to the account's last sync.
@@ -124,12 +126,17 @@ def test_profile_serializer_output(profile):
 def test_last_seen_at_uses_the_annotation(profile, django_assert_num_queries):
     from django.db.models import F
 
+    LinkedAccount.objects.filter(pk=profile.account_id).update(
+        preferred_conferencing_profile_id="pro_1"
+    )
     annotated = ConferencingProfile.objects.annotate(
-        account_last_synced_at=F("account__last_synced_at")
+        account_last_synced_at=F("account__last_synced_at"),
+        account_preferred_id=F("account__preferred_conferencing_profile_id"),
     ).get(pk=profile.pk)
     with django_assert_num_queries(0):
         data = ConferencingProfileSerializer(annotated).data
     assert data["last_seen_at"] is not None
+    assert data["preferred"] is True
 
 
 def test_last_seen_at_of_a_removed_profile_is_null(profile):

@@ -543,7 +543,9 @@ def test_sync_errors_are_mapped(alice_client, synced, sim, fault, status, code):
     sim.fail("userinfo", times=None, **fault)
     response = alice_client.post(sync_url(account.pk))
     assert response.status_code == status
-    assert set(response.json()) == {"detail"}
+    # Every Cronofy error answers its code beside the detail, like the 409 does.
+    assert set(response.json()) == {"detail", "code"}
+    assert response.json()["code"] == code
     assert response.json()["detail"]
     # The failure is recorded on the account, the profiles are untouched.
     account.refresh_from_db()
@@ -564,6 +566,7 @@ def test_rate_limited_is_429_with_cronofys_retry_after(alice_client, synced, sim
     assert response.status_code == 429
     assert response["Retry-After"] == "12"
     assert "detail" in response.json()
+    assert response.json()["code"] == "cronofy_rate_limited"
 
 
 def test_rate_limited_without_retry_after_still_sends_one(alice_client, synced, sim):
@@ -635,6 +638,8 @@ def test_sync_is_throttled_with_the_apps_default_rate(
         throttled = alice_client.post(sync_url(account.pk))
         assert throttled.status_code == 429
         assert int(throttled["Retry-After"]) > 0
+        assert throttled.json()["code"] == "throttled"
+        assert throttled.json()["detail"].startswith("Request was throttled.")
         # Per user: Bob is not affected; other routes are not throttled.
         assert bob_client.post(sync_url(bob_account.pk)).status_code == 409
         assert alice_client.get(accounts_url()).status_code == 200

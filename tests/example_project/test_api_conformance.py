@@ -39,6 +39,7 @@ OPERATIONS = [
     ("GET", "/api/cronofy/accounts/{id}/conferencing-choices/"),
     ("GET", "/api/cronofy/conferencing-profiles/"),
     ("GET", "/api/cronofy/conferencing-profiles/{profile_id}/"),
+    ("PATCH", "/api/cronofy/conferencing-profiles/{profile_id}/"),
     ("GET", "/api/cronofy/calendar-profiles/"),
     ("GET", "/api/cronofy/calendar-profiles/{profile_id}/"),
     ("DELETE", "/api/cronofy/accounts/{id}/"),
@@ -109,6 +110,8 @@ def test_operation_conforms_to_the_schema(api_schema, demo, demo_auth, demo_obje
         kwargs = {"path_parameters": parameters}
         if path.endswith("conferencing-authorization/"):
             kwargs.update(body={"provider_name": "zoom"}, media_type="application/json")
+        if method == "PATCH":
+            kwargs.update(body={"preferred": True}, media_type="application/json")
         check(operation.Case(**kwargs))
 
     @given(case=operation.as_strategy())

@@ -78,8 +78,10 @@ def test_no_account_yet_offers_to_connect(browser):
         response = browser.get(PROFILES)
     assert response.status_code == 200
     text = page_text(response)
-    assert "You have not linked a Cronofy account yet." in text
-    assert "Connect a Cronofy account" in text
+    assert "You have not linked a calendar account yet." in text
+    # The empty state says what connecting gives.
+    assert "tells you when one stops working" in text
+    assert "Connect a calendar account" in text
     # Only the data center this site has an application in: no picker to get wrong.
     assert 'name="data_center" value="us"' in response.content.decode()
     assert "<select" not in response.content.decode()
@@ -121,11 +123,11 @@ def test_profiles_that_need_relinking_come_first_and_say_so(browser, linked, sim
     response = browser.get(PROFILES)
     source = response.content.decode()
     text = page_text(response)
-    assert "2 profiles need relinking" in text
+    assert "2 conferencing profiles need relinking" in text
     assert "All conferencing profiles connected" not in text
     providers = re.findall(r'data-provider="(\w+)"', source)
     assert providers == ["go_to", "ms_teams", "zoom"]
-    assert "Relink GoTo (opens Cronofy in a new tab)" in text
+    assert "Relink GoTo (opens in a new tab)" in text
     assert "come back and choose Sync now" in text
     assert source.count('target="_blank" rel="noopener noreferrer"') == 2
     # No "Add GoTo" / "Add Microsoft Teams": relinking is the fix, not a duplicate.
@@ -135,7 +137,7 @@ def test_profiles_that_need_relinking_come_first_and_say_so(browser, linked, sim
 
 def test_one_profile_needs_relinking_is_singular(browser, linked, sim):
     linked(sim.profile("zoom", connected=False))
-    assert "1 profile needs relinking" in page_text(browser.get(PROFILES))
+    assert "1 conferencing profile needs relinking" in page_text(browser.get(PROFILES))
 
 
 def test_reauthorization_required_reads_for_people(browser, linked, sim):
@@ -145,8 +147,8 @@ def test_reauthorization_required_reads_for_people(browser, linked, sim):
     )
     response = browser.get(PROFILES)
     text = page_text(response)
-    assert "Reconnect your Cronofy account" in text
-    assert "Reconnect Cronofy" in text
+    assert "Reconnect your calendar account" in text
+    assert "Reconnect your calendar" in text
     assert text.count("Status unknown") == 2
     assert "Connected" not in text and "Needs relinking" not in text
     assert "Sync now" not in text
@@ -170,8 +172,8 @@ def test_a_failing_sync_is_shown(browser, linked, sim):
         response = browser.post(sync_url(account))
     assert response.status_code == 302
     text = page_text(browser.get(PROFILES))
-    assert "Cronofy could not be reached just now" in text
-    assert "The last sync with Cronofy failed. What you see was last confirmed" in text
+    assert "The calendar service could not be reached just now" in text
+    assert "The last sync failed. What you see was last confirmed" in text
     assert "All conferencing profiles connected" not in text  # not a green all-clear
 
 
@@ -208,8 +210,11 @@ def test_calendar_profile_problems_show_with_their_relink(browser, linked, sim):
     )
     response = browser.get(PROFILES)
     text = page_text(response)
-    # The header counts it: a broken calendar breaks scheduling like a broken Zoom.
-    assert "1 profile needs relinking" in text
+    # Counted apart from conferencing: a broken calendar breaks scheduling like a broken
+    # Zoom, but it is not a conferencing profile.
+    assert "1 calendar needs relinking" in text
+    assert "All conferencing profiles connected" in text
+    assert "conferencing profile needs relinking" not in text
     problems = text.split("Calendars that need relinking")[1]
     assert "home@x.test Needs relinking" in problems
     assert "work@x.test" not in problems
@@ -233,8 +238,9 @@ def test_sync_now_reports_the_changes(browser, linked, sim):
     sim.set_connected(sim_account.sub, sim_account.conferencing_profiles[0]["profile_id"], False)
     response = browser.post(sync_url(account), follow=True)
     text = page_text(response)
-    assert f"Synced {account.email}: 0 added, 1 changed, 0 removed." in text
-    assert "1 profile needs relinking" in text
+    # Outcomes, not a diff.
+    assert f"Synced {account.email}: Zoom needs relinking." in text
+    assert "1 conferencing profile needs relinking" in text
     # The outcome takes the focus (no JavaScript): autofocus on the status message.
     assert re.search(
         r'<div id="cc-status"[^>]*role="status"[^>]*tabindex="-1" autofocus',
@@ -256,9 +262,12 @@ def test_sync_now_needs_post_and_csrf(user, linked, sim):
 @pytest.mark.parametrize(
     ("fault", "message"),
     [
-        ({"status": 503}, "Cronofy could not be reached just now"),
-        ({"status": 429}, "Cronofy could not be reached just now"),
-        ({"status": 200, "body": "not json"}, "Cronofy sent an answer we could not use"),
+        ({"status": 503}, "The calendar service could not be reached just now"),
+        ({"status": 429}, "The calendar service could not be reached just now"),
+        (
+            {"status": 200, "body": "not json"},
+            "the calendar service sent an answer we could not use",
+        ),
     ],
 )
 def test_sync_now_failures_are_messages_not_errors(browser, linked, sim, fault, message):
@@ -277,7 +286,7 @@ def test_sync_now_on_a_dead_grant_asks_to_reconnect(browser, linked, sim):
     response = browser.post(sync_url(account), follow=True)
     text = page_text(response)
     assert "no longer accepts" in text and "reconnect it" in text
-    assert "Reconnect your Cronofy account" in text
+    assert "Reconnect your calendar account" in text
     # Now that it is known, Sync now is neither offered nor honoured.
     calls = sim.count()
     response = browser.post(sync_url(account), follow=True)
@@ -304,14 +313,12 @@ def test_unlink_asks_for_confirmation_then_revokes(browser, linked, sim):
     response = browser.get(unlink_url(account))
     text = page_text(response)
     assert f"Unlink {account.email}?" in text
-    assert "revoked at Cronofy" in text
+    assert "This site's access to the calendar account is revoked" in text
     assert LinkedAccount.objects.filter(pk=account.pk).exists()
     assert sim.count("revoke") == 0
 
     response = browser.post(unlink_url(account), follow=True)
-    assert f"Unlinked {account.email}: this site's access was revoked at Cronofy." in page_text(
-        response
-    )
+    assert f"Unlinked {account.email}: this site's access to it was revoked." in page_text(response)
     assert not LinkedAccount.objects.filter(pk=account.pk).exists()
     assert sim.count("revoke") == 1
 

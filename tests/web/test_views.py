@@ -205,7 +205,7 @@ def test_link_in_each_data_center(browser, sim, user, dc_id):
     assert token_request.form["grant_type"] == "authorization_code"
     assert token_request.form["redirect_uri"] == CALLBACK
     assert {r.data_center for r in sim.requests} == {dc_id}
-    assert messages_of(response) == ["Your Cronofy account jane@example.com is linked."]
+    assert messages_of(response) == ["Your calendar account jane@example.com is linked."]
     assert_no_secrets(sim, response.content, response["Location"], *messages_of(response))
 
 
