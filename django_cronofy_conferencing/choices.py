@@ -180,7 +180,7 @@ def conferencing_choices(account: LinkedAccount, *, resync: bool = True) -> Conf
     result.available.append(ConferencingChoice(DEFAULT, _("Default conferencing")))
     for profile in calendar_profiles:
         profile.account = account
-        if not profile.profile_connected:
+        if profile.profile_connected is False:  # None: unknown (older shape), not broken
             result.calendar_profiles_unavailable.append(profile)
     if result.stale and resync:
         result.resync_queued = _queue_resync(account)

@@ -64,6 +64,20 @@ class InvalidResponse(CronofyError):
         super().__init__(redact(message))
 
 
+class InvalidField(InvalidResponse):
+    """One value of a body fails validation: ``path`` (its JSON path) ``problem``.
+
+    Raised inside ``cronofy.userinfo``, which turns it into a ``SectionProblem``
+    for a section of UserInfo that stands on its own; elsewhere an
+    ``InvalidResponse`` like any other.
+    """
+
+    def __init__(self, message: str, *, path: str, problem: str) -> None:
+        self.path = redact(path)
+        self.problem = redact(problem)
+        super().__init__(message)
+
+
 class TokenDecryptionError(CronofyError):
     """A stored token that none of the configured keys can decrypt."""
 

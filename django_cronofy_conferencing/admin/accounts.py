@@ -22,7 +22,7 @@ from ..exceptions import CronofyError
 from ..models import LinkedAccount
 from ..queueing import queue_enabled, queue_sync
 from ..sync.service import sync_account
-from .common import STATUS_COLORS, describe_result
+from .common import STATUS_COLORS, describe_result, format_sync_warnings
 from .profiles import CalendarProfileInline, ConferencingProfileInline
 from .unlinking import UnlinkMixin
 
@@ -79,6 +79,7 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
                     "status_badge",
                     "last_synced_at",
                     "last_sync_error",
+                    "sync_warnings_list",
                     "consecutive_failures",
                 )
             },
@@ -105,6 +106,7 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
         "status_badge",
         "last_synced_at",
         "last_sync_error",
+        "sync_warnings_list",
         "consecutive_failures",
         "scope",
         "tokens_stored",
@@ -196,7 +198,7 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
         total = getattr(obj, "profiles_total", None)
         if total is None:  # not annotated: a queryset from elsewhere
             profiles = [p for p in obj.conferencing_profiles.all() if p.removed_at is None]
-            return _counts(sum(p.profile_connected for p in profiles), len(profiles))
+            return _counts(sum(p.profile_connected is True for p in profiles), len(profiles))
         return _counts(obj.profiles_connected, total)
 
     @admin.display(description=_("calendar profiles"))
@@ -204,8 +206,14 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
         total = getattr(obj, "calendar_profiles_total", None)
         if total is None:
             profiles = [p for p in obj.calendar_profiles.all() if p.removed_at is None]
-            return _counts(sum(p.profile_connected for p in profiles), len(profiles))
+            # Unknown (None, the older UserInfo shape) is not connected.
+            return _counts(sum(p.profile_connected is True for p in profiles), len(profiles))
         return _counts(obj.calendar_profiles_connected, total)
+
+    @admin.display(description=_("sync warnings"))
+    def sync_warnings_list(self, obj: LinkedAccount):
+        """The UserInfo sections the last sync left as stored, each with its JSON path."""
+        return format_sync_warnings(obj.sync_warnings)
 
     @admin.display(description=_("tokens stored"), boolean=True)
     def tokens_stored(self, obj: LinkedAccount) -> bool:
@@ -261,6 +269,19 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
             % {"account": account, "result": describe_result(result)},
             messages.SUCCESS,
         )
+        if account.sync_warnings:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(account)s: %(count)d part of Cronofy's answer was left as stored "
+                    "(see its sync warnings).",
+                    "%(account)s: %(count)d parts of Cronofy's answer were left as stored "
+                    "(see its sync warnings).",
+                    len(account.sync_warnings),
+                )
+                % {"account": account, "count": len(account.sync_warnings)},
+                messages.WARNING,
+            )
 
     @non_atomic_requests  # calls Cronofy: no request transaction
     def sync_view(self, request, object_id):

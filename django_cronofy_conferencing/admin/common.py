@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 from django.contrib import admin
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -39,6 +39,35 @@ def account_link(account: LinkedAccount | None, site_name: str = "admin") -> str
         args=[account.pk],
     )
     return format_html('<a href="{}">{}</a>', url, account.email or account.sub)
+
+
+#: How each section's warning reads in the admin: what was left as stored.
+SECTION_WARNING_LABELS = {
+    "account": _("account details left as stored"),
+    "conferencing_profiles": _("conferencing profiles left as stored"),
+    "profiles": _("calendar profiles left as stored"),
+    "userinfo": _("UserInfo JSON left as stored"),
+}
+
+
+def format_sync_warnings(warnings) -> str:
+    """``LinkedAccount.sync_warnings`` as a list: what was left as stored, the JSON path,
+    the problem ("-" when there is none). Escaped: the values come from Cronofy."""
+    if not warnings or not isinstance(warnings, list):
+        return "-"
+    rows = [
+        (
+            SECTION_WARNING_LABELS.get(str(warning.get("section")), str(warning.get("section"))),
+            str(warning.get("path", "")),
+            str(warning.get("problem", "")),
+        )
+        for warning in warnings
+        if isinstance(warning, dict)
+    ]
+    return format_html(
+        '<ul class="cronofy-sync-warnings">{}</ul>',
+        format_html_join("", "<li>{}: <code>{}</code> {}</li>", rows),
+    )
 
 
 def describe_result(result: SyncResult) -> str:

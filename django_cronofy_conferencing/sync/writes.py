@@ -22,8 +22,17 @@ from .plan import plan as _plan
 
 __all__ = ["apply_userinfo", "apply_userinfo_many", "update_accounts"]
 
-# What a sync writes on the account besides its stamps (last_synced_at, ...).
-ACCOUNT_DETAIL_FIELDS = ("email", "name", "zoneinfo", "account_type", "scope", "userinfo")
+# What a sync may write on the account besides its stamps (last_synced_at, ...): each
+# plan names those it writes (a section left as stored writes none of its own).
+ACCOUNT_DETAIL_FIELDS = (
+    "email",
+    "name",
+    "zoneinfo",
+    "account_type",
+    "scope",
+    "userinfo",
+    "sync_warnings",
+)
 
 
 def apply_userinfo(account: LinkedAccount, info: UserInfo) -> SyncResult:
@@ -62,6 +71,7 @@ def apply_userinfo(account: LinkedAccount, info: UserInfo) -> SyncResult:
         LinkedAccount.objects.using(using).filter(pk=account.pk).update(**plan.account_fields)
         plan.adopt()
         transaction.on_commit(plan.send, using=using)
+    plan.report()
     return plan.result
 
 
@@ -116,18 +126,22 @@ def apply_userinfo_many(items: Sequence[tuple[LinkedAccount, UserInfo]]) -> list
         # Accounts whose details changed (every account on a first sync) share
         # one UPDATE ... FROM (VALUES ...) (``update_accounts``); the others (the
         # usual case) one UPDATE of the sync stamps.
+        # Plans that leave a section as stored write fewer fields: one statement per
+        # set of fields (at most a few sets, whatever the number of accounts).
         stamped: list[int] = []
-        detailed: list[Plan] = []
+        detailed: dict[tuple[str, ...], list[Plan]] = {}
         for plan in plans:
             if all(
-                getattr(plan.account, name) == plan.account_fields[name]
-                for name in ACCOUNT_DETAIL_FIELDS
+                getattr(plan.account, name) == value
+                for name, value in plan.account_fields.items()
+                if name in ACCOUNT_DETAIL_FIELDS
             ):
                 stamped.append(plan.account.pk)
             else:
-                detailed.append(plan)
+                detailed.setdefault(tuple(plan.account_fields), []).append(plan)
             plan.adopt()
-        update_accounts(using, [(plan.account.pk, plan.account_fields) for plan in detailed])
+        for group in detailed.values():
+            update_accounts(using, [(plan.account.pk, plan.account_fields) for plan in group])
         if stamped:
             LinkedAccount.objects.using(using).filter(pk__in=stamped).update(
                 last_synced_at=now, last_sync_error="", consecutive_failures=0, updated_at=now
@@ -138,6 +152,8 @@ def apply_userinfo_many(items: Sequence[tuple[LinkedAccount, UserInfo]]) -> list
                 plan.send()
 
         transaction.on_commit(send, using=using)
+    for plan in plans:
+        plan.report()
     results = {plan.account.pk: plan.result for plan in plans}
     return [results.get(account.pk, SyncResult()) for account, _ in items]
 
