@@ -19,6 +19,10 @@ MAX_BODY_IN_MESSAGE = 300
 class CronofyError(Exception):
     """Base class of every error this app raises about Cronofy."""
 
+    #: Set once the failure was written on its account (``last_sync_error``,
+    #: ``consecutive_failures``), so whoever catches it further up counts it once.
+    recorded_on_account: bool = False
+
 
 class CronofyAPIError(CronofyError):
     """Cronofy answered with an error status (or could not be reached)."""

@@ -144,6 +144,9 @@ def fetch_userinfo(
 
 
 def record_failure(account: LinkedAccount, exc: Exception) -> None:
+    """Write the failure on the account (redacted), once: a refresh may have already."""
+    if getattr(exc, "recorded_on_account", False):
+        return
     message = redact(exc)[:2000]
     using = router.db_for_write(LinkedAccount)
     now = timezone.now()
