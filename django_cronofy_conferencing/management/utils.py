@@ -5,6 +5,9 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
 
+#: The largest primary key a database holds (64-bit); SQLite overflows past it.
+MAX_ID = 2**63 - 1
+
 
 def resolve_user(value: str):
     """The user named by ``value``: an id (digits), else a username.
@@ -14,7 +17,8 @@ def resolve_user(value: str):
     """
     User = get_user_model()
     user = None
-    if value.isdigit():
+    # ASCII digits only: "²".isdigit() is true too, and int() refuses it (or reads "١" as 1).
+    if value.isascii() and value.isdigit() and int(value) <= MAX_ID:
         user = User._default_manager.filter(pk=int(value)).first()
     if user is None:
         user = User._default_manager.filter(**{User.USERNAME_FIELD: value}).first()

@@ -29,3 +29,15 @@ def test_an_unknown_user():
 def test_both_commands_use_it():
     assert cronofy_link.resolve_user is utils.resolve_user
     assert cronofy_sync.resolve_user is utils.resolve_user
+
+
+@pytest.mark.parametrize("value", ["²", "١", "9" * 30])
+def test_only_ascii_digits_in_range_are_ids(user, value):
+    """Issue 20 §2.5's sibling: "²" was a ValueError, "١" read as id 1."""
+    with pytest.raises(CommandError, match="No user with username or id"):
+        utils.resolve_user(value)
+
+
+def test_a_username_of_digits_past_any_id_is_still_a_username(django_user_model):
+    named = django_user_model.objects.create_user("9" * 30)
+    assert utils.resolve_user("9" * 30) == named
