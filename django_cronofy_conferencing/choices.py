@@ -57,6 +57,7 @@ def parse_account_id(value: str) -> int | None:
     number = int(value)
     return number if number <= _MAX_ACCOUNT_ID else None
 
+
 #: The conferencing a calendar provider builds in ("integrated"), for labels.
 INTEGRATED_LABELS = {
     "google": "Google Meet",

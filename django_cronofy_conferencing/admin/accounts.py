@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models import QuerySet
@@ -22,12 +21,12 @@ from ..exceptions import CronofyError
 from ..models import LinkedAccount
 from ..queueing import queue_enabled, queue_sync
 from ..sync.service import sync_account
-from .common import STATUS_COLORS, describe_result, format_sync_warnings
+from .common import STATUS_COLORS, NulSafeChangeList, describe_result, format_sync_warnings
 from .profiles import CalendarProfileInline, ConferencingProfileInline
 from .unlinking import UnlinkMixin
 
 
-class LinkedAccountChangeList(ChangeList):
+class LinkedAccountChangeList(NulSafeChangeList):
     """Counts the profiles of the displayed page only.
 
     The counts come from ``with_profile_counts()`` and

@@ -5,6 +5,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
@@ -133,6 +135,18 @@ class ReadOnlyProfileMixin:
     @admin.display(description=_("removed"), boolean=True, ordering="removed_at")
     def removed(self, obj) -> bool:
         return obj.removed_at is not None
+
+
+class NulSafeChangeList(ChangeList):
+    """A changelist whose query string holds a NUL (``?status=%00``, ``?q=%00``) is one
+    of Django's "incorrect lookup parameters" (the admin redirects to ``?e=1``), not a
+    ``DataError`` from PostgreSQL, which stores no NUL in text: whatever the filter,
+    the search or a field lookup the admin allows."""
+
+    def __init__(self, request, *args, **kwargs) -> None:
+        if any("\x00" in key or "\x00" in value for key, value in request.GET.items()):
+            raise IncorrectLookupParameters("A NUL character in the query string.")
+        super().__init__(request, *args, **kwargs)
 
 
 class ProviderNameFilter(admin.SimpleListFilter):

@@ -8,7 +8,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from ..models import CalendarProfile, ConferencingProfile
-from .common import PresenceFilter, ProviderNameFilter, ReadOnlyProfileMixin
+from .common import NulSafeChangeList, PresenceFilter, ProviderNameFilter, ReadOnlyProfileMixin
 
 PROFILE_FIELDS = (
     "provider",
@@ -76,6 +76,9 @@ class ProfileAdmin(ReadOnlyProfileMixin, admin.ModelAdmin):
     list_select_related = ("account",)
     list_filter = (ProviderNameFilter, "profile_connected", PresenceFilter)
     search_fields = ("profile_name", "profile_id")
+
+    def get_changelist(self, request, **kwargs):
+        return NulSafeChangeList
 
 
 @admin.register(ConferencingProfile)

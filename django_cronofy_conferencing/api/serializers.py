@@ -176,7 +176,7 @@ class ConferencingChoicesSerializer(serializers.Serializer):
 
 
 class AccountIdField(serializers.IntegerField):
-    """An account id: ASCII digits only (DRF's ``IntegerField`` reads "١" as 1, as
+    """An account id: ASCII digits only (DRF's ``IntegerField`` reads Arabic-Indic "1" as 1, as
     ``int()`` does), within a 64-bit primary key (SQLite overflows beyond it)."""
 
     def __init__(self, **kwargs) -> None:

@@ -17,7 +17,8 @@ def resolve_user(value: str):
     """
     User = get_user_model()
     user = None
-    # ASCII digits only: "²".isdigit() is true too, and int() refuses it (or reads "١" as 1).
+    # ASCII digits only: "²".isdigit() is true too (int() refuses it) and int() reads
+    # Arabic-Indic digits as numbers.
     if value.isascii() and value.isdigit() and int(value) <= MAX_ID:
         user = User._default_manager.filter(pk=int(value)).first()
     if user is None:

@@ -31,9 +31,18 @@ def test_both_commands_use_it():
     assert cronofy_sync.resolve_user is utils.resolve_user
 
 
-@pytest.mark.parametrize("value", ["²", "١", "9" * 30])
-def test_only_ascii_digits_in_range_are_ids(user, value):
-    """Issue 20 §2.5's sibling: "²" was a ValueError, "١" read as id 1."""
+ARABIC_INDIC = str.maketrans("0123456789", "".join(chr(0x660 + i) for i in range(10)))
+
+
+@pytest.mark.parametrize("kind", ["superscript-two", "arabic-indic-id", "past-any-id"])
+def test_only_ascii_digits_in_range_are_ids(user, kind):
+    """Issue 20 §2.5's sibling: superscript two was a ValueError, the user's own id in
+    Arabic-Indic digits named that user."""
+    value = {
+        "superscript-two": "\u00b2",
+        "arabic-indic-id": str(user.pk).translate(ARABIC_INDIC),
+        "past-any-id": "9" * 30,
+    }[kind]
     with pytest.raises(CommandError, match="No user with username or id"):
         utils.resolve_user(value)
 
