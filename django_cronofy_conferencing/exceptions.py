@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import OperationalError
 
 from .cronofy.redaction import redact
 
@@ -124,6 +125,16 @@ class InvalidSelection(ValueError):
 
 class SyncStopped(CronofyError):
     """``sync_accounts`` was interrupted before this account's query ran."""
+
+
+class DatabaseConnectionLost(OperationalError):
+    """``sync_accounts`` lost its database connection and could not go on: inside the
+    caller's transaction (which a new connection cannot continue), or again right
+    after reopening it. ``report`` is the ``SyncReport`` of what was done until then."""
+
+    def __init__(self, message: str, *, report: Any = None) -> None:
+        self.report = report
+        super().__init__(message)
 
 
 class InvalidState(Exception):

@@ -195,9 +195,19 @@ class Plan:
     calendars_to_update: list[CalendarProfile] = field(default_factory=list)
     #: The sections of the payload left as stored, and why (``UserInfo.problems``).
     problems: tuple[SectionProblem, ...] = ()
+    #: The account object's values before ``adopt`` (what ``restore`` puts back).
+    previous: dict[str, object] = field(default_factory=dict, repr=False)
 
     def adopt(self) -> None:
+        """Set the written fields on the account object (``restore`` undoes it)."""
+        self.previous = {name: getattr(self.account, name) for name in self.account_fields}
         for name, value in self.account_fields.items():
+            setattr(self.account, name, value)
+
+    def restore(self) -> None:
+        """The write was rolled back: the account object says what is stored again, so
+        writing the same payload once more (after a reconnect) writes the same fields."""
+        for name, value in self.previous.items():
             setattr(self.account, name, value)
 
     def report(self) -> None:

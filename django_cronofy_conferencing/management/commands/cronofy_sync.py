@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from ...conf import SETTINGS_NAME, app_settings
 from ...cronofy.redaction import redact
+from ...exceptions import DatabaseConnectionLost
 from ...models import LinkedAccount
 from ...queueing import queue_accounts, queue_enabled
 from ...sync.service import SyncResult, stream_accounts, sync_accounts
@@ -260,14 +261,18 @@ class Command(BaseCommand):
         clock = time.monotonic()
         if tty:
             draw(force=True)
-        report = sync_accounts(
-            accounts, concurrency=concurrency, progress=progress, keep_results=False
-        )
+        stopped: DatabaseConnectionLost | None = None
+        try:
+            report = sync_accounts(
+                accounts, concurrency=concurrency, progress=progress, keep_results=False
+            )
+        except DatabaseConnectionLost as exc:  # the summary of what was done, then why not more
+            stopped, report = exc, exc.report
         elapsed = time.monotonic() - clock
         if tty:
             clear_line()
         processed = report.synced + report.failed
-        if processed == 0:
+        if processed == 0 and stopped is None:
             if verbosity >= 1:
                 self.stdout.write(self.nothing_to_sync())
             return
@@ -279,8 +284,13 @@ class Command(BaseCommand):
         reasons = report.failed_by_reason()
         if reasons:
             summary += " (" + ", ".join(f"{n}: {c}" for n, c in sorted(reasons.items())) + ")"
+        if report.reconnects:
+            times = "once" if report.reconnects == 1 else f"{report.reconnects} times"
+            summary += f"; the database connection dropped {times} and was reopened"
         if verbosity >= 1:
             self.stdout.write(summary + ".")
+        if stopped is not None:
+            raise CommandError(str(stopped), returncode=1)
         if report.failed:
             raise CommandError(
                 f"{report.failed} of {processed} Cronofy accounts failed to sync"
