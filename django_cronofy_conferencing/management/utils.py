@@ -26,3 +26,14 @@ def resolve_user(value: str):
     if user is None:
         raise CommandError(f"No user with username or id {value!r}.")
     return user
+
+
+def account_id(text: str) -> int:
+    """An ``--account`` value: ASCII digits naming a possible primary key (argparse
+    reports anything else, instead of an ``OverflowError`` from SQLite later)."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_ID:
+        raise ValueError(text)
+    return int(text)
+
+
+account_id.__name__ = "account id"  # how argparse names it: "invalid account id value"

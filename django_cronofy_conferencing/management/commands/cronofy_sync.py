@@ -17,6 +17,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -29,7 +30,7 @@ from ...exceptions import DatabaseConnectionLost
 from ...models import LinkedAccount
 from ...queueing import queue_accounts, queue_enabled
 from ...sync.service import SyncResult, stream_accounts, sync_accounts
-from ..utils import resolve_user
+from ..utils import account_id, resolve_user
 
 PROGRESS_INTERVAL = 0.2  # seconds between redraws of the progress line
 LIBRARY_LOGGER = "django_cronofy_conferencing"
@@ -67,7 +68,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--account",
             action="append",
-            type=int,
+            type=account_id,
             default=[],
             dest="accounts",
             metavar="ID",
@@ -179,18 +180,41 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self.dry_run(accounts)
             return
-        self.default_selection = not (options["accounts"] or options["users"] or options["all"])
+        self.explicit_selection = bool(options["accounts"] or options["users"])
+        self.default_selection = not (self.explicit_selection or options["all"])
+        self.stale_after = options["stale_after"]
         with one_line_per_failure():
             self.sync(accounts, queryset, int(concurrency), verbosity)
 
     def nothing_to_sync(self) -> str:
-        """Why nothing was synced: how many are linked, and how to sync them anyway."""
-        linked = LinkedAccount.objects.count()
+        """Why nothing was synced: no account at all, none active (and why: their
+        users must connect again), or none due (and how to sync them anyway)."""
+        by_status = Counter(LinkedAccount.objects.values_list("status", flat=True))
+        linked = sum(by_status.values())
         if linked == 0:
             return "No Cronofy accounts are linked yet."
+        active = by_status[LinkedAccount.Status.ACTIVE]
+        if active == 0 and not getattr(self, "explicit_selection", False):
+            reauthorization = by_status[LinkedAccount.Status.REAUTHORIZATION_REQUIRED]
+            revoked = by_status[LinkedAccount.Status.REVOKED]
+            return (
+                f"Nothing to sync: none of the {linked} linked Cronofy "
+                f"{'account' if linked == 1 else 'accounts'} is active "
+                f"({reauthorization} {'needs' if reauthorization == 1 else 'need'} "
+                f"reauthorization, {revoked} revoked). Their users must connect Cronofy "
+                "again; no sync can work until they do."
+            )
         if getattr(self, "default_selection", True):
-            return f"0 due of {linked} linked; --all syncs them all."
-        active = LinkedAccount.objects.active().count()
+            stale_after = getattr(self, "stale_after", None)
+            if stale_after is None:
+                seconds, source = app_settings.SYNC_STALE_AFTER, "SYNC_STALE_AFTER"
+            else:
+                seconds, source = stale_after, "--stale-after"
+            return (
+                f"0 due of {active} active Cronofy {'account' if active == 1 else 'accounts'} "
+                f"({linked} linked): each was synced less than {seconds:g} s ago "
+                f"({source}); --all syncs them anyway."
+            )
         return (
             f"None of the selected accounts could be synced ({active} active of {linked} linked)."
         )
