@@ -440,10 +440,15 @@ def parse_userinfo(data: Any, *, expected_sub: str | None = None) -> UserInfo:
     account details: ``details_valid`` False) and listed in ``problems``.
     """
     if not isinstance(data, dict):
-        raise _fail("the body", f"must be a JSON object, got {_type_name(data)}")
-    sub = _string(
-        data, "sub", "", max_length=MAX_SUB, required=True, non_empty=True, ascii_token=True
-    )
+        raise InvalidResponse(
+            f"Invalid UserInfo response: the body must be a JSON object, got {_type_name(data)}."
+        )
+    try:
+        sub = _string(
+            data, "sub", "", max_length=MAX_SUB, required=True, non_empty=True, ascii_token=True
+        )
+    except InvalidField as exc:  # the body is refused whole: the error callers know
+        raise InvalidResponse(str(exc)) from None
     if expected_sub is not None and sub != expected_sub:
         raise InvalidResponse(
             "Invalid UserInfo response: sub belongs to another Cronofy account "

@@ -217,3 +217,14 @@ def test_a_code_exchange_without_sub_asks_userinfo_whose_account_it_is(user):
     account = LinkedAccount.objects.get()
     assert (account.sub, account.data_center) == (sim_account.sub, "de")
     assert account.conferencing_profiles.count() == 1
+
+
+@pytest.mark.parametrize(
+    "body", [[], {"sub": 5}, {"email": "x"}, {"sub": "acc_x", "cronofy.data": []}]
+)
+def test_a_body_refused_whole_is_a_plain_invalid_response(body):
+    """Failure reasons are reported by class name (``failed_by_reason``, queue results):
+    the per-field error used inside the parser never leaks out."""
+    with pytest.raises(InvalidResponse) as excinfo:
+        parse_userinfo(body)
+    assert type(excinfo.value) is InvalidResponse
