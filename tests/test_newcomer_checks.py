@@ -33,6 +33,8 @@ class BrowserFlowOnly:
 
 def ours(**overrides) -> list:
     """Every message of the app's checks (deployment ones too) with ``overrides``."""
+    # The app's settings named even when unchanged: their cache is reloaded.
+    overrides.setdefault("CRONOFY_CONFERENCING", settings.CRONOFY_CONFERENCING)
     with override_settings(**overrides):
         found = checks.run_checks(include_deployment_checks=True)
     return [m for m in found if m.id.startswith("cronofy_conferencing.")]
