@@ -10,14 +10,25 @@ E009 an API_PERMISSION_CLASSES entry does not import
 E014 the task queue (TASK_QUEUE "celery") is set but Celery is not installed
 W001 token keys derived from SECRET_KEY
 W002 unknown key in CRONOFY_CONFERENCING (a typo?)
-E010-E013, W004: APPLICATIONS (see check_applications below)
+E010-E013, W004: APPLICATIONS (see check_applications below); E012 also for
+     CLIENT_ID / CLIENT_SECRET / PREVIOUS_CLIENT_SECRETS of the wrong type (that
+     application is the one in DEFAULT_DATA_CENTER)
 E015 TASK_QUEUE unknown, not installed or unable to run tasks; USE_CELERY left over
 E026 PUSH_LOG_DAYS is not a whole number of days, 0 or more
 W014 push notifications older than twice PUSH_LOG_DAYS are kept: nothing prunes the log
 E023-E025, W012-W013: the relink loop (see check_relink_loop below)
+E006 also for API_SYNC_THROTTLE_RATE and DEFAULT_THROTTLE_RATES['cronofy_sync'] (one rate grammar)
+E017 CRONOFY_CONFERENCING is not a dict (the other checks wait until it is)
+E018 a URL setting that cannot work: LINK_REDIRECT_URL that does not resolve while the
+     browser flow is installed, PUSH_NOTIFICATIONS_CALLBACK_URL that is not absolute
+E019 rest_framework not in INSTALLED_APPS while the API is routed and renders HTML
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from django.core.checks import Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
@@ -26,9 +37,40 @@ from .conf import SETTINGS_NAME, app_settings
 
 ID = "cronofy_conferencing.{}"
 
+
+def needs_settings(check: Callable[..., list]) -> Callable[..., list]:
+    """Run ``check`` only when ``CRONOFY_CONFERENCING`` can be read (E017 reports it when
+    it cannot): one clear error instead of a traceback from every check."""
+
+    @functools.wraps(check)
+    def run(*args, **kwargs) -> list:
+        return check(*args, **kwargs) if app_settings.is_usable() else []
+
+    return run
+
+
+@register("cronofy_conferencing")
+def check_settings_is_a_dict(app_configs=None, **kwargs) -> list:
+    """E017: ``CRONOFY_CONFERENCING`` must be a dict (or unset)."""
+    if app_settings.is_usable():
+        return []
+    from django.conf import settings
+
+    value = getattr(settings, SETTINGS_NAME)
+    return [
+        Error(
+            f"{SETTINGS_NAME} must be a dict of settings, got {type(value).__name__}.",
+            hint=f"For instance {SETTINGS_NAME} = {{'CLIENT_ID': '...', 'CLIENT_SECRET': '...'}}.",
+            id=ID.format("E017"),
+        )
+    ]
+
+
 NUMBER_SETTINGS = (
     "CONNECT_TIMEOUT",
     "REQUEST_TIMEOUT",
+    "REQUEST_DEADLINE",
+    "MAX_RESPONSE_BYTES",
     "MAX_RETRIES",
     "RETRY_BACKOFF",
     "RETRY_MAX_WAIT",
@@ -55,7 +97,9 @@ def missing_credentials(level: type, ids: dict[str, str]) -> list:
     messages = []
     for name, check_id in ids.items():
         value = getattr(app_settings, name)
-        if not value or not isinstance(value, str):
+        if value is not None and not isinstance(value, str):
+            continue  # set, but not a string: E012 says so
+        if not value:
             messages.append(
                 level(
                     f"{_key(name)} is not set: linking Cronofy accounts, token refreshes and "
@@ -70,17 +114,50 @@ def missing_credentials(level: type, ids: dict[str, str]) -> list:
 
 
 @register(Tags.security, "cronofy_conferencing", deploy=True)
+@needs_settings
 def check_credentials_for_deployment(app_configs=None, **kwargs) -> list:
     return missing_credentials(Error, {"CLIENT_ID": "E001", "CLIENT_SECRET": "E002"})
 
 
+def credential_types() -> list:
+    """E012: the default application's credentials are strings, its previous secrets a
+    list of strings (``CLIENT_ID: 12345`` is set, only of the wrong type)."""
+    messages = []
+    for name in ("CLIENT_ID", "CLIENT_SECRET"):
+        value = getattr(app_settings, name)
+        if value is not None and not isinstance(value, str):
+            messages.append(
+                Error(
+                    f"{_key(name)} must be a string, got {type(value).__name__}.",
+                    hint=f"Quote it: {_key(name)} = '...' (copy it from your Cronofy "
+                    "application's dashboard).",
+                    id=ID.format("E012"),
+                )
+            )
+    previous = app_settings.PREVIOUS_CLIENT_SECRETS
+    if previous is not None and (
+        isinstance(previous, str)
+        or not isinstance(previous, list | tuple)
+        or not all(isinstance(item, str) for item in previous)
+    ):
+        messages.append(
+            Error(
+                f"{_key('PREVIOUS_CLIENT_SECRETS')} must be a list of strings.",
+                id=ID.format("E012"),
+            )
+        )
+    return messages
+
+
 @register(Tags.security, "cronofy_conferencing")
+@needs_settings
 def check_settings(app_configs=None, **kwargs) -> list:
     from .cronofy.datacenters import get_data_centers
     from .cronofy.ratelimit import parse_rate
     from .fields import configured_keys
 
     messages: list = missing_credentials(Warning, {"CLIENT_ID": "W005", "CLIENT_SECRET": "W006"})
+    messages.extend(credential_types())
 
     try:
         registry = get_data_centers()
@@ -88,7 +165,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
         registry = {}
         messages.append(Error(str(exc), id=ID.format("E005")))
     default = app_settings.DEFAULT_DATA_CENTER
-    if registry and default not in registry:
+    if registry and (not isinstance(default, str) or default not in registry):
         messages.append(
             Error(
                 f"{_key('DEFAULT_DATA_CENTER')} is {default!r}, which is not a known data center.",
@@ -121,6 +198,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
             parse_rate(rate)
     except ImproperlyConfigured as exc:
         messages.append(Error(str(exc), id=ID.format("E006")))
+    messages.extend(throttle_rates())
 
     for name in NUMBER_SETTINGS:
         value = getattr(app_settings, name)
@@ -140,6 +218,36 @@ def check_settings(app_configs=None, **kwargs) -> list:
     return messages
 
 
+def throttle_rates() -> list:
+    """E006: the per-user budget's rates follow the app's one rate grammar (a
+    ``"twelve/m"`` is otherwise a 500 on every Sync now); None disables the budget."""
+    from rest_framework.settings import api_settings
+
+    from .cronofy.ratelimit import parse_rate
+    from .cronofy.userlimits import SCOPE
+
+    rates = [(_key("API_SYNC_THROTTLE_RATE"), app_settings.API_SYNC_THROTTLE_RATE)]
+    host_rates = api_settings.DEFAULT_THROTTLE_RATES
+    if isinstance(host_rates, dict) and SCOPE in host_rates:
+        rates.append((f"REST_FRAMEWORK['DEFAULT_THROTTLE_RATES'][{SCOPE!r}]", host_rates[SCOPE]))
+    messages = []
+    for key, rate in rates:
+        if rate is None:
+            continue
+        try:
+            parse_rate(rate, key)
+        except ImproperlyConfigured:
+            messages.append(
+                Error(
+                    f"{key} is {rate!r}, which is no rate: every Sync now would fail.",
+                    hint=f"Rates look like '12/m' (twelve a minute), '1/s' or '100/h'; "
+                    f"{key} = None sets no per-user limit.",
+                    id=ID.format("E006"),
+                )
+            )
+    return messages
+
+
 # -- one Cronofy application per data center (applications.py) ---------------
 #
 # E010 APPLICATIONS malformed (not a dict, a key that is no data center, unknown keys)
@@ -150,6 +258,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
 
 
 @register("cronofy_conferencing")
+@needs_settings
 def check_applications(app_configs=None, **kwargs) -> list:
     from .cronofy.applications import APPLICATION_KEYS
     from .cronofy.datacenters import get_data_centers
@@ -232,6 +341,7 @@ def check_applications(app_configs=None, **kwargs) -> list:
 
 
 @register(Tags.database, "cronofy_conferencing")
+@needs_settings
 def check_accounts_have_applications(app_configs=None, databases=None, **kwargs) -> list:
     """Runs with ``migrate`` and ``check --database``: accounts nobody can refresh."""
     from django.db import DatabaseError, router
@@ -271,6 +381,7 @@ def check_accounts_have_applications(app_configs=None, databases=None, **kwargs)
 
 
 @register("cronofy_conferencing")
+@needs_settings
 def check_rate_limit_cache(app_configs=None, **kwargs) -> list:
     """E008: ``RATE_LIMIT_CACHE`` must name a cache in ``CACHES``."""
     from django.conf import settings
@@ -289,6 +400,7 @@ def check_rate_limit_cache(app_configs=None, **kwargs) -> list:
 
 
 @register("cronofy_conferencing")
+@needs_settings
 def check_api_permission_classes(app_configs=None, **kwargs) -> list:
     """E009: every ``API_PERMISSION_CLASSES`` entry must be a dotted path that imports."""
     from django.utils.module_loading import import_string
@@ -332,6 +444,7 @@ def _configured_queue() -> str | None:
 
 
 @register("cronofy_conferencing")
+@needs_settings
 def check_queue_installed(app_configs=None, **kwargs) -> list:
     """E014: the configured task queue's package must be installed."""
     from importlib.util import find_spec
@@ -352,6 +465,7 @@ def check_queue_installed(app_configs=None, **kwargs) -> list:
 
 
 @register("cronofy_conferencing")
+@needs_settings
 def check_task_queue(app_configs=None, **kwargs) -> list:
     """E015: ``TASK_QUEUE`` names a queue that is installed and can run the app's tasks
     (and ``USE_CELERY``, which it replaced, is gone)."""
@@ -422,6 +536,7 @@ def _django_tasks_errors(error) -> list:
 
 
 @register("cronofy_conferencing")
+@needs_settings
 def check_push_log_days(app_configs=None, **kwargs) -> list:
     """E026: ``PUSH_LOG_DAYS`` is a whole number of days, 0 (keep none) or more."""
     days = app_settings.PUSH_LOG_DAYS
@@ -438,6 +553,7 @@ def check_push_log_days(app_configs=None, **kwargs) -> list:
 
 
 @register(Tags.database, "cronofy_conferencing")
+@needs_settings
 def check_push_log_pruned(app_configs=None, databases=None, **kwargs) -> list:
     """W014 (``migrate``, ``check --database``): push notifications older than twice
     ``PUSH_LOG_DAYS`` (a day at least) are still there, so nothing prunes the log."""
@@ -481,6 +597,7 @@ def check_push_log_pruned(app_configs=None, databases=None, **kwargs) -> list:
 
 
 @register("cronofy_conferencing")
+@needs_settings
 def check_relink_loop(app_configs=None, **kwargs) -> list:
     from django.conf import settings
 
@@ -577,3 +694,115 @@ def check_relink_loop(app_configs=None, **kwargs) -> list:
                 )
             )
     return messages
+
+
+# -- what a newcomer's project gets wrong, found at startup instead of as a 500 --------
+
+
+def _browser_flow_routed() -> bool:
+    """Whether the host routes the browser flow (``django_cronofy_conferencing.urls``),
+    whose callback redirects to ``LINK_REDIRECT_URL``."""
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        reverse("cronofy_conferencing:callback")
+    except NoReverseMatch:
+        return False
+    return True
+
+
+@register(Tags.urls, "cronofy_conferencing")
+@needs_settings
+def check_url_settings(app_configs=None, **kwargs) -> list:
+    """E018: ``LINK_REDIRECT_URL`` resolves (a URL name, a path or a URL) where the
+    browser flow is routed; ``PUSH_NOTIFICATIONS_CALLBACK_URL`` is blank or absolute."""
+    from django.shortcuts import resolve_url
+    from django.urls import NoReverseMatch
+
+    messages = []
+    redirect = app_settings.LINK_REDIRECT_URL
+    if not isinstance(redirect, str) or not redirect:
+        messages.append(
+            Error(
+                f"{_key('LINK_REDIRECT_URL')} must be a URL name, a path or a URL, got "
+                f"{redirect!r}.",
+                hint="The packaged page is 'cronofy_conferencing:profiles'.",
+                id=ID.format("E018"),
+            )
+        )
+    else:
+        try:
+            routed = _browser_flow_routed()
+            if routed:
+                resolve_url(redirect)
+        except NoReverseMatch:
+            messages.append(
+                Error(
+                    f"{_key('LINK_REDIRECT_URL')} is {redirect!r}, which is no URL name in "
+                    "your URLconf (nor a path or a URL): every linking would end in a 500.",
+                    hint="Use the name of one of your views, a path such as '/account/', or "
+                    "include('django_cronofy_conferencing.urls') for the packaged page "
+                    "'cronofy_conferencing:profiles'.",
+                    id=ID.format("E018"),
+                )
+            )
+        except Exception:  # noqa: S110 - a URLconf that does not import: Django's urls check
+            pass
+    callback = app_settings.PUSH_NOTIFICATIONS_CALLBACK_URL
+    if callback:
+        parts = urlsplit(callback) if isinstance(callback, str) else None
+        if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
+            messages.append(
+                Error(
+                    f"{_key('PUSH_NOTIFICATIONS_CALLBACK_URL')} must be an absolute URL "
+                    f"(Cronofy calls it from the internet), got {callback!r}.",
+                    hint="For instance 'https://example.com/cronofy/notifications/' (the "
+                    "push receiver's URL on your public host), or '' for no push channels.",
+                    id=ID.format("E018"),
+                )
+            )
+    return messages
+
+
+@register(Tags.urls, "cronofy_conferencing")
+@needs_settings
+def check_rest_framework_installed(app_configs=None, **kwargs) -> list:
+    """E019: the API is routed and DRF renders HTML (the browsable API), whose templates
+    come from ``rest_framework`` in ``INSTALLED_APPS``; without it every browser visit
+    to the API is a 500 (``TemplateDoesNotExist``)."""
+    from django.apps import apps
+    from django.urls import NoReverseMatch, reverse
+
+    if apps.is_installed("rest_framework"):
+        return []
+    try:
+        reverse("cronofy_conferencing_api:account-list")
+    except NoReverseMatch:
+        return []  # the API is not routed: nothing of DRF's renders
+    except Exception:
+        return []  # a URLconf that does not import: Django's urls check says so
+    try:
+        from rest_framework.renderers import BrowsableAPIRenderer, TemplateHTMLRenderer
+        from rest_framework.settings import api_settings
+
+        renderers = list(api_settings.DEFAULT_RENDERER_CLASSES)
+    except ImportError:
+        return []  # a renderer that does not import: DRF says so on the first request
+    html = [
+        r.__name__
+        for r in renderers
+        if isinstance(r, type) and issubclass(r, BrowsableAPIRenderer | TemplateHTMLRenderer)
+    ]
+    if not html:
+        return []
+    return [
+        Error(
+            "'rest_framework' is not in INSTALLED_APPS, but the Cronofy API is routed and "
+            f"renders HTML ({', '.join(html)}): its pages would be a 500 (their templates "
+            "are in rest_framework).",
+            hint="Add 'rest_framework' to INSTALLED_APPS (or render JSON only: "
+            "REST_FRAMEWORK['DEFAULT_RENDERER_CLASSES'] = "
+            "['rest_framework.renderers.JSONRenderer']).",
+            id=ID.format("E019"),
+        )
+    ]

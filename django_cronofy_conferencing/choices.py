@@ -22,6 +22,7 @@ shows fresh rows.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,6 +45,22 @@ INTEGRATED = "integrated"
 PREFERRED = "preferred"
 #: Seconds between two resyncs queued by stale choices for one account.
 RESYNC_DEBOUNCE = 300
+#: An account id in a field value: ASCII digits only (``str.isdigit`` also takes "²"
+#: and Arabic-Indic digits), no leading zero, within a 64-bit primary key.
+_ACCOUNT_ID = re.compile(r"[1-9][0-9]{0,18}\Z")
+_MAX_ACCOUNT_ID = 2**63 - 1
+#: What a stored profile id can be (``cronofy.userinfo``): anything else names none, and
+#: would be a database error (NUL on PostgreSQL, a lone surrogate anywhere).
+_PROFILE_ID = re.compile(r"[\x21-\x7e]{1,255}\Z")
+
+
+def parse_account_id(value: str) -> int | None:
+    """The account id ``value`` spells in ASCII digits, or None."""
+    if not _ACCOUNT_ID.match(value):
+        return None
+    number = int(value)
+    return number if number <= _MAX_ACCOUNT_ID else None
+
 
 #: The conferencing a calendar provider builds in ("integrated"), for labels.
 INTEGRATED_LABELS = {
@@ -197,7 +214,7 @@ def conferencing_choices(account: LinkedAccount, *, resync: bool = True) -> Conf
     result.available.append(ConferencingChoice(DEFAULT, _("Default conferencing")))
     for profile in calendar_profiles:
         profile.account = account
-        if not profile.profile_connected:
+        if profile.profile_connected is False:  # None: unknown (older shape), not broken
             result.calendar_profiles_unavailable.append(profile)
     if result.stale and resync:
         result.resync_queued = _queue_resync(account)
@@ -278,6 +295,8 @@ def conferencing_for(
                 % {"where": _(" on this calendar") if calendar_id is not None else ""}
             )
         return {"profile_id": INTEGRATED}
+    if not _PROFILE_ID.match(value):
+        raise ConferencingUnavailable(_("That conferencing choice is not one this account has."))
     profile = ConferencingProfile.objects.filter(account_id=account.pk, profile_id=value).first()
     if profile is None:
         raise ConferencingUnavailable(
@@ -317,10 +336,11 @@ def select(
     if not isinstance(value, str) or not value or len(value) > 300:
         raise InvalidSelection(_("Choose a conferencing option."))
     account_part, sep, choice = value.partition(":")
-    if sep and account_part.isdigit():
-        if account is not None and int(account_part) != account.pk:
+    account_id = parse_account_id(account_part) if sep else None
+    if account_id is not None:
+        if account is not None and account_id != account.pk:
             raise InvalidSelection(_("That conferencing option is not for this account."))
-        account = accounts.filter(pk=int(account_part)).first()
+        account = accounts.filter(pk=account_id).first()
     elif account is not None:
         choice = value
         if not accounts.filter(pk=account.pk).exists():

@@ -100,11 +100,22 @@ class AppSettings:
     @property
     def user_settings(self) -> dict[str, Any]:
         if self._user is None:
-            value = getattr(settings, SETTINGS_NAME, {}) or {}
+            value = getattr(settings, SETTINGS_NAME, None)
+            if value is None:
+                value = {}
             if not isinstance(value, dict):
-                raise ImproperlyConfigured(f"{SETTINGS_NAME} must be a dict.")
+                # Check E017 says so at startup; here a clear error instead of a traceback.
+                raise ImproperlyConfigured(
+                    f"{SETTINGS_NAME} must be a dict of settings, got {type(value).__name__}."
+                )
             self._user = value
         return self._user
+
+    def is_usable(self) -> bool:
+        """Whether ``CRONOFY_CONFERENCING`` is a dict (or unset) that settings can be read
+        from; the checks report nothing else while it is not (E017 says what is wrong)."""
+        value = getattr(settings, SETTINGS_NAME, None)
+        return value is None or isinstance(value, dict)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name not in self.defaults:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import OperationalError
 
 from .cronofy.redaction import redact
 
@@ -18,6 +19,10 @@ MAX_BODY_IN_MESSAGE = 300
 
 class CronofyError(Exception):
     """Base class of every error this app raises about Cronofy."""
+
+    #: Set once the failure was written on its account (``last_sync_error``,
+    #: ``consecutive_failures``), so whoever catches it further up counts it once.
+    recorded_on_account: bool = False
 
 
 class CronofyAPIError(CronofyError):
@@ -64,6 +69,20 @@ class InvalidResponse(CronofyError):
         super().__init__(redact(message))
 
 
+class InvalidField(InvalidResponse):
+    """One value of a body fails validation: ``path`` (its JSON path) ``problem``.
+
+    Raised inside ``cronofy.userinfo``, which turns it into a ``SectionProblem``
+    for a section of UserInfo that stands on its own; elsewhere an
+    ``InvalidResponse`` like any other.
+    """
+
+    def __init__(self, message: str, *, path: str, problem: str) -> None:
+        self.path = redact(path)
+        self.problem = redact(problem)
+        super().__init__(message)
+
+
 class TokenDecryptionError(CronofyError):
     """A stored token that none of the configured keys can decrypt."""
 
@@ -106,6 +125,16 @@ class InvalidSelection(ValueError):
 
 class SyncStopped(CronofyError):
     """``sync_accounts`` was interrupted before this account's query ran."""
+
+
+class DatabaseConnectionLost(OperationalError):
+    """``sync_accounts`` lost its database connection and could not go on: inside the
+    caller's transaction (which a new connection cannot continue), or again right
+    after reopening it. ``report`` is the ``SyncReport`` of what was done until then."""
+
+    def __init__(self, message: str, *, report: Any = None) -> None:
+        self.report = report
+        super().__init__(message)
 
 
 class InvalidState(Exception):

@@ -106,6 +106,9 @@ class LinkedAccount(models.Model):
     last_synced_at = models.DateTimeField(null=True, blank=True, db_index=True)
     last_sync_error = models.TextField(blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
+    #: The UserInfo sections the last successful sync left as they were, and why:
+    #: ``[{"section", "path", "problem"}]`` (redacted); ``[]`` once every section is valid.
+    sync_warnings = models.JSONField(default=list, blank=True)
     userinfo = models.JSONField(default=dict, blank=True)
     # The user's default conferencing profile of this account (a Cronofy profile id,
     # blank: none chosen): ``conferencing_for(account, "preferred")``, listed first by
@@ -241,6 +244,9 @@ class CalendarProfile(Profile):
         LinkedAccount, on_delete=models.CASCADE, related_name="calendar_profiles"
     )
     provider_service = models.CharField(max_length=100, blank=True)
+    #: None: unknown (the older UserInfo shape has no ``profile_connected``), which is
+    #: neither connected nor disconnected.
+    profile_connected = models.BooleanField(null=True)
     calendars = models.JSONField(default=list, blank=True)
 
     objects = CalendarProfileQuerySet.as_manager()

@@ -89,7 +89,7 @@ def test_a_project_without_credentials_migrates_and_fails_check_deploy(tmp_path)
 CASES = [
     ("W005", {"CLIENT_ID": ""}, "CRONOFY_CONFERENCING['CLIENT_ID']"),
     ("W005", {"CLIENT_ID": None}, "CRONOFY_CONFERENCING['CLIENT_ID']"),
-    ("W005", {"CLIENT_ID": 123}, "CRONOFY_CONFERENCING['CLIENT_ID']"),
+    ("E012", {"CLIENT_ID": 123}, "CRONOFY_CONFERENCING['CLIENT_ID'] must be a string"),
     ("W006", {"CLIENT_SECRET": ""}, "CRONOFY_CONFERENCING['CLIENT_SECRET']"),
     ("E003", {"DEFAULT_DATA_CENTER": "xx"}, "CRONOFY_CONFERENCING['DEFAULT_DATA_CENTER']"),
     ("E003", {"DEFAULT_DATA_CENTER": "US"}, "CRONOFY_CONFERENCING['DEFAULT_DATA_CENTER']"),

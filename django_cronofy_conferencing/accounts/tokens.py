@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from django.db import router, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -23,7 +24,7 @@ from ..cronofy.client import CronofyClient, get_client
 from ..cronofy.redaction import redact, remember_secret
 from ..cronofy.tokens import TokenSet, parse_token_response
 from ..db import row_lock_transaction, write_lock
-from ..exceptions import InvalidGrant, ReauthorizationRequired
+from ..exceptions import InvalidGrant, InvalidResponse, ReauthorizationRequired
 from ..models import LinkedAccount
 from ..signals import account_reauthorization_required
 
@@ -133,7 +134,7 @@ def refresh_access_token(
     client = client or get_client(account.data_center)
     using = router.db_for_write(LinkedAccount)
     with _REFRESH_LOCKS[hash(account.pk) % len(_REFRESH_LOCKS)]:
-        dead_grant: InvalidGrant | None = None
+        failure: InvalidGrant | InvalidResponse | None = None
         with row_lock_transaction(using):
             current = (
                 LinkedAccount.objects.using(using).select_for_update().filter(pk=account.pk).first()
@@ -159,7 +160,11 @@ def refresh_access_token(
                     return current.access_token
                 _mark_reauthorization_required(current, exc, using)
                 _adopt(account, current)
-                dead_grant = exc
+                failure = exc
+            except InvalidResponse as exc:
+                # An answer that is no token answer (hostile or broken): nothing of it is
+                # stored, the tokens stay as they were; recorded below, after the lock.
+                failure = exc
             else:
                 current.access_token = tokens.access_token
                 current.refresh_token = tokens.refresh_token  # the one sent, if none came back
@@ -173,7 +178,26 @@ def refresh_access_token(
                 _adopt(account, current)
                 logger.info("Refreshed the Cronofy access token of account %s", account.pk)
                 return current.access_token
-        raise dead_grant
+        if isinstance(failure, InvalidResponse):
+            _record_unusable_answer(account, failure, using)
+        assert failure is not None
+        raise failure
+
+
+def _record_unusable_answer(account: LinkedAccount, exc: InvalidResponse, using: str) -> None:
+    """The token endpoint answered something unusable: say so on the account (whoever
+    asked for the refresh: a sync, a conferencing authorization, a channel check)."""
+    message = redact(exc)[:2000]
+    with write_lock(using):
+        LinkedAccount.objects.using(using).filter(pk=account.pk).update(
+            last_sync_error=message,
+            consecutive_failures=F("consecutive_failures") + 1,
+            updated_at=timezone.now(),
+        )
+    account.last_sync_error = message
+    account.consecutive_failures = (account.consecutive_failures or 0) + 1
+    exc.recorded_on_account = True
+    logger.warning("Cronofy token refresh of account %s failed: %s", account.pk, message)
 
 
 def _grant_changed_meanwhile(current: LinkedAccount, sent: str, using: str) -> bool:

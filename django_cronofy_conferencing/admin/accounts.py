@@ -9,7 +9,6 @@ from collections import Counter
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
-from django.contrib.admin.views.main import ChangeList
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models import F, QuerySet
@@ -30,10 +29,12 @@ from ..queueing import queue_accounts, queue_enabled
 from ..sync.service import sync_account, sync_accounts
 from .common import (
     STATUS_COLORS,
+    NulSafeChangeList,
     account_label,
     account_type_label,
     data_center_label,
     describe_result,
+    format_sync_warnings,
     problem_in_words,
     truncated,
 )
@@ -49,7 +50,7 @@ from .profiles import CalendarProfileInline, ConferencingProfileInline
 from .unlinking import UnlinkMixin
 
 
-class LinkedAccountChangeList(ChangeList):
+class LinkedAccountChangeList(NulSafeChangeList):
     """Counts the profiles of the displayed page only.
 
     The counts come from ``with_profile_counts()`` and
@@ -121,6 +122,7 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
                     "status_badge",
                     "last_synced_at",
                     "sync_problem",
+                    "sync_warnings_list",
                     "consecutive_failures",
                 )
             },
@@ -147,6 +149,7 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
         "status_badge",
         "last_synced_at",
         "sync_problem",
+        "sync_warnings_list",
         "consecutive_failures",
         "scope",
         "tokens_stored",
@@ -276,7 +279,7 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
         total = getattr(obj, "profiles_total", None)
         if total is None:  # not annotated: a queryset from elsewhere
             profiles = [p for p in obj.conferencing_profiles.all() if p.removed_at is None]
-            return _counts(sum(p.profile_connected for p in profiles), len(profiles))
+            return _counts(sum(p.profile_connected is True for p in profiles), len(profiles))
         return _counts(obj.profiles_connected, total)
 
     @admin.display(description=_("calendar profiles"))
@@ -284,8 +287,14 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
         total = getattr(obj, "calendar_profiles_total", None)
         if total is None:
             profiles = [p for p in obj.calendar_profiles.all() if p.removed_at is None]
-            return _counts(sum(p.profile_connected for p in profiles), len(profiles))
+            # Unknown (None, the older UserInfo shape) is not connected.
+            return _counts(sum(p.profile_connected is True for p in profiles), len(profiles))
         return _counts(obj.calendar_profiles_connected, total)
+
+    @admin.display(description=_("sync warnings"))
+    def sync_warnings_list(self, obj: LinkedAccount):
+        """The UserInfo sections the last sync left as stored, each with its JSON path."""
+        return format_sync_warnings(obj.sync_warnings)
 
     @admin.display(description=_("tokens stored"), boolean=True)
     def tokens_stored(self, obj: LinkedAccount) -> bool:
@@ -413,6 +422,19 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
             % {"account": account_label(account), "result": describe_result(result)},
             messages.SUCCESS,
         )
+        if account.sync_warnings:
+            self.message_user(
+                request,
+                ngettext(
+                    "Left as stored for %(account)s: %(count)d part of Cronofy's answer "
+                    "(see its sync warnings).",
+                    "Left as stored for %(account)s: %(count)d parts of Cronofy's answer "
+                    "(see its sync warnings).",
+                    len(account.sync_warnings),
+                )
+                % {"account": account_label(account), "count": len(account.sync_warnings)},
+                messages.WARNING,
+            )
 
     def _report_sync_error(self, request, account: LinkedAccount, exc: CronofyError) -> None:
         """The failure in words, what to do, and the (redacted) technical detail folded."""

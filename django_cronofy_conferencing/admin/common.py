@@ -5,8 +5,10 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -96,6 +98,35 @@ def account_link(account: LinkedAccount | None, site_name: str = "admin") -> str
     return format_html('<a href="{}">{}</a>', url, account.email or account.sub)
 
 
+#: How each section's warning reads in the admin: what was left as stored.
+SECTION_WARNING_LABELS = {
+    "account": _("account details left as stored"),
+    "conferencing_profiles": _("conferencing profiles left as stored"),
+    "profiles": _("calendar profiles left as stored"),
+    "userinfo": _("UserInfo JSON left as stored"),
+}
+
+
+def format_sync_warnings(warnings) -> str:
+    """``LinkedAccount.sync_warnings`` as a list: what was left as stored, the JSON path,
+    the problem ("-" when there is none). Escaped: the values come from Cronofy."""
+    if not warnings or not isinstance(warnings, list):
+        return "-"
+    rows = [
+        (
+            SECTION_WARNING_LABELS.get(str(warning.get("section")), str(warning.get("section"))),
+            str(warning.get("path", "")),
+            str(warning.get("problem", "")),
+        )
+        for warning in warnings
+        if isinstance(warning, dict)
+    ]
+    return format_html(
+        '<ul class="cronofy-sync-warnings">{}</ul>',
+        format_html_join("", "<li>{}: <code>{}</code> {}</li>", rows),
+    )
+
+
 def describe_result(result: SyncResult) -> str:
     text = gettext(
         "%(created)d created, %(updated)d updated, %(removed)d removed, %(unchanged)d unchanged"
@@ -159,6 +190,18 @@ class ReadOnlyProfileMixin:
     @admin.display(description=_("removed"), boolean=True, ordering="removed_at")
     def removed(self, obj) -> bool:
         return obj.removed_at is not None
+
+
+class NulSafeChangeList(ChangeList):
+    """A changelist whose query string holds a NUL (``?status=%00``, ``?q=%00``) is one
+    of Django's "incorrect lookup parameters" (the admin redirects to ``?e=1``), not a
+    ``DataError`` from PostgreSQL, which stores no NUL in text: whatever the filter,
+    the search or a field lookup the admin allows."""
+
+    def __init__(self, request, *args, **kwargs) -> None:
+        if any("\x00" in key or "\x00" in value for key, value in request.GET.items()):
+            raise IncorrectLookupParameters("A NUL character in the query string.")
+        super().__init__(request, *args, **kwargs)
 
 
 class ProviderNameFilter(admin.SimpleListFilter):

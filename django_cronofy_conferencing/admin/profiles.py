@@ -8,7 +8,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from ..models import CalendarProfile, ConferencingProfile
-from .common import PresenceFilter, ProviderNameFilter, ReadOnlyProfileMixin
+from .common import NulSafeChangeList, PresenceFilter, ProviderNameFilter, ReadOnlyProfileMixin
 
 PROFILE_FIELDS = (
     "provider",
@@ -83,6 +83,9 @@ class ProfileAdmin(ReadOnlyProfileMixin, admin.ModelAdmin):
     # ``account__status``: the fleet page's links count only active accounts' profiles.
     list_filter = (ProviderNameFilter, "profile_connected", PresenceFilter, "account__status")
     search_fields = ("profile_name", "profile_id")
+
+    def get_changelist(self, request, **kwargs):
+        return NulSafeChangeList
 
 
 @admin.register(ConferencingProfile)

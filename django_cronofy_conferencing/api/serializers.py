@@ -215,13 +215,27 @@ class ConferencingChoicesSerializer(serializers.Serializer):
     reauthorization_required = serializers.BooleanField(read_only=True)
 
 
+class AccountIdField(serializers.IntegerField):
+    """An account id: ASCII digits only (DRF's ``IntegerField`` reads Arabic-Indic "1" as 1, as
+    ``int()`` does), within a 64-bit primary key (SQLite overflows beyond it)."""
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", 2**63 - 1)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and not data.isascii():
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class ConferencingProfileFilterSerializer(serializers.Serializer):
     """Validates the list filters; errors answer 400 in DRF's usual shape."""
 
     provider_name = serializers.CharField(required=False, max_length=100)
     profile_connected = serializers.BooleanField(required=False)
-    # Beyond a 64-bit primary key no account exists (SQLite raises OverflowError for it).
-    account = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    account = AccountIdField(required=False)
 
 
 class SyncResultSerializer(serializers.Serializer):

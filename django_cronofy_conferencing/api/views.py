@@ -35,7 +35,8 @@ from django.urls import NoReverseMatch
 from django.utils.translation import gettext_lazy as _
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import ParseError, ValidationError
+from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 
@@ -99,6 +100,23 @@ class _RestFrameworkSetting:
         return getattr(api_settings, self.name)
 
 
+class NestingGuard(BaseParser):
+    """One of the view's parsers, with a body nested past Python's recursion limit
+    (``[[[[...]]]]``: a ``RecursionError`` in ``json.loads``) answered as a 400 like
+    any other malformed body, instead of a 500."""
+
+    def __init__(self, parser: BaseParser) -> None:
+        self.parser = parser
+        self.media_type = parser.media_type
+        self.renderer_class = getattr(parser, "renderer_class", None)
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return self.parser.parse(stream, media_type, parser_context)
+        except RecursionError:
+            raise ParseError("Malformed request body: nested too deeply.") from None
+
+
 class CronofyViewSetMixin:
     """Permissions from settings, user scoping, and Cronofy errors mapped to HTTP."""
 
@@ -115,6 +133,10 @@ class CronofyViewSetMixin:
         if actions and cls.non_atomic_actions.intersection(actions.values()):
             view = non_atomic_requests(view)
         return view
+
+    def get_parsers(self):
+        # The host's parsers (DEFAULT_PARSER_CLASSES), each guarded against deep nesting.
+        return [NestingGuard(parser) for parser in super().get_parsers()]
 
     def get_permissions(self):
         classes = self.permission_classes

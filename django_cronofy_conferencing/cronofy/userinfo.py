@@ -1,10 +1,14 @@
-"""UserInfo JSON -> validated dataclasses, or ``InvalidResponse`` naming the field.
+"""UserInfo JSON -> validated dataclasses, section by section.
 
-Lenient where Cronofy documents change (unknown keys, unknown providers, no
-``conferencing_profiles`` or ``profiles`` key), strict about shape: only a body
-that passes here may change stored profiles. A missing ``conferencing_profiles``
-or ``profiles`` key (service accounts, application calendars) means "none
-listed", exactly like an empty array: a sync then marks stored ones removed.
+Lenient where Cronofy documents change (unknown keys, unknown providers, older
+shapes), strict about shape. Only a body for the right account (a valid
+``sub``) may change anything; within it, each section stands on its own
+(``SECTIONS``): the account details (``email``, ``name``, ``zoneinfo``,
+``cronofy.type``, ``cronofy.data.authorization``), ``conferencing_profiles``
+and the calendar ``profiles``. A section that is missing or invalid is
+reported (``UserInfo.problems``, each with its JSON path) and its stored rows
+are left as they were; the valid sections are applied. A body none of whose
+sections can be read is refused whole (``InvalidResponse``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..exceptions import InvalidResponse
+from ..exceptions import InvalidField, InvalidResponse
 
 # Column sizes in models.py: a longer value is a malformed response, not a DB error.
 MAX_SUB = 255
@@ -43,6 +47,42 @@ MAX_UNKNOWN_KEYS_JSON = 64 * 1024
 MAX_DEPTH = 32
 _PRINTABLE_ASCII = re.compile(r"^[\x21-\x7e]+\Z")  # \Z: "$" also matches before a final newline
 _CONTROL_OR_SPACE = re.compile(r"[\x00-\x1f\x7f-\x9f\s]")
+
+
+#: The sections of UserInfo that stand on their own, and the stored JSON of the
+#: keys the app does not model (``USERINFO``), kept only from a body without
+#: invalid sections.
+ACCOUNT = "account"
+CONFERENCING = "conferencing_profiles"
+CALENDAR = "profiles"
+USERINFO = "userinfo"
+SECTIONS = (ACCOUNT, CONFERENCING, CALENDAR)
+#: What each section's problem leaves as it was, in words (logs, admin).
+SECTION_LABELS = {
+    ACCOUNT: "account details",
+    CONFERENCING: "conferencing profiles",
+    CALENDAR: "calendar profiles",
+    USERINFO: "UserInfo JSON",
+}
+
+
+@dataclass(frozen=True)
+class SectionProblem:
+    """Why a section was not applied: ``path`` (a JSON path) ``problem``."""
+
+    section: str
+    path: str
+    problem: str
+    #: The section was not in the body (nothing was said about it), rather than invalid.
+    missing: bool = False
+
+    @property
+    def message(self) -> str:
+        return f"{self.path} {self.problem}"
+
+    def as_dict(self) -> dict[str, str]:
+        """The form stored in ``LinkedAccount.sync_warnings``."""
+        return {"section": self.section, "path": self.path, "problem": self.problem}
 
 
 @dataclass(frozen=True)
@@ -86,7 +126,8 @@ class CalendarProfileData:
     provider_name: str
     profile_id: str
     profile_name: str
-    profile_connected: bool
+    #: None in the older shape without ``profile_connected``: unknown, not "disconnected".
+    profile_connected: bool | None
     provider_service: str = ""
     profile_relink_url: str = ""
     calendars: tuple[CalendarData, ...] = ()
@@ -103,14 +144,24 @@ class UserInfo:
     name: str
     zoneinfo: str
     scope: str
-    #: ``None`` when the body has no ``cronofy.data`` (older shapes in Cronofy's SDK
-    #: test suites): nothing was said about the profiles, so stored ones stay as
-    #: they are. An empty tuple means "none".
+    #: ``None``: the section is missing or invalid (see ``problems``), so the stored
+    #: profiles stay as they are. An empty tuple means "none".
     conferencing_profiles: tuple[ConferencingProfileData, ...] | None
-    #: The same for ``cronofy.data.profiles`` (a missing ``profiles`` key inside
-    #: ``cronofy.data`` means "none", like a missing ``conferencing_profiles``).
+    #: The same for ``cronofy.data.profiles``.
     calendar_profiles: tuple[CalendarProfileData, ...] | None = ()
-    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    #: The body as stored in ``LinkedAccount.userinfo`` (unknown keys bounded), or
+    #: None when it is not to be stored (an invalid section, or JSON no column holds).
+    raw: dict[str, Any] | None = field(repr=False, compare=False, default_factory=dict)
+    #: Whether the account details (``email`` ... ``scope``) were read; when not,
+    #: the stored ones stay as they are.
+    details_valid: bool = True
+    #: The sections not applied, and why (missing ones included).
+    problems: tuple[SectionProblem, ...] = ()
+
+    @property
+    def warnings(self) -> list[dict[str, str]]:
+        """``problems`` as stored in ``LinkedAccount.sync_warnings`` ([] when all is well)."""
+        return [problem.as_dict() for problem in self.problems]
 
 
 def _type_name(value: Any) -> str:
@@ -126,8 +177,10 @@ def _type_name(value: Any) -> str:
     }.get(type(value), type(value).__name__)
 
 
-def _fail(where: str, problem: str) -> InvalidResponse:
-    return InvalidResponse(f"Invalid UserInfo response: {where} {problem}.")
+def _fail(where: str, problem: str) -> InvalidField:
+    return InvalidField(
+        f"Invalid UserInfo response: {where} {problem}.", path=where, problem=problem
+    )
 
 
 def _string(
@@ -157,11 +210,11 @@ def _string(
         raise _fail(path, "must not be empty")
     if ascii_token and not _PRINTABLE_ASCII.match(value):
         raise _fail(path, "must be printable ASCII without spaces")
-    _check_text(value, path)
+    _refuse_unstorable_text(value, path)
     return value
 
 
-def _check_text(value: str, path: str) -> None:
+def _refuse_unstorable_text(value: str, path: str) -> None:
     """Refuse what no database column can hold: NUL and lone surrogates."""
     if "\x00" in value:
         raise _fail(path, "contains a NUL character")
@@ -176,7 +229,7 @@ def _relink_url(value: Any, path: str) -> str:
         raise _fail(path, f"must be a string, got {_type_name(value)}")
     if len(value) > MAX_RELINK_URL:
         raise _fail(path, f"is longer than {MAX_RELINK_URL} characters ({len(value)})")
-    _check_text(value, path)
+    _refuse_unstorable_text(value, path)
     if _CONTROL_OR_SPACE.search(value):
         raise _fail(path, "contains whitespace or control characters")
     try:
@@ -238,7 +291,7 @@ def _calendar_profile(
     item: Any, index: int, seen: set[str], budget: list[int]
 ) -> CalendarProfileData:
     where = f"cronofy.data.profiles[{index}]"
-    common = _profile_fields(item, where, seen)
+    common = _profile_fields(item, where, seen, connection_required=False)
     service = _string(item, "provider_service", where, max_length=MAX_PROVIDER_SERVICE)
     calendars: tuple[CalendarData, ...] = ()
     items = item.get("profile_calendars")
@@ -258,8 +311,14 @@ def _calendar_profile(
     return CalendarProfileData(**common, provider_service=service, calendars=calendars)
 
 
-def _profile_fields(item: Any, where: str, seen: set[str]) -> dict[str, Any]:
-    """The fields both kinds of profile share, validated the same way."""
+def _profile_fields(
+    item: Any, where: str, seen: set[str], *, connection_required: bool = True
+) -> dict[str, Any]:
+    """The fields both kinds of profile share, validated the same way.
+
+    Without ``connection_required`` (calendar profiles, whose older shape has no
+    ``profile_connected``) a missing connection state reads as None: unknown.
+    """
     if not isinstance(item, dict):
         raise _fail(where, f"must be an object, got {_type_name(item)}")
     profile_id = _unique_id(item, "profile_id", where, MAX_PROFILE_ID, seen, "profile")
@@ -273,11 +332,14 @@ def _profile_fields(item: Any, where: str, seen: set[str]) -> dict[str, Any]:
         ascii_token=True,
     )
     profile_name = _string(item, "profile_name", where, max_length=MAX_PROFILE_NAME)
-    if "profile_connected" not in item:
+    connected: bool | None = None
+    if "profile_connected" in item:
+        connected = item["profile_connected"]
+        if not isinstance(connected, bool):
+            problem = f"must be a boolean, got {_type_name(connected)}"
+            raise _fail(f"{where}.profile_connected", problem)
+    elif connection_required:
         raise _fail(f"{where}.profile_connected", "is missing")
-    connected = item["profile_connected"]
-    if not isinstance(connected, bool):
-        raise _fail(f"{where}.profile_connected", f"must be a boolean, got {_type_name(connected)}")
     relink = item.get("profile_relink_url")
     if relink is not None:
         relink = _relink_url(relink, f"{where}.profile_relink_url")
@@ -286,103 +348,168 @@ def _profile_fields(item: Any, where: str, seen: set[str]) -> dict[str, Any]:
         "profile_id": profile_id,
         "profile_name": profile_name,
         "profile_connected": connected,
-        # The relink URL only means something while the profile is disconnected.
+        # The relink URL only means something while the profile is not connected.
         "profile_relink_url": "" if connected else (relink or ""),
     }
 
 
-def _storable(data: dict) -> None:
-    """Refuse what the JSON column cannot hold (``storage_problem``, below). Runs after the
-    modelled fields were checked, so a bad value there gets a message naming its field."""
+def _storage_problem_at(data: dict) -> SectionProblem | None:
+    """What keeps the body from being stored as JSON (``storage_problem``, below), with
+    the path of the key it is in. Runs after the modelled fields were checked, so a bad
+    value there was reported naming its field; this finds the same problems elsewhere."""
     problem = storage_problem(data, max_depth=MAX_DEPTH)
-    if problem:
-        raise _fail("the body", problem)
-
-
-def parse_userinfo(data: Any, *, expected_sub: str | None = None) -> UserInfo:
-    """Validate a decoded UserInfo body; ``expected_sub`` is the account's Cronofy id."""
-    if not isinstance(data, dict):
-        raise _fail("the body", f"must be a JSON object, got {_type_name(data)}")
-    sub = _string(
-        data, "sub", "", max_length=MAX_SUB, required=True, non_empty=True, ascii_token=True
-    )
-    if expected_sub is not None and sub != expected_sub:
-        raise InvalidResponse(
-            "Invalid UserInfo response: sub belongs to another Cronofy account "
-            f"(expected {expected_sub!r})."
+    if problem is None:
+        return None
+    path = "the body"
+    for key, value in data.items():  # find the key it is in (only on failure: rare)
+        inner = value if key == "cronofy.data" and isinstance(value, dict) else None
+        candidates = inner.items() if inner is not None else [(key, value)]
+        prefix = "cronofy.data." if inner is not None else ""
+        found = next(
+            (
+                f"{prefix}{name}"
+                for name, item in candidates
+                if isinstance(name, str) and storage_problem({name: item}, max_depth=MAX_DEPTH)
+            ),
+            None,
         )
-    email = _string(data, "email", "", max_length=MAX_EMAIL)
-    name = _string(data, "name", "", max_length=MAX_NAME)
-    zoneinfo = _string(data, "zoneinfo", "", max_length=MAX_ZONEINFO)
-    account_type = _string(data, "cronofy.type", "", max_length=MAX_ACCOUNT_TYPE)
+        if found is not None:
+            path = found
+            break
+    return SectionProblem(USERINFO, path, problem)
 
-    if "cronofy.data" not in data:
-        # Older UserInfo shapes (pycronofy's, cronofy-ruby's and cronofy-csharp's test
-        # suites) have no cronofy.data: the account details count, the profiles are
-        # left alone since nothing was said about them.
-        _storable(data)
-        return UserInfo(
-            sub=sub,
-            account_type=account_type,
-            email=email,
-            name=name,
-            zoneinfo=zoneinfo,
-            scope="",
-            conferencing_profiles=None,
-            calendar_profiles=None,
-            raw=data,
-        )
-    cronofy_data = data["cronofy.data"]
+
+#: ``cronofy.data`` not in the body (older shapes).
+_ABSENT = object()
+
+
+def _account_details(data: dict, cronofy_data: Any) -> dict[str, str]:
+    """The account details section: top-level strings and ``cronofy.data.authorization``."""
+    details = {
+        "email": _string(data, "email", "", max_length=MAX_EMAIL),
+        "name": _string(data, "name", "", max_length=MAX_NAME),
+        "zoneinfo": _string(data, "zoneinfo", "", max_length=MAX_ZONEINFO),
+        "account_type": _string(data, "cronofy.type", "", max_length=MAX_ACCOUNT_TYPE),
+        "scope": "",
+    }
+    if cronofy_data is _ABSENT:
+        return details
     if not isinstance(cronofy_data, dict):
         raise _fail("cronofy.data", f"must be an object, got {_type_name(cronofy_data)}")
-
-    scope = ""
     authorization = cronofy_data.get("authorization")
     if authorization is not None:
         if not isinstance(authorization, dict):
             raise _fail(
                 "cronofy.data.authorization", f"must be an object, got {_type_name(authorization)}"
             )
-        scope = _string(authorization, "scope", "cronofy.data.authorization", max_length=MAX_SCOPE)
-
-    profiles: tuple[ConferencingProfileData, ...] = ()
-    if "conferencing_profiles" in cronofy_data:
-        items = cronofy_data["conferencing_profiles"]
-        if not isinstance(items, list):
-            raise _fail(
-                "cronofy.data.conferencing_profiles", f"must be an array, got {_type_name(items)}"
-            )
-        if len(items) > MAX_PROFILES:
-            raise _fail(
-                "cronofy.data.conferencing_profiles", f"has more than {MAX_PROFILES} entries"
-            )
-        seen: set[str] = set()
-        profiles = tuple(_profile(item, index, seen) for index, item in enumerate(items))
-
-    calendar_profiles: tuple[CalendarProfileData, ...] = ()
-    if "profiles" in cronofy_data:
-        items = cronofy_data["profiles"]
-        if not isinstance(items, list):
-            raise _fail("cronofy.data.profiles", f"must be an array, got {_type_name(items)}")
-        if len(items) > MAX_PROFILES:
-            raise _fail("cronofy.data.profiles", f"has more than {MAX_PROFILES} entries")
-        seen = set()
-        budget = [MAX_CALENDARS]
-        calendar_profiles = tuple(
-            _calendar_profile(item, index, seen, budget) for index, item in enumerate(items)
+        details["scope"] = _string(
+            authorization, "scope", "cronofy.data.authorization", max_length=MAX_SCOPE
         )
+    return details
 
-    _storable(data)
+
+def _profile_list(cronofy_data: dict, key: str) -> list:
+    path = f"cronofy.data.{key}"
+    items = cronofy_data[key]
+    if not isinstance(items, list):
+        raise _fail(path, f"must be an array, got {_type_name(items)}")
+    if len(items) > MAX_PROFILES:
+        raise _fail(path, f"has more than {MAX_PROFILES} entries")
+    return items
+
+
+def _conferencing_section(cronofy_data: dict) -> tuple[ConferencingProfileData, ...]:
+    seen: set[str] = set()
+    items = _profile_list(cronofy_data, CONFERENCING)
+    return tuple(_profile(item, index, seen) for index, item in enumerate(items))
+
+
+def _calendar_section(cronofy_data: dict) -> tuple[CalendarProfileData, ...]:
+    seen: set[str] = set()
+    budget = [MAX_CALENDARS]
+    items = _profile_list(cronofy_data, CALENDAR)
+    return tuple(_calendar_profile(item, index, seen, budget) for index, item in enumerate(items))
+
+
+def parse_userinfo(data: Any, *, expected_sub: str | None = None) -> UserInfo:
+    """Validate a decoded UserInfo body; ``expected_sub`` is the account's Cronofy id.
+
+    Raises ``InvalidResponse`` for a body that is not for this account (no object,
+    a bad or foreign ``sub``) or none of whose sections can be read. Otherwise each
+    section is read on its own: one that is missing or invalid is ``None`` (the
+    account details: ``details_valid`` False) and listed in ``problems``.
+    """
+    if not isinstance(data, dict):
+        raise InvalidResponse(
+            f"Invalid UserInfo response: the body must be a JSON object, got {_type_name(data)}."
+        )
+    try:
+        sub = _string(
+            data, "sub", "", max_length=MAX_SUB, required=True, non_empty=True, ascii_token=True
+        )
+    except InvalidField as exc:  # the body is refused whole: the error callers know
+        raise InvalidResponse(str(exc)) from None
+    if expected_sub is not None and sub != expected_sub:
+        raise InvalidResponse(
+            "Invalid UserInfo response: sub belongs to another Cronofy account "
+            f"(expected {expected_sub!r})."
+        )
+    problems: list[SectionProblem] = []
+
+    def section(name: str, read: Any) -> Any:
+        try:
+            return read()
+        except InvalidField as exc:
+            problems.append(SectionProblem(name, exc.path, exc.problem))
+            return None
+
+    cronofy_data = data.get("cronofy.data", _ABSENT)
+    details = section(ACCOUNT, lambda: _account_details(data, cronofy_data))
+    profiles: dict[str, Any] = {}
+    for name, read in ((CONFERENCING, _conferencing_section), (CALENDAR, _calendar_section)):
+        if cronofy_data is _ABSENT or (isinstance(cronofy_data, dict) and name not in cronofy_data):
+            # Older shapes, service accounts, application calendars: nothing was said
+            # about this section, so what is stored stays as it is.
+            problems.append(SectionProblem(name, f"cronofy.data.{name}", "is missing", True))
+            profiles[name] = None
+        elif not isinstance(cronofy_data, dict):
+            problem = f"must be an object, got {_type_name(cronofy_data)}"
+            problems.append(SectionProblem(name, "cronofy.data", problem))
+            profiles[name] = None
+        else:
+            profiles[name] = section(name, lambda read=read: read(cronofy_data))
+
+    invalid = [problem for problem in problems if not problem.missing]
+    readable = details is not None or any(value is not None for value in profiles.values())
+    if invalid and not readable:
+        raise InvalidResponse(
+            "Invalid UserInfo response: "
+            + "; ".join(dict.fromkeys(problem.message for problem in invalid))
+            + "."
+        )
+    # The JSON is kept only from a body without invalid sections (``userinfo`` is the
+    # last valid body), and only what a JSON column holds.
+    raw: dict[str, Any] | None = None
+    if not invalid:
+        unstorable = _storage_problem_at(data)
+        if unstorable is None:
+            raw = kept_keys(data, budget=MAX_UNKNOWN_KEYS_JSON)
+        else:
+            problems.append(unstorable)
+    details_valid = details is not None
+    details = details or {}
     return UserInfo(
         sub=sub,
-        account_type=account_type,
-        email=email,
-        name=name,
-        zoneinfo=zoneinfo,
-        scope=scope,
-        conferencing_profiles=profiles,
-        calendar_profiles=calendar_profiles,
-        raw=kept_keys(data, budget=MAX_UNKNOWN_KEYS_JSON),
+        account_type=details.get("account_type", ""),
+        email=details.get("email", ""),
+        name=details.get("name", ""),
+        zoneinfo=details.get("zoneinfo", ""),
+        scope=details.get("scope", ""),
+        conferencing_profiles=profiles[CONFERENCING],
+        calendar_profiles=profiles[CALENDAR],
+        raw=raw,
+        details_valid=details_valid,
+        problems=tuple(problems),
     )
 
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("cronofy_conferencing", "0002_calendar_profiles"),
+        ("cronofy_conferencing", "0003_sync_sections"),
     ]
 
     operations = [

@@ -9,6 +9,7 @@ updated (``connection_changed_at`` on a connection flip), kept as history with
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,8 +19,16 @@ from django.db import models
 from django.dispatch import Signal
 
 from .. import signals
-from ..cronofy.userinfo import CalendarProfileData, ConferencingProfileData, UserInfo
+from ..cronofy.userinfo import (
+    SECTION_LABELS,
+    CalendarProfileData,
+    ConferencingProfileData,
+    SectionProblem,
+    UserInfo,
+)
 from ..models import CalendarProfile, ConferencingProfile, LinkedAccount
+
+logger = logging.getLogger(__name__)
 
 PROFILE_UPDATE_FIELDS = [
     "provider_name",
@@ -144,8 +153,12 @@ def _diff(
             changed = True
             events.append((kind.added, profile))
         elif profile.profile_connected != data.profile_connected:
-            signal = kind.reconnected if data.profile_connected else kind.disconnected
-            events.append((signal, profile))
+            # None is unknown (the older calendar shape): learning a state is no flip,
+            # except that a profile now known to be disconnected needs relinking.
+            if data.profile_connected is False:
+                events.append((kind.disconnected, profile))
+            elif data.profile_connected and profile.profile_connected is False:
+                events.append((kind.reconnected, profile))
         if profile.profile_connected != data.profile_connected:
             profile.profile_connected = data.profile_connected
             profile.connection_changed_at = now
@@ -180,10 +193,36 @@ class Plan:
     account_fields: dict[str, object]
     calendars_to_create: list[CalendarProfile] = field(default_factory=list)
     calendars_to_update: list[CalendarProfile] = field(default_factory=list)
+    #: The sections of the payload left as stored, and why (``UserInfo.problems``).
+    problems: tuple[SectionProblem, ...] = ()
+    #: The account object's values before ``adopt`` (what ``restore`` puts back).
+    previous: dict[str, object] = field(default_factory=dict, repr=False)
 
     def adopt(self) -> None:
+        """Set the written fields on the account object (``restore`` undoes it)."""
+        self.previous = {name: getattr(self.account, name) for name in self.account_fields}
         for name, value in self.account_fields.items():
             setattr(self.account, name, value)
+
+    def restore(self) -> None:
+        """The write was rolled back: the account object says what is stored again, so
+        writing the same payload once more (after a reconnect) writes the same fields."""
+        for name, value in self.previous.items():
+            setattr(self.account, name, value)
+
+    def report(self) -> None:
+        """Log the sections of the payload left as stored, each with its JSON path."""
+        for problem in self.problems:
+            # A missing section is Cronofy saying nothing (service accounts, older
+            # shapes): worth knowing, not a warning; an invalid one is.
+            log = logger.info if problem.missing else logger.warning
+            log(
+                "Cronofy account %s: UserInfo %s %s; its stored %s were left as they were.",
+                self.account.pk,
+                problem.path,
+                problem.problem,
+                SECTION_LABELS.get(problem.section, problem.section),
+            )
 
     def send(self) -> None:
         for signal, profile in self.events:
@@ -204,18 +243,26 @@ def plan(
     calendar = _diff(
         CALENDAR, account, info.calendar_profiles, existing_calendars or {}, now, events
     )
-    account_fields = {
-        "email": info.email,
-        "name": info.name,
-        "zoneinfo": info.zoneinfo,
-        "account_type": info.account_type,
-        "scope": info.scope or account.scope,
-        "userinfo": info.raw,
-        "last_synced_at": now,
-        "last_sync_error": "",
-        "consecutive_failures": 0,
-        "updated_at": now,
-    }
+    # A section left as stored writes none of its fields: the account details only
+    # when they were read, the UserInfo JSON only from a body without invalid sections.
+    account_fields: dict[str, object] = {}
+    if info.details_valid:
+        account_fields.update(
+            email=info.email,
+            name=info.name,
+            zoneinfo=info.zoneinfo,
+            account_type=info.account_type,
+            scope=info.scope or account.scope,
+        )
+    if info.raw is not None:
+        account_fields["userinfo"] = info.raw
+    account_fields.update(
+        sync_warnings=info.warnings,
+        last_synced_at=now,
+        last_sync_error="",
+        consecutive_failures=0,
+        updated_at=now,
+    )
     result = SyncResult(
         created=len(conferencing.to_create),
         updated=conferencing.updated,
@@ -235,4 +282,5 @@ def plan(
         account_fields,
         calendar.to_create,
         calendar.to_update,
+        info.problems,
     )

@@ -9,6 +9,8 @@ reads and writes on the caller's thread (``FleetSync``).
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import functools
 import logging
 import queue
@@ -20,7 +22,14 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, connections, router
+from django.db import (
+    DatabaseError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    connections,
+    router,
+)
 from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -31,8 +40,8 @@ from ..cronofy import telemetry
 from ..cronofy.client import CronofyClient, get_client
 from ..cronofy.redaction import redact
 from ..cronofy.userinfo import UserInfo, parse_userinfo
-from ..db import keyset_chunks, write_lock
-from ..exceptions import AccessTokenRejected, CronofyError, SyncStopped
+from ..db import write_lock
+from ..exceptions import AccessTokenRejected, CronofyError, DatabaseConnectionLost, SyncStopped
 from ..models import LinkedAccount
 from .plan import SyncResult
 from .writes import apply_userinfo, apply_userinfo_many
@@ -64,6 +73,8 @@ class SyncReport:
     results: dict[int, SyncResult] = field(default_factory=dict)
     failures: dict[int, Exception] = field(default_factory=dict)
     keep_results: bool = True
+    #: Times the database connection dropped and was reopened, the sync carrying on.
+    reconnects: int = field(default=0, init=False)
     _synced: int = field(default=0, init=False, repr=False)
     _changed: int = field(default=0, init=False, repr=False)
     _reasons: Counter[str] = field(default_factory=Counter, init=False, repr=False)
@@ -165,6 +176,9 @@ def fetch_userinfo(
 
 
 def record_failure(account: LinkedAccount, exc: Exception) -> None:
+    """Write the failure on the account (redacted), once: a refresh may have already."""
+    if getattr(exc, "recorded_on_account", False):
+        return
     message = redact(exc)[:2000]
     using = router.db_for_write(LinkedAccount)
     now = timezone.now()
@@ -234,15 +248,22 @@ def sync_accounts(
 
     using = router.db_for_write(LinkedAccount)
     logger.info("Syncing Cronofy accounts in %s threads", concurrency)
+    fleet = FleetSync(concurrency, finish, on_caller=queries_run_on_caller(using), using=using)
     with telemetry.span(telemetry.SPAN_SYNC_ACCOUNTS, {"cronofy.concurrency": concurrency}) as span:
-        FleetSync(concurrency, finish, on_caller=queries_run_on_caller(using)).run(iter(accounts))
-        span.set_attributes(
-            {
-                "cronofy.accounts.synced": report.synced,
-                "cronofy.accounts.changed": report.changed,
-                "cronofy.accounts.failed": report.failed,
-            }
-        )
+        try:
+            fleet.run(iter(accounts))
+        except DatabaseConnectionLost as exc:
+            exc.report = report
+            raise
+        finally:
+            report.reconnects = fleet.reconnects
+            span.set_attributes(
+                {
+                    "cronofy.accounts.synced": report.synced,
+                    "cronofy.accounts.changed": report.changed,
+                    "cronofy.accounts.failed": report.failed,
+                }
+            )
     return report
 
 
@@ -270,14 +291,95 @@ class FleetSync:
     a thread asks it to run (``on_caller``).
     """
 
-    def __init__(self, concurrency: int, finish: ProgressCallback, *, on_caller: bool) -> None:
+    def __init__(
+        self,
+        concurrency: int,
+        finish: ProgressCallback,
+        *,
+        on_caller: bool,
+        using: str | None = None,
+    ) -> None:
         self.concurrency = concurrency
         self.trace_context: Any = None  # OpenTelemetry's, set by ``run``
         self.finish = finish
         self.on_caller = on_caller
+        self.using = using or router.db_for_write(LinkedAccount)
         self.max_unwritten = 2 * concurrency + WRITE_BATCH_SIZE
         self.work: queue.SimpleQueue[LinkedAccount | None] = queue.SimpleQueue()
         self.events: queue.SimpleQueue[tuple] = queue.SimpleQueue()
+        #: Times the calling thread's connection dropped and was reopened.
+        self.reconnects = 0
+
+    # -- a dropped connection -------------------------------------------------------
+
+    def dropped(self, exc: BaseException, before: Any) -> bool:
+        """Whether ``exc`` is the calling thread's connection dropping (a restarted
+        server, a killed backend) under an operation that started on the DB-API
+        connection ``before``. Django may have opened a new one already (leaving an
+        ``atomic`` block does); telling by the error alone would need each driver's.
+
+        Inside the caller's transaction a new connection cannot carry on what the old
+        one held: ``DatabaseConnectionLost``, saying so.
+        """
+        if not isinstance(exc, OperationalError | InterfaceError):
+            return False
+        connection = connections[self.using]
+        current = connection.connection
+        replaced = before is not None and current is not None and current is not before
+        if not replaced and connection.is_usable():
+            return False  # an error of that statement (a lock timeout...), not the link
+        if connection.in_atomic_block:
+            raise DatabaseConnectionLost(
+                "The database connection of sync_accounts dropped inside the caller's "
+                "transaction, which a new connection cannot continue: the sync stopped. "
+                f"({type(exc).__name__}: {str(exc).strip()[:200]})"
+            ) from exc
+        return True
+
+    def close_dead_connection(self) -> None:
+        """Close the calling thread's connection if it is dead: the next query opens one."""
+        connection = connections[self.using]
+        if not connection.is_usable():
+            with contextlib.suppress(DatabaseError):  # a dead link may fail to close
+                connection.close()
+
+    def reopen_if_dropped(self, exc: BaseException, before: Any) -> bool:
+        """``dropped``, and then the next query runs on a new connection: counted, logged."""
+        if not self.dropped(exc, before):
+            return False
+        self.close_dead_connection()
+        self.reconnects += 1
+        logger.warning(
+            "The database connection of sync_accounts dropped (%s); reopened, carrying on.",
+            type(exc).__name__,
+        )
+        return True
+
+    def on_caller_db(self, call: Callable[[], Any]) -> Any:
+        """Run a query of the calling thread's loop; if the connection dropped, reopen it
+        and run it once more (safe: the failed transaction left nothing). A second drop
+        in a row means the database is gone: ``DatabaseConnectionLost``."""
+        before = connections[self.using].connection
+        try:
+            return call()
+        except DatabaseConnectionLost:
+            raise
+        except Exception as exc:
+            if not self.reopen_if_dropped(exc, before):
+                raise
+        before = connections[self.using].connection
+        try:
+            return call()
+        except DatabaseConnectionLost:
+            raise
+        except Exception as exc:
+            if not self.dropped(exc, before):
+                raise
+            self.close_dead_connection()
+            raise DatabaseConnectionLost(
+                "The database connection of sync_accounts dropped again right after it was "
+                f"reopened: the sync stopped. ({type(exc).__name__}: {str(exc).strip()[:200]})"
+            ) from exc
 
     def run(self, accounts: Iterator[LinkedAccount]) -> None:
         # The fetching threads' spans are children of the caller's (the sweep's).
@@ -309,7 +411,10 @@ class FleetSync:
         batch_deadline = 0.0
         while True:
             while not exhausted and unwritten < self.max_unwritten:
-                account = next(accounts, None)
+                if isinstance(accounts, AccountStream):  # can read its chunk again
+                    account = self.on_caller_db(lambda: next(accounts, None))
+                else:
+                    account = next(accounts, None)
                 if account is None:
                     exhausted = True
                 else:
@@ -329,10 +434,14 @@ class FleetSync:
             kind = event[0]
             if kind == "query":
                 _, call, future = event
+                before = connections[self.using].connection
                 try:
                     future.set_result(call())
                 except BaseException as exc:
+                    # Not run again (a refresh calls Cronofy): that account fails; the
+                    # connection is reopened for the others.
                     future.set_exception(exc)
+                    self.reopen_if_dropped(exc, before)
             elif kind == "failed":
                 _, account, exc = event
                 self._failed(account, exc)
@@ -364,6 +473,12 @@ class FleetSync:
                         info = fetch_userinfo(account, get_client(account.data_center), run_query)
                     except Exception as exc:
                         telemetry.mark_error(span, type(exc).__name__)
+                        if not self.on_caller and isinstance(
+                            exc, OperationalError | InterfaceError
+                        ):
+                            # This thread's own connection (a refresh's queries): a dropped
+                            # one is closed, so the next account's refresh opens a new one.
+                            connections[self.using].close_if_unusable_or_obsolete()
                         self.events.put(("failed", account, exc))
                     else:
                         self.events.put(("fetched", account, info))
@@ -379,7 +494,9 @@ class FleetSync:
     def _failed(self, account: LinkedAccount, exc: Exception) -> None:
         try:
             if isinstance(exc, CronofyError):
-                record_failure(account, exc)
+                self.on_caller_db(lambda: record_failure(account, exc))
+        except DatabaseConnectionLost:
+            raise
         except Exception as recording_failed:
             exc = recording_failed
         self.finish(account, None, exc)
@@ -387,7 +504,9 @@ class FleetSync:
     def _write(self, batch: list[tuple[LinkedAccount, UserInfo]]) -> int:
         """Write a batch (or, when that fails, each account on its own); returns its size."""
         try:
-            results = apply_userinfo_many(batch)
+            results = self.on_caller_db(lambda: apply_userinfo_many(batch))
+        except DatabaseConnectionLost:
+            raise
         except Exception:
             logger.info(
                 "A batch of %s accounts failed; writing one by one", len(batch), exc_info=True
@@ -399,9 +518,11 @@ class FleetSync:
         for account, info in batch:
             try:
                 try:
-                    result = apply_userinfo(account, info)
+                    result = self.on_caller_db(lambda a=account, i=info: apply_userinfo(a, i))
                 except IntegrityError:
-                    result = apply_userinfo(account, info)
+                    result = self.on_caller_db(lambda a=account, i=info: apply_userinfo(a, i))
+            except DatabaseConnectionLost:
+                raise
             except Exception as exc:
                 self.finish(account, None, exc)
             else:
@@ -413,10 +534,37 @@ def _call(function: Callable, *args: Any, **kwargs: Any) -> Any:
     return function(*args, **kwargs)
 
 
+class AccountStream(Iterator[LinkedAccount]):
+    """A queryset's accounts in primary-key order, read ``chunk_size`` at a time by
+    keyset (``pk > last ... LIMIT``, as ``db.keyset_chunks``): memory stays flat, no
+    query stays open while the accounts are synced, and a read that failed (a dropped
+    connection) can be made again from where it stopped."""
+
+    def __init__(self, queryset: QuerySet[LinkedAccount], chunk_size: int = 500) -> None:
+        self.queryset = queryset.order_by("pk")
+        self.chunk_size = chunk_size
+        self.last: Any = None
+        self.buffer: collections.deque[LinkedAccount] = collections.deque()
+        self.exhausted = False
+
+    def __next__(self) -> LinkedAccount:
+        if not self.buffer:
+            if self.exhausted:
+                raise StopIteration
+            page = self.queryset if self.last is None else self.queryset.filter(pk__gt=self.last)
+            chunk = list(page[: self.chunk_size])  # raises before any state changes
+            self.exhausted = len(chunk) < self.chunk_size
+            if not chunk:
+                raise StopIteration
+            self.last = chunk[-1].pk
+            self.buffer.extend(chunk)
+        return self.buffer.popleft()
+
+
 def stream_accounts(
     queryset: QuerySet[LinkedAccount], *, chunk_size: int = 500
 ) -> Iterator[LinkedAccount]:
-    """Yield the queryset's accounts in primary-key order, ``chunk_size`` at a time
-    (``db.keyset_chunks``: no query stays open while the accounts are synced)."""
-    for chunk in keyset_chunks(queryset, chunk_size):
-        yield from chunk
+    """The queryset's accounts in primary-key order, ``chunk_size`` at a time
+    (``AccountStream``: no query stays open while the accounts are synced, and
+    ``sync_accounts`` reads a chunk again after reopening a dropped connection)."""
+    return AccountStream(queryset, chunk_size)

@@ -22,47 +22,67 @@ from .plan import plan as _plan
 
 __all__ = ["apply_userinfo", "apply_userinfo_many", "update_accounts"]
 
-# What a sync writes on the account besides its stamps (last_synced_at, ...).
-ACCOUNT_DETAIL_FIELDS = ("email", "name", "zoneinfo", "account_type", "scope", "userinfo")
+# What a sync may write on the account besides its stamps (last_synced_at, ...): each
+# plan names those it writes (a section left as stored writes none of its own).
+ACCOUNT_DETAIL_FIELDS = (
+    "email",
+    "name",
+    "zoneinfo",
+    "account_type",
+    "scope",
+    "userinfo",
+    "sync_warnings",
+)
 
 
 def apply_userinfo(account: LinkedAccount, info: UserInfo) -> SyncResult:
     """Write a validated payload in one transaction with a fixed number of queries."""
     using = router.db_for_write(ConferencingProfile)
     now = timezone.now()
-    with write_lock(using), transaction.atomic(using=using):
-        # No ORDER BY on either query: nothing depends on the order, and
-        # compiling and sorting it is a measurable share of a fleet sync.
-        locked = list(
-            LinkedAccount.objects.using(using)
-            .select_for_update()
-            .filter(pk=account.pk)
-            .values_list("pk", flat=True)[:1]
-        )
-        if not locked:
-            return SyncResult()  # unlinked while the request was in flight
-        existing = {
-            p.profile_id: p
-            for p in ConferencingProfile.objects.using(using)
-            .filter(account_id=account.pk)
-            .order_by()
-        }
-        calendars = {
-            p.profile_id: p
-            for p in CalendarProfile.objects.using(using).filter(account_id=account.pk).order_by()
-        }
-        plan = _plan(account, info, existing, now, calendars)
-        if plan.to_create:
-            ConferencingProfile.objects.using(using).bulk_create(plan.to_create)
-        if plan.to_update:
-            ConferencingProfile.objects.using(using).bulk_update(
-                plan.to_update, PROFILE_UPDATE_FIELDS
-            )
-        _write_calendar_profiles(using, plan.calendars_to_create, plan.calendars_to_update)
-        LinkedAccount.objects.using(using).filter(pk=account.pk).update(**plan.account_fields)
-        plan.adopt()
-        transaction.on_commit(plan.send, using=using)
+    plan: Plan | None = None
+    try:
+        with write_lock(using), transaction.atomic(using=using):
+            plan = _apply_one(account, info, using, now)
+            if plan is None:
+                return SyncResult()  # unlinked while the request was in flight
+    except BaseException:
+        if plan is not None:
+            plan.restore()
+        raise
+    plan.report()
     return plan.result
+
+
+def _apply_one(account: LinkedAccount, info: UserInfo, using: str, now) -> Plan | None:
+    """``apply_userinfo``'s queries, inside its transaction (None: the account is gone)."""
+    # No ORDER BY on either query: nothing depends on the order, and
+    # compiling and sorting it is a measurable share of a fleet sync.
+    locked = list(
+        LinkedAccount.objects.using(using)
+        .select_for_update()
+        .filter(pk=account.pk)
+        .values_list("pk", flat=True)[:1]
+    )
+    if not locked:
+        return None
+    existing = {
+        p.profile_id: p
+        for p in ConferencingProfile.objects.using(using).filter(account_id=account.pk).order_by()
+    }
+    calendars = {
+        p.profile_id: p
+        for p in CalendarProfile.objects.using(using).filter(account_id=account.pk).order_by()
+    }
+    plan = _plan(account, info, existing, now, calendars)
+    if plan.to_create:
+        ConferencingProfile.objects.using(using).bulk_create(plan.to_create)
+    if plan.to_update:
+        ConferencingProfile.objects.using(using).bulk_update(plan.to_update, PROFILE_UPDATE_FIELDS)
+    _write_calendar_profiles(using, plan.calendars_to_create, plan.calendars_to_update)
+    LinkedAccount.objects.using(using).filter(pk=account.pk).update(**plan.account_fields)
+    plan.adopt()
+    transaction.on_commit(plan.send, using=using)
+    return plan
 
 
 def apply_userinfo_many(items: Sequence[tuple[LinkedAccount, UserInfo]]) -> list[SyncResult]:
@@ -79,65 +99,79 @@ def apply_userinfo_many(items: Sequence[tuple[LinkedAccount, UserInfo]]) -> list
     using = router.db_for_write(ConferencingProfile)
     now = timezone.now()
     pks = [account.pk for account, _ in items]
-    with write_lock(using), transaction.atomic(using=using):
-        locked = set(
-            LinkedAccount.objects.using(using)
-            .select_for_update()
-            .filter(pk__in=pks)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
-        existing: dict[int, dict[str, ConferencingProfile]] = {pk: {} for pk in locked}
-        for profile in (
-            ConferencingProfile.objects.using(using).filter(account_id__in=locked).order_by()
-        ):
-            existing[profile.account_id][profile.profile_id] = profile
-        calendars: dict[int, dict[str, CalendarProfile]] = {pk: {} for pk in locked}
-        for profile in (
-            CalendarProfile.objects.using(using).filter(account_id__in=locked).order_by()
-        ):
-            calendars[profile.account_id][profile.profile_id] = profile
-        plans = [
-            _plan(account, info, existing[account.pk], now, calendars[account.pk])
-            for account, info in items
-            if account.pk in locked
-        ]
-        to_create = [p for plan in plans for p in plan.to_create]
-        to_update = [p for plan in plans for p in plan.to_update]
-        if to_create:
-            ConferencingProfile.objects.using(using).bulk_create(to_create)
-        if to_update:
-            ConferencingProfile.objects.using(using).bulk_update(to_update, PROFILE_UPDATE_FIELDS)
-        _write_calendar_profiles(
-            using,
-            [p for plan in plans for p in plan.calendars_to_create],
-            [p for plan in plans for p in plan.calendars_to_update],
-        )
-        # Accounts whose details changed (every account on a first sync) share
-        # one UPDATE ... FROM (VALUES ...) (``update_accounts``); the others (the
-        # usual case) one UPDATE of the sync stamps.
-        stamped: list[int] = []
-        detailed: list[Plan] = []
-        for plan in plans:
-            if all(
-                getattr(plan.account, name) == plan.account_fields[name]
-                for name in ACCOUNT_DETAIL_FIELDS
-            ):
-                stamped.append(plan.account.pk)
-            else:
-                detailed.append(plan)
-            plan.adopt()
-        update_accounts(using, [(plan.account.pk, plan.account_fields) for plan in detailed])
-        if stamped:
-            LinkedAccount.objects.using(using).filter(pk__in=stamped).update(
-                last_synced_at=now, last_sync_error="", consecutive_failures=0, updated_at=now
+    plans: list[Plan] = []
+    try:
+        with write_lock(using), transaction.atomic(using=using):
+            locked = set(
+                LinkedAccount.objects.using(using)
+                .select_for_update()
+                .filter(pk__in=pks)
+                .order_by("pk")
+                .values_list("pk", flat=True)
             )
-
-        def send() -> None:
+            existing: dict[int, dict[str, ConferencingProfile]] = {pk: {} for pk in locked}
+            for profile in (
+                ConferencingProfile.objects.using(using).filter(account_id__in=locked).order_by()
+            ):
+                existing[profile.account_id][profile.profile_id] = profile
+            calendars: dict[int, dict[str, CalendarProfile]] = {pk: {} for pk in locked}
+            for profile in (
+                CalendarProfile.objects.using(using).filter(account_id__in=locked).order_by()
+            ):
+                calendars[profile.account_id][profile.profile_id] = profile
+            plans[:] = [
+                _plan(account, info, existing[account.pk], now, calendars[account.pk])
+                for account, info in items
+                if account.pk in locked
+            ]
+            to_create = [p for plan in plans for p in plan.to_create]
+            to_update = [p for plan in plans for p in plan.to_update]
+            if to_create:
+                ConferencingProfile.objects.using(using).bulk_create(to_create)
+            if to_update:
+                ConferencingProfile.objects.using(using).bulk_update(
+                    to_update, PROFILE_UPDATE_FIELDS
+                )
+            _write_calendar_profiles(
+                using,
+                [p for plan in plans for p in plan.calendars_to_create],
+                [p for plan in plans for p in plan.calendars_to_update],
+            )
+            # Accounts whose details changed (every account on a first sync) share
+            # one UPDATE ... FROM (VALUES ...) (``update_accounts``); the others (the
+            # usual case) one UPDATE of the sync stamps.
+            # Plans that leave a section as stored write fewer fields: one statement per
+            # set of fields (at most a few sets, whatever the number of accounts).
+            stamped: list[int] = []
+            detailed: dict[tuple[str, ...], list[Plan]] = {}
             for plan in plans:
-                plan.send()
+                if all(
+                    getattr(plan.account, name) == value
+                    for name, value in plan.account_fields.items()
+                    if name in ACCOUNT_DETAIL_FIELDS
+                ):
+                    stamped.append(plan.account.pk)
+                else:
+                    detailed.setdefault(tuple(plan.account_fields), []).append(plan)
+                plan.adopt()
+            for group in detailed.values():
+                update_accounts(using, [(plan.account.pk, plan.account_fields) for plan in group])
+            if stamped:
+                LinkedAccount.objects.using(using).filter(pk__in=stamped).update(
+                    last_synced_at=now, last_sync_error="", consecutive_failures=0, updated_at=now
+                )
 
-        transaction.on_commit(send, using=using)
+            def send() -> None:
+                for plan in plans:
+                    plan.send()
+
+            transaction.on_commit(send, using=using)
+    except BaseException:
+        for plan in plans:  # rolled back: the account objects say what is stored again
+            plan.restore()
+        raise
+    for plan in plans:
+        plan.report()
     results = {plan.account.pk: plan.result for plan in plans}
     return [results.get(account.pk, SyncResult()) for account, _ in items]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.browser
 
@@ -68,7 +69,7 @@ def test_wrong_password_is_refused(page, demo):
     page.get_by_label("Username").fill(demo.username)
     page.get_by_label("Password").fill("not-the-password")
     page.get_by_role("button", name="Log in").click()
-    assert page.get_by_role("alert").is_visible()
+    expect(page.get_by_role("alert")).to_be_visible()
     assert "/accounts/login/" in page.url
 
 
@@ -190,7 +191,9 @@ def test_connect_an_account_through_the_consent_page(logged_in, demo, screenshot
 def test_denying_consent_links_nothing(logged_in, demo):
     page = logged_in
     connect_account(page, demo, "dan@example.com", "zoom", approve=False)
-    assert page.get_by_role("heading", name="Cronofy was not linked").is_visible()
+    # Deny navigates back to the site: wait for that page (expect retries) rather than
+    # look once, right after the click, while the consent page may still be showing.
+    expect(page.get_by_role("heading", name="Cronofy was not linked")).to_be_visible()
     page.goto("/")
     assert account_section(page, "dan@example.com").count() == 0
 
@@ -257,14 +260,15 @@ def test_sync_now_picks_up_a_change(logged_in, demo):
     account_section(page, "gus@example.com").get_by_role(
         "button", name=re.compile("^Sync now")
     ).click()
-    assert page.get_by_text("Synced gus@example.com: nothing changed.").is_visible()
+    # The same URL again: no navigation to wait for, so wait for the message itself.
+    expect(page.get_by_text("Synced gus@example.com: nothing changed.")).to_be_visible()
 
 
 def test_unlink(logged_in, demo):
     page = logged_in
     connect_account(page, demo, "hal@example.com", "zoom")
     account_section(page, "hal@example.com").get_by_role("link", name=re.compile("^Unlink")).click()
-    assert page.get_by_role("heading", name="Unlink hal@example.com?").is_visible()
+    expect(page.get_by_role("heading", name="Unlink hal@example.com?")).to_be_visible()
     page.get_by_role("button", name="Unlink").click()
 
     page.wait_for_url(re.compile(r"/$"))

@@ -17,6 +17,7 @@ import pytest
 from django.conf import settings
 from django.test import Client, override_settings
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from django_cronofy_conferencing.models import LinkedAccount
 from django_cronofy_conferencing.sync import sync_account
@@ -224,7 +225,7 @@ def test_unlink_confirmation(page_for, person, cronofy, axe_script, viewport, sc
     page = page_for(person)
     page.goto("/cronofy/")
     section(page, "pat@example.com").get_by_role("link", name=re.compile("^Unlink")).click()
-    assert page.get_by_role("heading", name="Unlink pat@example.com?").is_visible()
+    expect(page.get_by_role("heading", name="Unlink pat@example.com?")).to_be_visible()
     check_page(page, axe_script, "unlink-confirmation", viewport, screenshot)
     page.get_by_role("button", name="Unlink").click()
     page.wait_for_url(re.compile(r"/cronofy/$"))
@@ -294,6 +295,6 @@ def test_add_provider_page(page_for, person, cronofy, axe_script, viewport, scre
     page = page_for(person)
     page.goto("/cronofy/")
     section(page, "pat@example.com").get_by_role("link", name="Other providers").click()
-    assert page.get_by_role("heading", name="Add a conferencing provider").is_visible()
+    expect(page.get_by_role("heading", name="Add a conferencing provider")).to_be_visible()
     assert page.get_by_label("Provider").is_visible()
     check_page(page, axe_script, "add-provider", viewport, screenshot)

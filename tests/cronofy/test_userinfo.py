@@ -1,8 +1,11 @@
-"""UserInfo validation: the lenient cases, and malformed bodies refused through ``sync_account``.
+"""UserInfo validation: the lenient cases, and malformed bodies through ``sync_account``.
 
 Every malformed body is served by the simulator as the 200 answer to
-``GET /v1/userinfo`` after a first successful sync, so each case also proves
-that nothing but the account's error fields changed.
+``GET /v1/userinfo`` after a first successful sync. A body that is not for the
+account (or none of whose sections can be read) is refused whole: nothing but
+the account's error fields changes. Otherwise each section stands on its own
+(DESIGN.md "Sync"): the malformed one is left as stored and reported in
+``sync_warnings`` with its JSON path, and the other sections are applied.
 """
 
 from __future__ import annotations
@@ -62,6 +65,16 @@ def account_state(account) -> dict:
     return LinkedAccount.objects.filter(pk=account.pk).values(*ACCOUNT_FIELDS).get()
 
 
+def invalid(body) -> str:
+    """What is wrong with ``body``: the refusal of the whole body, or the problems of its
+    invalid sections ('' when every section present is valid)."""
+    try:
+        info = parse_userinfo(body)
+    except InvalidResponse as exc:
+        return str(exc)
+    return "; ".join(problem.message for problem in info.problems if not problem.missing)
+
+
 # -- the lenient cases ------------------------------------------------------
 
 
@@ -104,9 +117,16 @@ def test_unknown_provider_name_is_kept(payload, provider):
     assert info.conferencing_profiles[0].provider_name == provider
 
 
-def test_missing_conferencing_profiles_means_none(payload):
+def test_missing_conferencing_profiles_says_nothing_of_them(payload):
+    """DESIGN.md "Sync": a missing section leaves its stored rows as they were (it is
+    reported, as missing rather than invalid)."""
     info = parse_userinfo(payload("userinfo_service_account"))
-    assert info.conferencing_profiles == ()
+    assert info.conferencing_profiles is None and info.calendar_profiles is None
+    assert [(p.path, p.problem, p.missing) for p in info.problems] == [
+        ("cronofy.data.conferencing_profiles", "is missing", True),
+        ("cronofy.data.profiles", "is missing", True),
+    ]
+    assert info.details_valid and info.raw is not None
     assert info.account_type == "service_account"
     assert info.name == ""  # absent
     assert info.scope == "service_account/accounts/manage service_account/resources/manage"
@@ -539,6 +559,33 @@ def test_at_least_thirty_distinct_malformed_bodies():
     assert len(ids) >= 30
 
 
+# Which part of the body each malformed case breaks: the body as a whole (refused), a
+# section (left as stored, the rest applied), or only the stored JSON of unknown keys.
+WHOLE_BODY = ("not-json", "json-", "nested-beyond", "sub-", "data-")
+ACCOUNT_CASES = ("email-", "name-", "zoneinfo-", "type-", "authorization-", "scope-")
+USERINFO_CASES = ("nested-deeper", "nan-in", "nul-in", "surrogate-in")
+
+
+def section_of(case_id: str) -> str | None:
+    if case_id.startswith(WHOLE_BODY):
+        return None
+    if case_id.startswith(ACCOUNT_CASES):
+        return "account"
+    if case_id.startswith(USERINFO_CASES):
+        return "userinfo"
+    return "conferencing_profiles"
+
+
+REFUSED = [case for case in MALFORMED if section_of(case[0]) is None]
+SECTIONED = [case for case in MALFORMED if section_of(case[0]) is not None]
+
+
+def test_every_kind_of_case_is_covered():
+    sections = {section_of(case[0]) for case in MALFORMED}
+    assert sections == {None, "account", "userinfo", "conferencing_profiles"}
+    assert len(REFUSED) >= 15 and len(SECTIONED) >= 40
+
+
 @pytest.fixture
 def synced_example(link_account, sim, payload):
     """An account synced_example once from the documented example, and its stored state."""
@@ -549,18 +596,21 @@ def synced_example(link_account, sim, payload):
     return account, profiles_state(account), account_state(account)
 
 
-@pytest.mark.django_db
-@pytest.mark.parametrize(
-    "mutate, message", [case[1:] for case in MALFORMED], ids=[case[0] for case in MALFORMED]
-)
-def test_malformed_userinfo_is_refused_and_changes_nothing(
-    synced_example, sim, payload, mutate, message
-):
-    account, profiles_before, account_before = synced_example
-    body = mutate(copy.deepcopy(payload("userinfo_conferencing_example")))
+def _answer(sim, body) -> None:
     if not isinstance(body, str | bytes):
         body = json.dumps(body)
     sim.fail("userinfo", status=200, body=body, headers={"Content-Type": "application/json"})
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "mutate, message", [case[1:] for case in REFUSED], ids=[case[0] for case in REFUSED]
+)
+def test_a_body_with_no_readable_section_is_refused_and_changes_nothing(
+    synced_example, sim, payload, mutate, message
+):
+    account, profiles_before, account_before = synced_example
+    _answer(sim, mutate(copy.deepcopy(payload("userinfo_conferencing_example"))))
 
     with pytest.raises(InvalidResponse) as excinfo:
         sync_account(account)
@@ -573,6 +623,72 @@ def test_malformed_userinfo_is_refused_and_changes_nothing(
     assert account.consecutive_failures == 1
     assert message in account.last_sync_error
     assert sim.count("userinfo") == 2
+
+
+RENAMED_PROFILE = "renamed@example.com"
+RENAMED_USER = "Jane Renamed"
+
+
+def _with_other_changes(section: str):
+    """A change to the sections the case leaves alone, to see them applied."""
+
+    def change(body):
+        if section in ("account", "userinfo"):
+            body["cronofy.data"]["conferencing_profiles"][0]["profile_name"] = RENAMED_PROFILE
+        if section in ("conferencing_profiles", "userinfo"):
+            body["name"] = RENAMED_USER
+        return body
+
+    return change
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case_id, mutate, message", SECTIONED, ids=[case[0] for case in SECTIONED])
+def test_an_invalid_section_is_left_as_stored_reported_and_the_rest_applied(
+    synced_example, sim, payload, caplog, case_id, mutate, message
+):
+    account, profiles_before, account_before = synced_example
+    section = section_of(case_id)
+    body = _with_other_changes(section)(copy.deepcopy(payload("userinfo_conferencing_example")))
+    _answer(sim, mutate(body))
+
+    with caplog.at_level("WARNING", logger="django_cronofy_conferencing"):
+        sync_account(account)
+
+    account.refresh_from_db()
+    assert (account.consecutive_failures, account.last_sync_error) == (0, "")
+    missing = {"path": "cronofy.data.profiles", "problem": "is missing", "section": "profiles"}
+    warnings = [w for w in account.sync_warnings if w != missing]
+    assert [w["section"] for w in warnings] == [section]
+    assert message.removeprefix("the body ") in f"{warnings[0]['path']} {warnings[0]['problem']}"
+    assert warnings[0]["path"] in caplog.text  # logged with its JSON path
+    after = account_state(account)
+    assert after["userinfo"] == account_before["userinfo"]  # only a valid body's JSON is kept
+    if section == "account":
+        details = ("email", "name", "zoneinfo", "scope", "account_type")
+        assert {k: after[k] for k in details} == {k: account_before[k] for k in details}
+    else:
+        assert after["name"] == RENAMED_USER
+    names = {row[0]: row[2] for row in profiles_state(account)}
+    if section == "conferencing_profiles":
+        assert profiles_state(account) == profiles_before
+    else:
+        assert names["pro_jknsdfk234"] == RENAMED_PROFILE
+
+
+@pytest.mark.django_db
+def test_the_warnings_clear_once_every_section_is_valid_again(synced_example, sim, payload):
+    account = synced_example[0]
+    body = payload("userinfo_conferencing_example")
+    body["cronofy.data"]["profiles"] = [{"profile_id": "pro_x"}]  # no provider_name
+    _answer(sim, body)
+    sync_account(account)
+    account.refresh_from_db()
+    assert [w["path"] for w in account.sync_warnings] == ["cronofy.data.profiles[0].provider_name"]
+    sim.clear_faults()
+    sync_account(account)
+    account.refresh_from_db()
+    assert account.sync_warnings == []
 
 
 @pytest.mark.django_db
@@ -589,13 +705,21 @@ def test_a_valid_body_after_a_refused_one_clears_the_error(synced_example, sim):
 
 
 @pytest.mark.django_db
-def test_malformed_body_in_userinfo_body_is_refused(link_account, payload):
+def test_a_first_sync_with_an_invalid_conferencing_section_stores_the_rest(link_account, payload):
     body = payload("userinfo_conferencing_example")
     body["cronofy.data"]["conferencing_profiles"][0]["profile_connected"] = "yes"
     account, _ = link_account(sub=SUB, userinfo_body=body)
-    with pytest.raises(InvalidResponse, match=r"\[0\]\.profile_connected must be a boolean"):
-        sync_account(account)
+    sync_account(account)
     assert not ConferencingProfile.objects.exists()
+    account.refresh_from_db()
+    assert (account.email, account.userinfo) == ("janed@company.com", {})
+    assert account.sync_warnings == [
+        {
+            "section": "conferencing_profiles",
+            "path": "cronofy.data.conferencing_profiles[0].profile_connected",
+            "problem": "must be a boolean, got string",
+        }
+    ]
 
 
 # -- property: random JSON never raises anything but InvalidResponse ---------------
@@ -680,8 +804,17 @@ def test_random_bodies_raise_only_invalid_response(synced_example, sim, body):
         assert profiles_state(account) == profiles_before
         assert account_state(account) == account_before
     else:
-        # Valid after all (a harmless mutation): what is stored is what was served.
+        # Readable after all: each section stored is what was served; the others as before.
         info = parse_userinfo(json.loads(body), expected_sub=SUB)
+        after = account_state(account)
+        if not info.details_valid:
+            for name in ("email", "name", "zoneinfo", "scope", "account_type"):
+                assert after[name] == account_before[name]
+        if info.raw is None:
+            assert after["userinfo"] == account_before["userinfo"]
+        if info.conferencing_profiles is None:
+            assert profiles_state(account) == profiles_before
+            return
         stored = {
             row[0]: row[1:5]
             for row in profiles_state(account)
@@ -781,12 +914,11 @@ def test_each_length_limit_is_inclusive(payload, where, key, limit):
     at_limit = _at(payload("userinfo_conferencing_example"), where, key, _value(key, limit))
     if key == "profile_relink_url":
         at_limit["cronofy.data"]["conferencing_profiles"][0]["profile_connected"] = False
-    parse_userinfo(at_limit)  # exactly the limit: accepted
+    assert invalid(at_limit) == ""  # exactly the limit: accepted
     over = _at(payload("userinfo_conferencing_example"), where, key, _value(key, limit + 1))
     if key == "profile_relink_url":
         over["cronofy.data"]["conferencing_profiles"][0]["profile_connected"] = False
-    with pytest.raises(InvalidResponse, match=re.escape(key)):
-        parse_userinfo(over)
+    assert re.search(re.escape(key) + r"\S* is longer than", invalid(over))
 
 
 def test_profiles_at_the_count_limit_and_one_past(payload):
@@ -799,8 +931,9 @@ def test_profiles_at_the_count_limit_and_one_past(payload):
         return body
 
     assert len(parse_userinfo(body_with(MAX_PROFILES)).conferencing_profiles) == MAX_PROFILES
-    with pytest.raises(InvalidResponse):
-        parse_userinfo(body_with(MAX_PROFILES + 1))
+    over = parse_userinfo(body_with(MAX_PROFILES + 1))
+    assert over.conferencing_profiles is None
+    assert f"has more than {MAX_PROFILES} entries" in invalid(body_with(MAX_PROFILES + 1))
 
 
 # -- token responses: scope, sub and token characters ---------------------------------
@@ -866,24 +999,21 @@ def test_each_calendar_length_limit_is_inclusive(payload, where, key, limit):
         target[key] = "x" * length
         return body
 
-    parse_userinfo(body_with(limit))
-    with pytest.raises(InvalidResponse, match=key):
-        parse_userinfo(body_with(limit + 1))
+    assert invalid(body_with(limit)) == ""
+    assert key in invalid(body_with(limit + 1))
 
 
 @pytest.mark.parametrize("calendar_id", ["cal with space", "cal_é", "cal_x\n"])
 def test_a_calendar_id_must_be_a_printable_ascii_token(payload, calendar_id):
     body = payload("userinfo_with_calendar_profiles")
     body["cronofy.data"]["profiles"][0]["profile_calendars"][0]["calendar_id"] = calendar_id
-    with pytest.raises(InvalidResponse, match="calendar_id"):
-        parse_userinfo(body)
+    assert "calendar_id must be printable ASCII" in invalid(body)
 
 
 def test_the_calendar_budget_is_inclusive(payload, monkeypatch):
     body = payload("userinfo_with_calendar_profiles")
     total = sum(len(p["profile_calendars"]) for p in body["cronofy.data"]["profiles"])
     monkeypatch.setattr(payloads, "MAX_CALENDARS", total)
-    parse_userinfo(body)
+    assert invalid(body) == ""
     monkeypatch.setattr(payloads, "MAX_CALENDARS", total - 1)
-    with pytest.raises(InvalidResponse, match="calendars"):
-        parse_userinfo(body)
+    assert f"list more than {total - 1} calendars" in invalid(body)

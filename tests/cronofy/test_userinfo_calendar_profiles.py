@@ -12,7 +12,6 @@ from django_cronofy_conferencing.cronofy.userinfo import (
     CalendarData,
     parse_userinfo,
 )
-from django_cronofy_conferencing.exceptions import InvalidResponse
 from tests.conftest import load_payload
 
 BODY = load_payload("userinfo_with_calendar_profiles")
@@ -63,10 +62,41 @@ def test_relink_url_is_dropped_while_connected():
     assert parse_userinfo(body_with(change)).calendar_profiles[0].profile_relink_url == ""
 
 
-def test_no_profiles_key_means_none():
+def test_no_profiles_key_says_nothing_of_them():
     body = copy.deepcopy(BODY)
     del body["cronofy.data"]["profiles"]
-    assert parse_userinfo(body).calendar_profiles == ()
+    info = parse_userinfo(body)
+    assert info.calendar_profiles is None
+    assert [(p.path, p.missing) for p in info.problems] == [("cronofy.data.profiles", True)]
+
+
+def test_the_older_shape_without_a_connection_state_is_unknown():
+    """cronofy-node's "returns userinfo" calendar profiles: provider_name, profile_id and
+    profile_name only. Unknown is not "disconnected", and the relink URL is kept."""
+
+    def older(profiles):
+        for profile in profiles:
+            for key in list(profile):
+                if key not in ("provider_name", "profile_id", "profile_name"):
+                    del profile[key]
+        profiles[1]["profile_relink_url"] = "https://app.cronofy.com/relink/apple"
+
+    info = parse_userinfo(body_with(older))
+    google, apple = info.calendar_profiles
+    assert (google.profile_connected, google.provider_service, google.calendars) == (None, "", ())
+    assert (apple.profile_connected, apple.profile_relink_url) == (
+        None,
+        "https://app.cronofy.com/relink/apple",
+    )
+    assert info.problems == ()
+
+
+def test_an_explicit_null_connection_state_is_still_refused():
+    info = parse_userinfo(body_with(_set(0, "profile_connected", None)))
+    assert info.calendar_profiles is None
+    assert info.problems[0].message == (
+        "cronofy.data.profiles[0].profile_connected must be a boolean, got null"
+    )
 
 
 def _set(index, key, value, calendar=None):
@@ -136,14 +166,18 @@ def _spread_calendars(profiles):
         (_spread_calendars, f"more than {MAX_CALENDARS} calendars"),
     ],
 )
-def test_malformed_calendar_profiles_are_refused_naming_the_field(change, message):
-    with pytest.raises(InvalidResponse) as exc:
-        parse_userinfo(body_with(change))
-    assert message in str(exc.value)
+def test_malformed_calendar_profiles_are_reported_naming_the_field(change, message):
+    """The calendar section is left as stored; the conferencing profiles still parse."""
+    info = parse_userinfo(body_with(change))
+    assert info.calendar_profiles is None
+    [problem] = info.problems
+    assert (problem.section, problem.missing) == ("profiles", False)
+    assert message in problem.message
+    assert info.conferencing_profiles is not None and len(info.conferencing_profiles) == 2
 
 
 def test_profiles_must_be_an_array():
     body = copy.deepcopy(BODY)
     body["cronofy.data"]["profiles"] = {"pro_x": {}}
-    with pytest.raises(InvalidResponse, match=r"cronofy\.data\.profiles must be an array"):
-        parse_userinfo(body)
+    [problem] = parse_userinfo(body).problems
+    assert problem.message == "cronofy.data.profiles must be an array, got object"

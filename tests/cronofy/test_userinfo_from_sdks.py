@@ -27,7 +27,7 @@ NO_DATA = {
     # cronofy/cronofy-ruby spec/lib/cronofy/client_spec.rb "#userinfo"
     "userinfo_ruby_service_account_flat_domain": "service_account",
 }
-# UserInfo with cronofy.data but no conferencing_profiles key: "none".
+# UserInfo with cronofy.data but no conferencing_profiles key: nothing said of them.
 NO_CONFERENCING = {
     # cronofy/cronofy-csharp test/Cronofy.Test/CronofyAccountClientTests/GetUserInfo.cs (older)
     "userinfo_csharp_account_no_conferencing": "account",
@@ -81,10 +81,83 @@ def test_a_sync_from_a_body_without_cronofy_data_keeps_the_stored_profiles(sim, 
 
 
 @pytest.mark.parametrize("name, account_type", sorted(NO_CONFERENCING.items()))
-def test_userinfo_without_conferencing_profiles_means_none(name, account_type):
+def test_userinfo_without_conferencing_profiles_says_nothing_of_them(name, account_type):
+    """DESIGN.md "Sync": a missing section leaves the stored rows as they were."""
     info = parse_userinfo(sdk(name))
     assert info.account_type == account_type
-    assert info.conferencing_profiles == ()
+    assert info.conferencing_profiles is None
+    problem = next(p for p in info.problems if p.section == "conferencing_profiles")
+    assert (problem.path, problem.problem, problem.missing) == (
+        "cronofy.data.conferencing_profiles",
+        "is missing",
+        True,
+    )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", sorted(NO_CONFERENCING))
+def test_a_body_without_conferencing_profiles_keeps_the_stored_ones(sim, link_account, name):
+    body = sdk(name)
+    account, sim_account = link_account(sub=body["sub"], conferencing_profiles=[sim.profile()])
+    assert sync_account(account).created == 1
+    sim_account.userinfo_body = body
+    assert sync_account(account).unchanged == 1
+    assert ConferencingProfile.objects.present().count() == 1
+    account.refresh_from_db()
+    assert {w["path"] for w in account.sync_warnings} >= {"cronofy.data.conferencing_profiles"}
+
+
+# -- cronofy-node's "returns userinfo": calendar profiles in their older, minimal shape ------
+
+NODE = "userinfo_node_calendar_profiles_minimal"
+
+
+def test_the_node_body_parses_every_section():
+    info = parse_userinfo(sdk(NODE))
+    assert info.problems == ()
+    assert [p.profile_id for p in info.conferencing_profiles] == [
+        "pro_jknsdfk234",
+        "pro_gfmdsg51qa",
+    ]
+    [calendar] = info.calendar_profiles
+    assert (calendar.provider_name, calendar.profile_connected, calendar.calendars) == (
+        "google",
+        None,
+        (),
+    )
+
+
+@pytest.mark.django_db
+def test_the_node_body_syncs_its_conferencing_profiles_end_to_end(
+    user, received, django_capture_on_commit_callbacks
+):
+    """Linked through the simulated Cronofy's OAuth flow (code exchange, link, first
+    sync), then synced again: the conferencing profiles are stored, the calendar
+    profile is stored as it came (its connection unknown, not disconnected)."""
+    from django_cronofy_conferencing.choices import conferencing_choices
+    from django_cronofy_conferencing.models import CalendarProfile
+
+    body = sdk(NODE)
+    with simulated_cronofy() as sim, django_capture_on_commit_callbacks(execute=True):
+        sim_account = sim.add_account(sub=body["sub"], userinfo_body=body)
+        url = linking.authorization_url("us", redirect_uri=REDIRECT, state="s")
+        code = parse_qs(urlsplit(sim.authorize(url, account=sim_account)).query)["code"][0]
+        result = linking.link_account(user, "us", linking.exchange_code("us", code, REDIRECT))
+        assert result.sync_error is None
+        assert (result.sync_result.created, result.sync_result.calendar_created) == (2, 1)
+        assert sync_account(result.account).unchanged == 2
+    account = LinkedAccount.objects.get()
+    assert account.sync_warnings == []
+    profiles = {p.profile_id: p.profile_connected for p in account.conferencing_profiles.all()}
+    assert profiles == {"pro_jknsdfk234": True, "pro_gfmdsg51qa": False}
+    calendar = CalendarProfile.objects.get(account=account)
+    assert (calendar.profile_id, calendar.profile_connected) == ("pro_n23kjnwrw2", None)
+    assert not CalendarProfile.objects.disconnected().exists()
+    assert not CalendarProfile.objects.connected().exists()
+    choices = conferencing_choices(account, resync=False)
+    assert [c.value for c in choices.available] == ["pro_jknsdfk234", "default"]
+    assert choices.calendar_profiles_unavailable == []  # unknown is not broken
+    assert ("conferencing_profile_added", "pro_jknsdfk234") in received
 
 
 def test_the_sdk_account_body_with_conferencing_matches_the_documented_one(payload):
@@ -144,3 +217,14 @@ def test_a_code_exchange_without_sub_asks_userinfo_whose_account_it_is(user):
     account = LinkedAccount.objects.get()
     assert (account.sub, account.data_center) == (sim_account.sub, "de")
     assert account.conferencing_profiles.count() == 1
+
+
+@pytest.mark.parametrize(
+    "body", [[], {"sub": 5}, {"email": "x"}, {"sub": "acc_x", "cronofy.data": []}]
+)
+def test_a_body_refused_whole_is_a_plain_invalid_response(body):
+    """Failure reasons are reported by class name (``failed_by_reason``, queue results):
+    the per-field error used inside the parser never leaks out."""
+    with pytest.raises(InvalidResponse) as excinfo:
+        parse_userinfo(body)
+    assert type(excinfo.value) is InvalidResponse

@@ -29,3 +29,24 @@ def test_an_unknown_user():
 def test_both_commands_use_it():
     assert cronofy_link.resolve_user is utils.resolve_user
     assert cronofy_sync.resolve_user is utils.resolve_user
+
+
+ARABIC_INDIC = str.maketrans("0123456789", "".join(chr(0x660 + i) for i in range(10)))
+
+
+@pytest.mark.parametrize("kind", ["superscript-two", "arabic-indic-id", "past-any-id"])
+def test_only_ascii_digits_in_range_are_ids(user, kind):
+    """Issue 20 §2.5's sibling: superscript two was a ValueError, the user's own id in
+    Arabic-Indic digits named that user."""
+    value = {
+        "superscript-two": "\u00b2",
+        "arabic-indic-id": str(user.pk).translate(ARABIC_INDIC),
+        "past-any-id": "9" * 30,
+    }[kind]
+    with pytest.raises(CommandError, match="No user with username or id"):
+        utils.resolve_user(value)
+
+
+def test_a_username_of_digits_past_any_id_is_still_a_username(django_user_model):
+    named = django_user_model.objects.create_user("9" * 30)
+    assert utils.resolve_user("9" * 30) == named

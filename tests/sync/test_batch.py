@@ -273,3 +273,130 @@ def test_batch_signals_are_sent_after_commit(sim, link_account, batch_signals):
         apply_userinfo_many([(a, info_for(sim, a)) for a in accounts])
         assert batch_signals == []
     assert sorted(name for name, *_ in batch_signals) == ["added", "added", "synced", "synced"]
+
+
+# -- each UserInfo section on its own (issue 20 §1) ------------------------------------
+
+
+def _calendar_entry(profile_id: str) -> dict:
+    return {"provider_name": "google", "profile_id": profile_id, "profile_name": "g@example.com"}
+
+
+SECTION_VARIANTS = {
+    "valid": lambda body: None,
+    "calendar-invalid": lambda body: body["cronofy.data"].update(profiles=[{"profile_id": "p"}]),
+    "calendar-older-shape": lambda body: body["cronofy.data"].update(
+        profiles=[_calendar_entry("pro_old")]
+    ),
+    "conferencing-missing": lambda body: body["cronofy.data"].pop("conferencing_profiles"),
+    "conferencing-invalid": lambda body: body["cronofy.data"]["conferencing_profiles"][0].update(
+        profile_connected="yes"
+    ),
+    "details-invalid": lambda body: body.update(email=7, name="Changed"),
+    "userinfo-unstorable": lambda body: body.update(unmodelled=float("nan"), name="Changed"),
+}
+
+
+def section_snapshot():
+    """Every stored field a section sync writes, by account email (set at link time)."""
+    from django_cronofy_conferencing.models import CalendarProfile
+
+    accounts = {
+        a.pk: (a.name, a.email, a.scope, a.userinfo.get("name"), a.sync_warnings)
+        for a in LinkedAccount.objects.all()
+    }
+    conferencing = sorted(
+        (accounts[p.account_id][1], p.provider_name, p.profile_connected, p.removed_at is None)
+        for p in ConferencingProfile.objects.all()
+    )
+    calendars = sorted(
+        (accounts[p.account_id][1], p.profile_id, p.profile_connected, p.removed_at is None)
+        for p in CalendarProfile.objects.all()
+    )
+    return sorted(accounts.values(), key=repr), conferencing, calendars
+
+
+def run_section_variants(sim, link_account, write):
+    fleet = []
+    for i, variant in enumerate(SECTION_VARIANTS):
+        account, sim_account = link_account(
+            email=f"user{i}@example.com",
+            name=f"User {i}",
+            conferencing_profiles=[sim.profile("zoom"), sim.profile("go_to", connected=False)],
+            calendar_profiles=[sim.calendar_profile("google", profile_id="pro_cal")],
+        )
+        fleet.append((account, sim_account, variant))
+    outcomes = []
+    for step in ("valid", "variant", "valid-again"):
+        items = []
+        for account, sim_account, variant in fleet:
+            sim_account.userinfo_body = None
+            body = sim._userinfo(sim_account)
+            if step == "variant":
+                SECTION_VARIANTS[variant](body)
+            items.append((account, parse_userinfo(body, expected_sub=account.sub)))
+        outcomes.append((write(items), section_snapshot()))
+    return outcomes
+
+
+def test_each_section_on_its_own_the_same_in_a_batch_and_one_by_one(sim, link_account):
+    """DESIGN.md "Sync": ``apply_userinfo`` and ``apply_userinfo_many`` leave the same
+    sections as stored, apply the same ones, and record the same warnings."""
+    batched = run_section_variants(sim, link_account, apply_userinfo_many)
+    LinkedAccount.objects.all().delete()
+    single = run_section_variants(
+        sim, link_account, lambda items: [apply_userinfo(account, info) for account, info in items]
+    )
+    assert batched == single
+
+    results, (accounts, conferencing, calendars) = batched[1]
+    by_email = {row[1]: row for row in accounts}
+    warnings = {email: [w["section"] for w in row[4]] for email, row in by_email.items()}
+    variants = list(SECTION_VARIANTS)
+    expected = {
+        "valid": [],
+        "calendar-invalid": ["profiles"],
+        "calendar-older-shape": [],
+        "conferencing-missing": ["conferencing_profiles"],
+        "conferencing-invalid": ["conferencing_profiles"],
+        "details-invalid": ["account"],
+        "userinfo-unstorable": ["userinfo"],
+    }
+    assert warnings == {f"user{i}@example.com": expected[v] for i, v in enumerate(variants)}
+    names = {row[1]: row[0] for row in accounts}
+    assert names["user5@example.com"] == "User 5"  # details left as stored
+    assert names["user6@example.com"] == "Changed"  # details applied, JSON kept as it was
+    assert by_email["user6@example.com"][3] == "User 6"
+    old_shape = [row for row in calendars if row[0] == "user2@example.com" and row[3]]
+    assert old_shape == [("user2@example.com", "pro_old", None, True)]
+    assert [row for row in calendars if row[0] == "user1@example.com"] == [
+        ("user1@example.com", "pro_cal", True, True)
+    ]
+    assert results[3] == SyncResult(unchanged=2, calendar_unchanged=1)  # missing: kept
+    assert [row[1:] for row in conferencing if row[0] == "user4@example.com"] == [
+        ("go_to", False, True),
+        ("zoom", True, True),
+    ]  # invalid: kept as they were
+    # Valid again: every warning is cleared.
+    assert all(row[4] == [] for row in batched[2][1][0])
+
+
+def test_a_mixed_batch_takes_a_fixed_number_of_queries(sim, link_account):
+    """Accounts leaving different sections as stored write different fields: one
+    statement per set of fields, however many accounts."""
+    counts = []
+    for copies in (1, 3):
+        LinkedAccount.objects.all().delete()
+        items = []
+        for copy in range(copies):
+            for i, variant in enumerate(SECTION_VARIANTS):
+                account, sim_account = link_account(
+                    name=f"User {copy}-{i}", conferencing_profiles=[sim.profile("zoom")]
+                )
+                body = sim._userinfo(sim_account)
+                SECTION_VARIANTS[variant](body)
+                items.append((account, parse_userinfo(body, expected_sub=account.sub)))
+        with CaptureQueriesContext(connection) as queries:
+            apply_userinfo_many(items)
+        counts.append(len(queries))
+    assert counts[0] == counts[1]

@@ -145,19 +145,23 @@ def test_documented_and_sdk_bodies_sync_calendar_profiles_exactly(
 
 
 @pytest.mark.parametrize("name", ["userinfo_service_account", "userinfo_csharp_service_account"])
-def test_no_profiles_key_means_none_listed(link_account, sim, payload, name):
-    """As for ``conferencing_profiles``: a missing key is an empty list, so stored
-    calendar profiles are marked removed (kept as history)."""
+def test_no_profiles_key_leaves_the_stored_ones(link_account, sim, payload, name):
+    """DESIGN.md "Sync": a missing section leaves its stored rows as they were (and is
+    reported); an empty list is what says "none"."""
     account, sim_account = link_account(calendar_profiles=[sim.calendar_profile()])
     assert sync_account(account).calendar_created == 1
     data = payload(name) if name == "userinfo_service_account" else body(name)
     data["sub"] = sim_account.sub
     sim_account.userinfo_body = data
 
+    assert sync_account(account) == SyncResult(calendar_unchanged=1)
+    assert CalendarProfile.objects.present().count() == 1
+    account.refresh_from_db()
+    assert {"section": "profiles", "path": "cronofy.data.profiles", "problem": "is missing"} in (
+        account.sync_warnings
+    )
+    data["cronofy.data"]["profiles"] = []
     assert sync_account(account) == SyncResult(calendar_removed=1)
-    profile = CalendarProfile.objects.get(account=account)
-    assert profile.removed_at is not None
-    assert not CalendarProfile.objects.present().exists()
 
 
 def test_no_cronofy_data_keeps_the_stored_calendar_profiles(link_account, sim):
@@ -274,15 +278,81 @@ def test_signals_after_commit_for_real_changes_only(
             getattr(signals, f"calendar_profile_{name}").disconnect(handler)
 
 
-def test_invalid_calendar_profile_changes_nothing(google, sim):
+def test_an_invalid_calendar_section_never_blocks_conferencing_profiles(google, sim):
+    """DESIGN.md "Sync": the calendar section is left as stored and reported; the
+    conferencing profiles of the same body are applied."""
     account, sim_account = google
     sim_account.calendar_profiles[0]["profile_relink_url"] = "http://insecure.example/relink"
     sim_account.calendar_profiles[0]["profile_connected"] = False
     sim_account.calendar_profiles[1]["profile_calendars"] = "not a list"
+    sim_account.conferencing_profiles.append(sim.profile("zoom", profile_id="pro_new_zoom"))
     before = stored(account)
-    with pytest.raises(Exception, match="Invalid UserInfo response"):
-        sync_account(account)
+
+    result = sync_account(account)
+
     assert stored(account) == before
+    assert (result.created, result.calendar_unchanged) == (1, 2)
+    assert ConferencingProfile.objects.filter(account=account, profile_id="pro_new_zoom").exists()
+    account.refresh_from_db()
+    assert account.sync_warnings == [
+        {
+            "section": "profiles",
+            "path": "cronofy.data.profiles[0].profile_relink_url",
+            "problem": "must be an https URL",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "signal"),
+    [
+        (None, False, "disconnected"),  # now known to need relinking
+        (None, True, None),  # learning it works is no reconnection
+        (False, None, None),  # the state went unknown: nothing to tell
+        (False, True, "reconnected"),
+        (True, None, None),
+    ],
+)
+def test_an_unknown_connection_state_is_no_flip(
+    link_account, sim, django_capture_on_commit_callbacks, before, after, signal
+):
+    """The older shape (no ``profile_connected``) is stored as None: neither connected nor
+    disconnected; only a real flip between known states is signalled."""
+
+    def entry(connected):
+        profile = sim.calendar_profile("google", profile_id="pro_g", calendars=[])
+        if connected is None:
+            del profile["profile_connected"]
+            profile.pop("profile_relink_url", None)
+        else:
+            profile["profile_connected"] = connected
+        return profile
+
+    account, sim_account = link_account(calendar_profiles=[entry(before)])
+    sync_account(account)
+    assert CalendarProfile.objects.get(account=account).profile_connected is before
+    log = []
+
+    def handler(sender, profile, **kwargs):
+        log.append(kwargs["signal"])
+
+    receivers = {
+        getattr(signals, f"calendar_profile_{name}"): name
+        for name in ("disconnected", "reconnected", "added", "removed")
+    }
+    for sent in receivers:
+        sent.connect(handler, weak=False)
+    try:
+        sim_account.calendar_profiles[:] = [entry(after)]
+        with django_capture_on_commit_callbacks(execute=True):
+            result = sync_account(account)
+    finally:
+        for sent in receivers:
+            sent.disconnect(handler)
+    profile = CalendarProfile.objects.get(account=account)
+    assert profile.profile_connected is after
+    assert profile.connection_changed_at is not None and result.calendar_updated == 1
+    assert [receivers[s] for s in log] == ([signal] if signal else [])
 
 
 # -- queries ----------------------------------------------------------------------------------

@@ -98,12 +98,17 @@ def test_service_account_payload_has_no_profiles(link_account, payload):
     assert account.last_synced_at is not None
 
 
-def test_service_account_losing_all_profiles_removes_them(link_account, sim, payload):
+def test_a_body_without_conferencing_profiles_leaves_the_stored_ones(link_account, sim, payload):
+    """DESIGN.md "Sync": a missing section leaves its stored rows as they were (it used
+    to mean "none listed" and removed them); an empty list removes them."""
     account, sim_account = link_account(conferencing_profiles=[sim.profile("zoom")])
     sync_account(account)
     body = payload("userinfo_service_account")
     body["sub"] = sim_account.sub
     sim_account.userinfo_body = body
+    assert sync_account(account) == SyncResult(unchanged=1)
+    assert ConferencingProfile.objects.present().count() == 1
+    body["cronofy.data"]["conferencing_profiles"] = []
     assert sync_account(account) == SyncResult(removed=1)
     assert not ConferencingProfile.objects.present().exists()
 

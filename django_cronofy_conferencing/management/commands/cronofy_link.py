@@ -28,7 +28,7 @@ from ...conf import app_settings
 from ...cronofy.client import get_client
 from ...cronofy.datacenters import UnknownDataCenter, get_data_center, get_data_centers
 from ...cronofy.redaction import redact, remember_secret
-from ...cronofy.tokens import TokenSet
+from ...cronofy.tokens import MAX_EXPIRES_IN, TokenSet
 from ...cronofy.userinfo import parse_userinfo
 from ...exceptions import AccessTokenRejected, CronofyError, InvalidGrant
 from ..utils import resolve_user
@@ -229,10 +229,13 @@ def _expires_in(value) -> int | None:
         raise CommandError("expires_in must be a number of seconds.")
     try:
         seconds = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity in the JSON
         raise CommandError("expires_in must be a number of seconds.") from None
     if seconds < 0:
         raise CommandError("expires_in must not be negative.")
+    if seconds > MAX_EXPIRES_IN:
+        # As for Cronofy's own answers (cronofy.tokens): no access token lives that long.
+        raise CommandError(f"expires_in must be at most {MAX_EXPIRES_IN} seconds.")
     return seconds
 
 

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -27,11 +28,12 @@ from django.utils import timezone
 
 from ...conf import SETTINGS_NAME, app_settings
 from ...cronofy.redaction import redact
+from ...exceptions import DatabaseConnectionLost
 from ...health import record_sweep
 from ...models import LinkedAccount, PushNotification
 from ...queueing import queue_accounts, queue_enabled
 from ...sync.service import SyncResult, stream_accounts, sync_accounts
-from ..utils import resolve_user
+from ..utils import account_id, resolve_user
 
 PROGRESS_INTERVAL = 0.2  # seconds between redraws of the progress line
 LIBRARY_LOGGER = "django_cronofy_conferencing"
@@ -69,7 +71,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--account",
             action="append",
-            type=int,
+            type=account_id,
             default=[],
             dest="accounts",
             metavar="ID",
@@ -183,7 +185,9 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self.dry_run(accounts)
             return
-        self.default_selection = not (options["accounts"] or options["users"] or options["all"])
+        self.explicit_selection = bool(options["accounts"] or options["users"])
+        self.default_selection = not (self.explicit_selection or options["all"])
+        self.stale_after = options["stale_after"]
         self.all_accounts = bool(options["all"])
         with one_line_per_failure():
             self.sync(accounts, queryset, int(concurrency), verbosity)
@@ -200,13 +204,34 @@ class Command(BaseCommand):
             record_sweep("inline", synced=report.synced, failed=report.failed)
 
     def nothing_to_sync(self) -> str:
-        """Why nothing was synced: how many are linked, and how to sync them anyway."""
-        linked = LinkedAccount.objects.count()
+        """Why nothing was synced: no account at all, none active (and why: their
+        users must connect again), or none due (and how to sync them anyway)."""
+        by_status = Counter(LinkedAccount.objects.values_list("status", flat=True))
+        linked = sum(by_status.values())
         if linked == 0:
             return "No Cronofy accounts are linked yet."
+        active = by_status[LinkedAccount.Status.ACTIVE]
+        if active == 0 and not getattr(self, "explicit_selection", False):
+            reauthorization = by_status[LinkedAccount.Status.REAUTHORIZATION_REQUIRED]
+            revoked = by_status[LinkedAccount.Status.REVOKED]
+            return (
+                f"Nothing to sync: none of the {linked} linked Cronofy "
+                f"{'account' if linked == 1 else 'accounts'} is active "
+                f"({reauthorization} {'needs' if reauthorization == 1 else 'need'} "
+                f"reauthorization, {revoked} revoked). Their users must connect Cronofy "
+                "again; no sync can work until they do."
+            )
         if getattr(self, "default_selection", True):
-            return f"0 due of {linked} linked; --all syncs them all."
-        active = LinkedAccount.objects.active().count()
+            stale_after = getattr(self, "stale_after", None)
+            if stale_after is None:
+                seconds, source = app_settings.SYNC_STALE_AFTER, "SYNC_STALE_AFTER"
+            else:
+                seconds, source = stale_after, "--stale-after"
+            return (
+                f"0 due of {active} active Cronofy {'account' if active == 1 else 'accounts'} "
+                f"({linked} linked): each was synced less than {seconds:g} s ago "
+                f"({source}); --all syncs them anyway."
+            )
         return (
             f"None of the selected accounts could be synced ({active} active of {linked} linked)."
         )
@@ -277,15 +302,19 @@ class Command(BaseCommand):
         clock = time.monotonic()
         if tty:
             draw(force=True)
-        report = sync_accounts(
-            accounts, concurrency=concurrency, progress=progress, keep_results=False
-        )
+        stopped: DatabaseConnectionLost | None = None
+        try:
+            report = sync_accounts(
+                accounts, concurrency=concurrency, progress=progress, keep_results=False
+            )
+        except DatabaseConnectionLost as exc:  # the summary of what was done, then why not more
+            stopped, report = exc, exc.report
         elapsed = time.monotonic() - clock
         self.record_sweep(report)
         if tty:
             clear_line()
         processed = report.synced + report.failed
-        if processed == 0:
+        if processed == 0 and stopped is None:
             if verbosity >= 1:
                 self.stdout.write(self.nothing_to_sync())
             return
@@ -297,8 +326,13 @@ class Command(BaseCommand):
         reasons = report.failed_by_reason()
         if reasons:
             summary += " (" + ", ".join(f"{n}: {c}" for n, c in sorted(reasons.items())) + ")"
+        if report.reconnects:
+            times = "once" if report.reconnects == 1 else f"{report.reconnects} times"
+            summary += f"; the database connection dropped {times} and was reopened"
         if verbosity >= 1:
             self.stdout.write(summary + ".")
+        if stopped is not None:
+            raise CommandError(str(stopped), returncode=1)
         if report.failed:
             raise CommandError(
                 f"{report.failed} of {processed} Cronofy accounts failed to sync"

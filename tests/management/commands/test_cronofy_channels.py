@@ -100,6 +100,38 @@ def test_an_unreachable_cronofy_is_not_checked_and_fails(sim, fleet):
     assert error is not None
 
 
+def test_with_cronofy_unreachable_it_says_that_nothing_could_be_checked(sim, fleet):
+    """Not "4 accounts have no working channel. Run with --repair": nothing is known."""
+    sim.fail("list_channels", status=503, times=None)
+    out, error = run()
+    assert out.splitlines()[-1] == "4 accounts checked: 4 not checked."
+    assert error is not None and error.returncode == 1
+    message = str(error)
+    assert message.startswith(
+        "Nothing could be checked: Cronofy could not be asked about any of the 4 accounts ("
+    )
+    assert "503" in message and "no working channel" not in message
+    assert "Run with --repair" not in message
+
+
+def test_some_unchecked_accounts_are_told_apart_from_missing_channels(sim, fleet):
+    sim.fail("list_channels", status=503, times=None, sub=fleet["healthy"][1].sub)
+    sim.fail("list_channels", status=503, times=None, sub=fleet["missing"][1].sub)
+    out, error = run()
+    assert "4 accounts checked: 2 not checked, 1 stale, 1 unrecorded." in out
+    assert str(error) == (
+        "2 accounts have no working channel. Run with --repair to fix them. "
+        "2 accounts could not be checked (Cronofy could not be asked); run again later."
+    )
+
+
+@pytest.mark.parametrize("value", [str(2**63), "\u0661"], ids=["past-64-bits", "arabic-indic"])
+def test_an_account_option_that_is_no_id_is_refused_by_the_parser(sim, fleet, value):
+    _, error = run("--account", value)
+    assert error is not None and "invalid account id value" in str(error)
+    assert sim.count() == 0
+
+
 def test_without_a_callback_url_there_is_nothing_to_check(sim, fleet):
     with override_settings(
         CRONOFY_CONFERENCING={

@@ -402,3 +402,37 @@ def test_no_sync(sim, user, run, monkeypatch):
     assert not ConferencingProfile.objects.exists()
     assert sim.count("userinfo") == 1  # only to learn the sub
     assert "Synced" not in result.stdout
+
+
+# -- expires_in as strict as Cronofy's own answers (issue 20 §2.4) -------------------------
+
+
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ("99999999999999", "expires_in must be at most 31622400 seconds."),
+        (str(2**63), "expires_in must be at most 31622400 seconds."),
+        ("-1", "expires_in must not be negative."),
+        ("soon", "expires_in must be a number of seconds."),
+    ],
+)
+def test_an_expiry_no_token_has_is_refused_before_anything_is_stored(
+    sim, user, run, monkeypatch, given, message
+):
+    sim_account = sim.add_account()
+    set_env(monkeypatch, sim_account)
+    monkeypatch.setenv(cronofy_link.ENV_EXPIRES_IN, given)
+    with pytest.raises(CommandError, match=message):
+        run("--user", "alice")
+    assert not LinkedAccount.objects.exists()
+
+
+def test_an_infinite_expiry_on_stdin_is_refused(sim, user, run):
+    sim_account = sim.add_account()
+    stdin = (
+        f'{{"access_token": "{sim_account.access_token}", '
+        f'"refresh_token": "{sim_account.refresh_token}", "expires_in": Infinity}}'
+    )
+    with pytest.raises(CommandError, match="expires_in must be a number of seconds"):
+        run("--user", "alice", stdin=stdin)
+    assert not LinkedAccount.objects.exists()

@@ -77,9 +77,12 @@ def test_default_syncs_the_due_accounts(sim, fleet):
     assert "\r" not in out  # not a terminal: no progress line
     assert ConferencingProfile.objects.count() == 2
 
-    # Now nothing is due: it says how many are linked, and how to sync them anyway.
+    # Now nothing is due: it says why (all recently synced), and how to sync them anyway.
     out, _ = run()
-    assert out.strip() == "0 due of 5 linked; --all syncs them all."
+    assert out.strip() == (
+        "0 due of 3 active Cronofy accounts (5 linked): each was synced less than 3600 s ago "
+        "(SYNC_STALE_AFTER); --all syncs them anyway."
+    )
     assert len(synced_subs(sim)) == 2
 
 
@@ -311,3 +314,47 @@ def test_queue_hands_the_due_accounts_to_the_queue_and_calls_nothing(sim, link_a
     assert "Queued 3 Cronofy accounts for sync (django)." in out
     assert sorted(a[0] for a in args) == sorted(a.pk for a in due)
     assert sim.requests == []
+
+
+# -- saying why nothing was synced (issue 20 §4) ------------------------------------------
+
+
+@pytest.fixture
+def dead_fleet(link_account):
+    """Two accounts whose grants are gone: one needs reauthorization, one was revoked."""
+    reauth, _ = link_account()
+    revoked, _ = link_account()
+    LinkedAccount.objects.filter(pk=reauth.pk).update(
+        status=LinkedAccount.Status.REAUTHORIZATION_REQUIRED
+    )
+    LinkedAccount.objects.filter(pk=revoked.pk).update(status=LinkedAccount.Status.REVOKED)
+
+
+@pytest.mark.parametrize("args", [(), ("--all",), ("--stale-after", "0")])
+def test_when_every_account_is_dead_it_says_why_nothing_is_due(sim, dead_fleet, args):
+    out, err = run(*args)
+    assert out.strip() == (
+        "Nothing to sync: none of the 2 linked Cronofy accounts is active (1 needs "
+        "reauthorization, 1 revoked). Their users must connect Cronofy again; no sync can "
+        "work until they do."
+    )
+    assert err == "" and sim.count() == 0
+
+
+def test_nothing_due_names_the_stale_after_it_used(sim, fleet):
+    run("--all")
+    out, _ = run("--stale-after", "7200")
+    assert out.strip().endswith(
+        "each was synced less than 7200 s ago (--stale-after); --all syncs them anyway."
+    )
+
+
+@pytest.mark.parametrize(
+    "value", [str(2**63), "9" * 30, "0", "-1", "\u0661", "\u00b2"], ids=lambda v: repr(v)
+)
+def test_an_account_option_that_is_no_id_is_refused_by_the_parser(sim, fleet, value):
+    """Past a 64-bit key SQLite raised OverflowError (a traceback); an Arabic-Indic one
+    was read as account 1."""
+    with pytest.raises(CommandError, match="invalid account id value"):
+        run("--account", value)
+    assert sim.count() == 0
