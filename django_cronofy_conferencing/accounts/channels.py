@@ -5,6 +5,12 @@ Cronofy creates a channel with ``POST /v1/channels`` (the account's token,
 ``GET /v1/channels``, and may drop one (closed, or the grant revoked and
 given again). ``channel_health`` tells which of these an account is in;
 ``repair_channel`` forgets a stale id and adopts or creates a channel.
+
+Each time Cronofy confirms a channel (it created it, it lists it, or a
+notification signed for it arrived: ``confirm_channel``), the account's
+``channel_confirmed_at`` is set; an account confirmed within
+``SYNC_CONFIRM_AFTER`` is polled only that often (``LinkedAccount.objects.due``).
+A channel Cronofy no longer lists loses its confirmation at once.
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from datetime import datetime
+
 from django.db import router
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from ..conf import app_settings
@@ -54,10 +63,44 @@ def _channel_id(value: Any) -> str | None:
 
 
 def _store(account: LinkedAccount, channel_id: str) -> None:
+    """Store the channel Cronofy just created or listed (confirmed now), or forget it."""
+    using = router.db_for_write(LinkedAccount)
+    confirmed_at = timezone.now() if channel_id else None
+    with write_lock(using):
+        LinkedAccount.objects.using(using).filter(pk=account.pk).update(
+            channel_id=channel_id, channel_confirmed_at=confirmed_at
+        )
+    account.channel_id = channel_id
+    account.channel_confirmed_at = confirmed_at
+
+
+def _set_confirmation(account: LinkedAccount, confirmed_at: datetime | None) -> None:
     using = router.db_for_write(LinkedAccount)
     with write_lock(using):
-        LinkedAccount.objects.using(using).filter(pk=account.pk).update(channel_id=channel_id)
-    account.channel_id = channel_id
+        LinkedAccount.objects.using(using).filter(
+            pk=account.pk, channel_id=account.channel_id
+        ).update(channel_confirmed_at=confirmed_at)
+    account.channel_confirmed_at = confirmed_at
+
+
+def confirm_channel(channel_id: str, accounts: list[LinkedAccount] | None = None) -> int:
+    """Cronofy confirmed ``channel_id`` (a notification *signed* for it arrived: only
+    the receiver, after checking the signature, calls this); returns the accounts
+    updated. One query; ``accounts`` (already read) are updated in memory too."""
+    if not channel_id:
+        return 0
+    now = timezone.now()
+    using = router.db_for_write(LinkedAccount)
+    with write_lock(using):
+        updated = (
+            LinkedAccount.objects.using(using)
+            .filter(channel_id=channel_id)
+            .update(channel_confirmed_at=now)
+        )
+    for account in accounts or ():
+        if account.channel_id == channel_id:
+            account.channel_confirmed_at = now
+    return updated
 
 
 def list_channels(account: LinkedAccount, *, client: CronofyClient | None = None) -> list[dict]:
@@ -116,7 +159,10 @@ def channel_health(account: LinkedAccount, *, client: CronofyClient | None = Non
         return ChannelHealth(account, ChannelState.ERROR, account.channel_id, error=exc)
     ours = [c["channel_id"] for c in channels if c["callback_url"] == callback_url]
     if account.channel_id:
-        state = ChannelState.HEALTHY if account.channel_id in ours else ChannelState.STALE
+        healthy = account.channel_id in ours
+        # Listed: Cronofy confirms it. Not listed: no push can come, whatever we stored.
+        _set_confirmation(account, timezone.now() if healthy else None)
+        state = ChannelState.HEALTHY if healthy else ChannelState.STALE
         return ChannelHealth(account, state, account.channel_id)
     if ours:
         return ChannelHealth(account, ChannelState.UNRECORDED, ours[0])

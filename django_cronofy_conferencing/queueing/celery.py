@@ -79,9 +79,11 @@ logger = logging.getLogger(__name__)
     max_retries=SYNC_TASK_MAX_RETRIES,
     ignore_result=True,
 )
-def sync_account_task(self, account_id: int, synced_before: str | None = None) -> dict[str, Any]:
-    """Sync one account (``jobs.run_sync``); retry transient failures only."""
-    outcome = run_sync(account_id, synced_before)
+def sync_account_task(
+    self, account_id: int, synced_before: str | None = None, lane: str | None = None
+) -> dict[str, Any]:
+    """Sync one account (``jobs.run_sync``, in ``lane``); retry transient failures only."""
+    outcome = run_sync(account_id, synced_before, lane)
     exc = outcome.transient
     if exc is None:
         return outcome.summary
@@ -109,4 +111,7 @@ def sync_account_task(self, account_id: int, synced_before: str | None = None) -
 @shared_task(name="django_cronofy_conferencing.tasks.sync_due_accounts_task", ignore_result=True)
 def sync_due_accounts_task(stale_after: float | None = None) -> int:
     """Queue one ``sync_account_task`` per due account (``jobs.fan_out_due``)."""
-    return fan_out_due(stale_after, lambda pk, stamp: sync_account_task.apply_async((pk, stamp)))
+    return fan_out_due(
+        stale_after,
+        lambda pk, stamp: sync_account_task.apply_async((pk, stamp), {"lane": "background"}),
+    )

@@ -41,10 +41,11 @@ logger = logging.getLogger(__name__)
 
 @task()
 def sync_account_task(
-    account_id: int, synced_before: str | None = None, retries: int = 0
+    account_id: int, synced_before: str | None = None, retries: int = 0, lane: str | None = None
 ) -> dict[str, Any]:
-    """Sync one account (``jobs.run_sync``); retry transient failures where deferring works."""
-    outcome = run_sync(account_id, synced_before)
+    """Sync one account (``jobs.run_sync``, in ``lane``); retry transient failures where
+    deferring works."""
+    outcome = run_sync(account_id, synced_before, lane)
     exc = outcome.transient
     if exc is None:
         return outcome.summary
@@ -63,11 +64,13 @@ def sync_account_task(
         delay,
     )
     again = sync_account_task.using(run_after=timezone.now() + timedelta(seconds=delay))
-    after_commit(lambda: again.enqueue(account_id, synced_before, retries + 1))
+    after_commit(lambda: again.enqueue(account_id, synced_before, retries + 1, lane=lane))
     return {**outcome.summary, "status": "retrying", "retry_in": round(delay, 1)}
 
 
 @task()
 def sync_due_accounts_task(stale_after: float | None = None) -> int:
     """Queue one ``sync_account_task`` per due account (``jobs.fan_out_due``)."""
-    return fan_out_due(stale_after, sync_account_task.enqueue)
+    return fan_out_due(
+        stale_after, lambda pk, stamp: sync_account_task.enqueue(pk, stamp, lane="background")
+    )

@@ -18,9 +18,11 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from ..cronofy.client import backoff
-from ..db import after_commit, keyset_chunks
+from ..cronofy.ratelimit import Lane, as_lane
+from ..db import after_commit
 from ..exceptions import CronofyError, CronofyUnavailable, RateLimited
 from ..models import LinkedAccount
+from ..sync.order import sweep_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +51,14 @@ class Outcome:
     transient: CronofyError | None = field(default=None, repr=False)
 
 
-def run_sync(account_id: int, synced_before: str | None = None) -> Outcome:
+def run_sync(
+    account_id: int, synced_before: str | None = None, lane: Lane | str | None = None
+) -> Outcome:
     """Sync one account by id; never raises a ``CronofyError``.
+
+    ``lane``: whose sync it is (``Lane``; None, a task queued without one: the
+    fleet's ``BACKGROUND``): the task argument that keeps a user's queued sync
+    in the user's lane.
 
     ``synced_before`` (ISO 8601, set by the fan-out): skip the account if it
     was synced after that moment (it is no longer due), so overlapping sweeps
@@ -61,6 +69,7 @@ def run_sync(account_id: int, synced_before: str | None = None) -> Outcome:
     """
     from ..sync.service import sync_account
 
+    lane = as_lane(lane, default=Lane.BACKGROUND)
     account = LinkedAccount.objects.filter(pk=account_id).first()
     if account is None:
         return Outcome({"account": account_id, "status": "missing"})
@@ -70,7 +79,7 @@ def run_sync(account_id: int, synced_before: str | None = None) -> Outcome:
     if cutoff is not None and account.last_synced_at and account.last_synced_at > cutoff:
         return Outcome({"account": account_id, "status": "fresh"})
     try:
-        result = sync_account(account)
+        result = sync_account(account, lane=lane)
     except CronofyError as exc:
         summary = {"account": account_id, "status": "failed", "error": type(exc).__name__}
         return Outcome(summary, exc if isinstance(exc, TRANSIENT_ERRORS) else None)
@@ -90,9 +99,10 @@ def fan_out(queryset: Any, enqueue: Callable[[int], None]) -> int:
     """The one fan-out: call ``enqueue(account_id)`` for each account of ``queryset``,
     reading the ids ``FAN_OUT_CHUNK_SIZE`` at a time (memory stays flat) and enqueueing
     each chunk after the surrounding transaction commits; returns how many."""
-    ids = queryset.values_list("pk", flat=True)
     queued = 0
-    for chunk in keyset_chunks(ids, FAN_OUT_CHUNK_SIZE, pk_of=lambda pk: pk):
+    # In the sweep's order (``sync.order``): failing, disconnected, never synced first.
+    for accounts in sweep_chunks(queryset.only("pk", "last_synced_at"), FAN_OUT_CHUNK_SIZE):
+        chunk = [account.pk for account in accounts]
         after_commit(lambda chunk=chunk: [enqueue(pk) for pk in chunk])
         queued += len(chunk)
     return queued

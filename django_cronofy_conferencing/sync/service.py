@@ -28,11 +28,13 @@ from django.views.decorators.debug import sensitive_variables
 from ..accounts import tokens
 from ..conf import app_settings
 from ..cronofy.client import CronofyClient, get_client
+from ..cronofy.ratelimit import Lane
 from ..cronofy.redaction import redact
 from ..cronofy.userinfo import UserInfo, parse_userinfo
 from ..db import keyset_chunks, write_lock
-from ..exceptions import AccessTokenRejected, CronofyError, SyncStopped
+from ..exceptions import AccessTokenRejected, CronofyError, NothingDue, SyncStopped
 from ..models import LinkedAccount
+from .order import sweep_chunks
 from .plan import SyncResult
 from .writes import apply_userinfo, apply_userinfo_many
 
@@ -65,6 +67,8 @@ class SyncReport:
     keep_results: bool = True
     _synced: int = field(default=0, init=False, repr=False)
     _changed: int = field(default=0, init=False, repr=False)
+    #: Accounts skipped because something else synced them after they were selected.
+    skipped: int = field(default=0, init=False)
     _reasons: Counter[str] = field(default_factory=Counter, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -73,8 +77,11 @@ class SyncReport:
         self._reasons = Counter(type(exc).__name__ for exc in self.failures.values())
 
     def add(self, account_id: int, result: SyncResult | None, error: Exception | None) -> None:
-        """Count one account's outcome (not thread-safe: ``sync_accounts`` locks)."""
-        if error is None:
+        """Count one account's outcome (not thread-safe: ``sync_accounts`` locks);
+        neither ``result`` nor ``error``: skipped (synced meanwhile by something else)."""
+        if error is None and result is None:
+            self.skipped += 1
+        elif error is None:
             assert result is not None
             self._synced += 1
             self._changed += bool(result.changed)
@@ -105,13 +112,20 @@ class SyncReport:
         return Counter(self._reasons)
 
 
-def sync_account(account: LinkedAccount, *, client: CronofyClient | None = None) -> SyncResult:
+def sync_account(
+    account: LinkedAccount,
+    *,
+    client: CronofyClient | None = None,
+    lane: Lane | str = Lane.USER,
+) -> SyncResult:
     """Fetch the account's UserInfo and store its conferencing profiles.
 
+    A user's call unless the caller says otherwise: ``lane`` (or the ``client``'s)
+    is the part of the application's rate limit it uses (``ratelimit.Lane``).
     On failure the error is recorded on the account (redacted), the profiles are
     left as they were, and the ``CronofyError`` propagates.
     """
-    client = client or get_client(account.data_center)
+    client = client or get_client(account.data_center, lane)
     try:
         info = fetch_userinfo(account, client)
     except CronofyError as exc:
@@ -127,14 +141,24 @@ def sync_account(account: LinkedAccount, *, client: CronofyClient | None = None)
 
 @sensitive_variables("token")
 def fetch_userinfo(
-    account: LinkedAccount, client: CronofyClient, run_query: QueryRunner | None = None
+    account: LinkedAccount,
+    client: CronofyClient,
+    run_query: QueryRunner | None = None,
+    *,
+    sweep: bool = False,
 ) -> UserInfo:
     """The account's validated UserInfo; a token refresh (queries) goes through
-    ``run_query`` (``sync_accounts`` may run it on the calling thread)."""
+    ``run_query`` (``sync_accounts`` may run it on the calling thread). In a ``sweep``,
+    ``NothingDue`` instead of a refresh when something synced the account meanwhile."""
     run_query = run_query or _call
     token = tokens.stored_access_token(account)
     if token is None:
-        token = run_query(tokens.refresh_access_token, account, client=client)
+        token = run_query(
+            tokens.refresh_access_token,
+            account,
+            client=client,
+            **({"unless_synced_since": account.last_synced_at} if sweep else {}),
+        )
     try:
         body = client.userinfo(token)
     except AccessTokenRejected:
@@ -193,7 +217,7 @@ def sync_accounts(
     concurrency = max(1, int(concurrency or app_settings.SYNC_CONCURRENCY))
     report = SyncReport(keep_results=keep_results)
     if isinstance(accounts, QuerySet) and not accounts.query.is_sliced:
-        accounts = stream_accounts(accounts)
+        accounts = stream_in_sweep_order(accounts)
 
     def finish(account: LinkedAccount, result: SyncResult | None, error: Exception | None):
         if error is not None and not isinstance(error, CronofyError):
@@ -299,6 +323,9 @@ class FleetSync:
                 _, account, exc = event
                 self._failed(account, exc)
                 unwritten -= 1
+            elif kind == "skipped":
+                self.finish(event[1], None, None)
+                unwritten -= 1
             else:
                 _, account, info = event
                 if any(done.pk == account.pk for done, _ in batch):
@@ -317,8 +344,11 @@ class FleetSync:
         run_query: QueryRunner = self._query_on_caller if self.on_caller else _call
         try:
             while (account := self.work.get()) is not None:
+                client = get_client(account.data_center, Lane.BACKGROUND)
                 try:
-                    info = fetch_userinfo(account, get_client(account.data_center), run_query)
+                    info = fetch_userinfo(account, client, run_query, sweep=True)
+                except NothingDue:
+                    self.events.put(("skipped", account, None))
                 except Exception as exc:
                     self.events.put(("failed", account, exc))
                 else:
@@ -375,4 +405,14 @@ def stream_accounts(
     """Yield the queryset's accounts in primary-key order, ``chunk_size`` at a time
     (``db.keyset_chunks``: no query stays open while the accounts are synced)."""
     for chunk in keyset_chunks(queryset, chunk_size):
+        yield from chunk
+
+
+def stream_in_sweep_order(
+    queryset: QuerySet[LinkedAccount], *, chunk_size: int = 500
+) -> Iterator[LinkedAccount]:
+    """Yield the queryset's accounts in the sweep's order (``order.sweep_chunks``:
+    failing, disconnected and never synced first, then the longest unsynced),
+    ``chunk_size`` at a time."""
+    for chunk in sweep_chunks(queryset, chunk_size):
         yield from chunk

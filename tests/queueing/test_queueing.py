@@ -51,12 +51,14 @@ def test_celery_queue_sync_hands_the_account_id_to_the_task(monkeypatch):
     pytest.importorskip("celery")
     from django_cronofy_conferencing import tasks
 
-    queued: list[int] = []
-    monkeypatch.setattr(tasks.sync_account_task, "delay", queued.append)
+    queued: list[tuple] = []
+    monkeypatch.setattr(
+        tasks.sync_account_task, "delay", lambda *args, **kwargs: queued.append((args, kwargs))
+    )
     with queue("celery"):
         assert queueing.queue_enabled()
         queueing.queue_sync(42)
-    assert queued == [42]
+    assert queued == [((42,), {"lane": "user"})]  # a user's queued sync keeps the user's lane
 
 
 def test_django_queue_sync_enqueues_after_the_transaction_commits(dummy_backend):
