@@ -1,8 +1,13 @@
 """Sync linked Cronofy accounts' conferencing profiles: ``manage.py cronofy_sync``.
 
-By default every due account: active, and never synced or last synced more
-than ``SYNC_STALE_AFTER`` seconds ago. Run it from cron to keep a fleet
-fresh; with ``--queue`` it only hands the accounts to ``TASK_QUEUE``'s workers.
+By default every due account (``LinkedAccount.objects.due``): active, and
+never synced, or last synced more than ``SYNC_CONFIRM_AFTER`` seconds ago when
+Cronofy confirmed its push channel within that time, else ``SYNC_STALE_AFTER``;
+failing accounts, accounts with a disconnected profile and never synced ones
+first (``sync.order``), in the background lane of the rate limit (users' calls
+go first). ``--dry-run`` says how many are due for each reason. The summary
+warns when an application's budget cannot cover its fleet (``budget_outlook``).
+Run it from cron to keep a fleet fresh; with ``--queue`` it only hands the accounts to ``TASK_QUEUE``'s workers.
 Accounts are read in chunks and synced by
 ``--concurrency`` threads under the app-wide rate limit, so memory stays flat
 and several copies (on several machines, with a shared cache) stay under
@@ -27,7 +32,8 @@ from ...conf import SETTINGS_NAME, app_settings
 from ...cronofy.redaction import redact
 from ...models import LinkedAccount
 from ...queueing import queue_accounts, queue_enabled
-from ...sync.service import SyncResult, stream_accounts, sync_accounts
+from ...sync.budget import budget_outlook
+from ...sync.service import SyncResult, stream_in_sweep_order, sync_accounts
 from ..utils import resolve_user
 
 PROGRESS_INTERVAL = 0.2  # seconds between redraws of the progress line
@@ -89,8 +95,9 @@ class Command(BaseCommand):
             "--stale-after",
             type=float,
             metavar="SECONDS",
-            help="Due means not synced for this long (default: SYNC_STALE_AFTER). "
-            "With --account/--user, sync only those of them that are due.",
+            help="Due means not synced for this long, push channel or not (default: "
+            "SYNC_CONFIRM_AFTER for accounts with a confirmed push channel, else "
+            "SYNC_STALE_AFTER). With --account/--user, sync only those of them that are due.",
         )
         parser.add_argument(
             "--concurrency",
@@ -142,13 +149,13 @@ class Command(BaseCommand):
             selected = LinkedAccount.objects.filter(Q(pk__in=ids) | Q(user__in=users))
             inactive = list(selected.exclude(status=LinkedAccount.Status.ACTIVE).order_by("pk"))
             if stale_after is not None:
-                queryset = selected.due(stale_after, now=now)
+                queryset = selected.due(stale_after, now=now, confirm_after=stale_after)
             else:
                 queryset = selected.active()
             return queryset, inactive
         if options["all"]:
             return LinkedAccount.objects.active(), []
-        return LinkedAccount.objects.due(stale_after, now=now), []
+        return LinkedAccount.objects.due(stale_after, now=now, confirm_after=stale_after), []
 
     # -- output ---------------------------------------------------------------
 
@@ -174,11 +181,14 @@ class Command(BaseCommand):
         if options["queue"] and not options["dry_run"]:
             self.queue(queryset, started)
             return
-        accounts = stream_accounts(queryset, chunk_size=options["chunk_size"])
-        if options["dry_run"]:
-            self.dry_run(accounts)
-            return
+        accounts = stream_in_sweep_order(queryset, chunk_size=options["chunk_size"])
         self.default_selection = not (options["accounts"] or options["users"] or options["all"])
+        if options["dry_run"]:
+            if self.default_selection:
+                self.due_reasons(options["stale_after"], started)
+            self.dry_run(accounts)
+            self.budget_warnings()
+            return
         with one_line_per_failure():
             self.sync(accounts, queryset, int(concurrency), verbosity)
 
@@ -212,6 +222,28 @@ class Command(BaseCommand):
             self.stdout.write(f"{self.describe(account)}  last synced: {last}")
         noun = "account" if count == 1 else "accounts"
         self.stdout.write(f"Would sync {count} {noun} (dry run: nothing was called).")
+
+    def due_reasons(self, stale_after, now) -> None:
+        counts = LinkedAccount.objects.due_counts(stale_after, now, confirm_after=stale_after)
+        self.stdout.write(
+            f"Due: {counts['never_synced']} never synced, {counts['confirmed_channel']} with a "
+            f"confirmed push channel (older than SYNC_CONFIRM_AFTER), "
+            f"{counts['no_confirmed_channel']} without (older than SYNC_STALE_AFTER); "
+            f"first: {counts['failing']} whose last sync failed, {counts['disconnected']} "
+            "with a disconnected profile."
+        )
+
+    def budget_warnings(self) -> None:
+        """Say so when an application's budget cannot cover its fleet in its windows."""
+        for outlook in budget_outlook():
+            if not outlook.covered:
+                self.stderr.write(
+                    self.style.WARNING(
+                        f"Warning: the fleet falls behind: {outlook.describe()} Raise the "
+                        "limit with Cronofy (then RATE_LIMITS), confirm push channels "
+                        "(cronofy_channels --repair) or lengthen SYNC_STALE_AFTER."
+                    )
+                )
 
     def sync(self, accounts, queryset, concurrency: int, verbosity: int) -> None:
         tty = self.stdout.isatty() and verbosity >= 1
@@ -250,6 +282,12 @@ class Command(BaseCommand):
                             f"Account {self.describe(account)} failed: "
                             f"{type(error).__name__}: {redact(error)}"
                         )
+                elif result is None:
+                    if verbosity >= 2:
+                        clear_line()
+                        self.stdout.write(
+                            f"Account {self.describe(account)} skipped: synced meanwhile"
+                        )
                 elif verbosity >= 2:
                     clear_line()
                     change = "changed" if result and result.changed else "unchanged"
@@ -267,6 +305,7 @@ class Command(BaseCommand):
         if tty:
             clear_line()
         processed = report.synced + report.failed
+        self.budget_warnings()
         if processed == 0:
             if verbosity >= 1:
                 self.stdout.write(self.nothing_to_sync())
@@ -279,6 +318,8 @@ class Command(BaseCommand):
         reasons = report.failed_by_reason()
         if reasons:
             summary += " (" + ", ".join(f"{n}: {c}" for n, c in sorted(reasons.items())) + ")"
+        if report.skipped:
+            summary += f", {report.skipped} skipped (synced meanwhile)"
         if verbosity >= 1:
             self.stdout.write(summary + ".")
         if report.failed:
