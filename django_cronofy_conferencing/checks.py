@@ -12,6 +12,8 @@ W001 token keys derived from SECRET_KEY
 W002 unknown key in CRONOFY_CONFERENCING (a typo?)
 E010-E013, W004: APPLICATIONS (see check_applications below)
 E015 TASK_QUEUE unknown, not installed or unable to run tasks; USE_CELERY left over
+E020 FLEET_BUDGET_SHARE not in (0, 1]   E021 SYNC_CONFIRM_AFTER not a number of seconds
+W010 SYNC_CONFIRM_AFTER < SYNC_STALE_AFTER   W011 a budget cannot cover its fleet (database)
 """
 
 from __future__ import annotations
@@ -413,3 +415,77 @@ def _django_tasks_errors(error) -> list:
             )
         ]
     return []
+
+
+# -- freshness within Cronofy's budget (issue 21) --------------------------------------
+#
+# E020 FLEET_BUDGET_SHARE is not a number in (0, 1]
+# E021 SYNC_CONFIRM_AFTER is not a non-negative number of seconds
+# W010 SYNC_CONFIRM_AFTER shorter than SYNC_STALE_AFTER (accounts with push polled more)
+# W011 an application's budget cannot cover its fleet (database check: budget_outlook)
+
+
+@register("cronofy_conferencing")
+def check_freshness_settings(app_configs=None, **kwargs) -> list:
+    messages: list = []
+    share = app_settings.FLEET_BUDGET_SHARE
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+        messages.append(
+            Error(
+                f"{_key('FLEET_BUDGET_SHARE')} must be a number above 0 and at most 1 "
+                f"(the share of RATE_LIMITS background work may use); got {share!r}.",
+                hint="The default 0.8 leaves a fifth of each application's budget to users.",
+                id=ID.format("E020"),
+            )
+        )
+    confirm = app_settings.SYNC_CONFIRM_AFTER
+    if isinstance(confirm, bool) or not isinstance(confirm, int | float) or confirm < 0:
+        messages.append(
+            Error(
+                f"{_key('SYNC_CONFIRM_AFTER')} must be a non-negative number of seconds; "
+                f"got {confirm!r}.",
+                hint="The default 86400 polls accounts with a confirmed push channel daily.",
+                id=ID.format("E021"),
+            )
+        )
+        return messages
+    stale = app_settings.SYNC_STALE_AFTER
+    if isinstance(stale, int | float) and not isinstance(stale, bool) and confirm < stale:
+        messages.append(
+            Warning(
+                f"{_key('SYNC_CONFIRM_AFTER')} ({confirm}) is shorter than "
+                f"{_key('SYNC_STALE_AFTER')} ({stale}): accounts whose push channel Cronofy "
+                "confirmed would be polled more often than those without one.",
+                hint=f"Set {_key('SYNC_CONFIRM_AFTER')} to at least {_key('SYNC_STALE_AFTER')}.",
+                id=ID.format("W010"),
+            )
+        )
+    return messages
+
+
+@register(Tags.database, "cronofy_conferencing")
+def check_budget_covers_fleet(app_configs=None, databases=None, **kwargs) -> list:
+    """W011 (with ``migrate`` and ``check --database``): a fleet its budget cannot cover."""
+    from django.db import DatabaseError, router
+
+    from .models import LinkedAccount
+
+    if not databases or router.db_for_read(LinkedAccount) not in databases:
+        return []
+    try:
+        from .sync.budget import budget_outlook
+
+        outlooks = budget_outlook()
+    except (DatabaseError, ImproperlyConfigured):
+        return []  # not migrated yet, or reported by the settings checks
+    return [
+        Warning(
+            f"The fleet falls behind its windows: {outlook.describe()}",
+            hint=f"Ask Cronofy to raise the limit (then {_key('RATE_LIMITS')}), confirm "
+            "push channels (manage.py cronofy_channels --repair), or lengthen "
+            f"{_key('SYNC_STALE_AFTER')} / {_key('SYNC_CONFIRM_AFTER')}.",
+            id=ID.format("W011"),
+        )
+        for outlook in outlooks
+        if not outlook.covered
+    ]

@@ -16,10 +16,11 @@ A channel Cronofy no longer lists loses its confirmation at once.
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
 from datetime import datetime
+from typing import Any
 
 from django.db import router
 from django.utils import timezone
@@ -27,6 +28,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from ..conf import app_settings
 from ..cronofy.client import CronofyClient, get_client
+from ..cronofy.ratelimit import Lane
 from ..db import write_lock
 from ..exceptions import CronofyError, InvalidResponse
 from ..models import LinkedAccount
@@ -192,3 +194,43 @@ def repair_channel(
     except CronofyError as exc:
         return ChannelHealth(account, ChannelState.ERROR, account.channel_id, error=exc)
     return ChannelHealth(account, ChannelState.HEALTHY, channel_id)
+
+
+def confirmation_sweep(unconfirmed: bool = False) -> Any:
+    """The accounts the daily confirmation visits, the oldest confirmation first:
+    every active account, or (``unconfirmed``) only those whose channel Cronofy has
+    not confirmed within ``SYNC_CONFIRM_AFTER`` (missing, stale, never listed)."""
+    from django.db.models import F
+
+    accounts = LinkedAccount.objects.active()
+    if unconfirmed:
+        accounts = accounts.exclude(pk__in=LinkedAccount.objects.push_confirmed().values("pk"))
+    return accounts.order_by(F("channel_confirmed_at").asc(nulls_first=True), "pk")
+
+
+def check_channels(
+    accounts: Any,
+    *,
+    repair: bool = False,
+    each: Callable[[ChannelHealth, ChannelHealth | None], None] | None = None,
+) -> Counter[str]:
+    """The daily confirmation: ask Cronofy for each account's channels (background lane:
+    users' calls go first), record what it confirms, and with ``repair`` fix what is
+    not healthy. Returns the states after it; ``each(health, repaired)`` per account.
+
+    What ``manage.py cronofy_channels`` runs, and ``check_channels_task`` (Celery beat,
+    Django's tasks).
+    """
+    counts: Counter[str] = Counter()
+    if not app_settings.PUSH_NOTIFICATIONS_CALLBACK_URL:
+        return counts
+    for account in accounts.iterator(chunk_size=200):
+        client = get_client(account.data_center, Lane.BACKGROUND)
+        health = channel_health(account, client=client)
+        repaired = None
+        if repair and health.state not in (ChannelState.HEALTHY, ChannelState.ERROR):
+            repaired = repair_channel(account, health, client=client)
+        counts[(repaired or health).state] += 1
+        if each is not None:
+            each(health, repaired)
+    return counts

@@ -112,7 +112,7 @@ def refresh_access_token(
     *,
     rejected_token: str | None = None,
     client: CronofyClient | None = None,
-    unless_synced_since: datetime | None | bool = False,
+    unless_synced_since: datetime | bool | None = False,
 ) -> str:
     """Refresh once across workers; returns the token to use and updates ``account``.
 

@@ -81,6 +81,4 @@ def queue_due_accounts(stale_after: float | None = None) -> int:
     """Queue a sync for every due account (``jobs.fan_out_due``); an account synced
     meanwhile by anything else is skipped by its task."""
     task = _sync_task()
-    return fan_out_due(
-        stale_after, lambda pk, stamp: _enqueue(task, pk, stamp, Lane.BACKGROUND)
-    )
+    return fan_out_due(stale_after, lambda pk, stamp: _enqueue(task, pk, stamp, Lane.BACKGROUND))

@@ -33,6 +33,15 @@ about hourly)::
         },
     }
 
+- ``check_channels_task(repair=True, unconfirmed=True)``: the daily push-channel
+  confirmation (``manage.py cronofy_channels --unconfirmed --repair``); schedule
+  it daily next to the sweep::
+
+    "cronofy-check-channels": {
+        "task": "django_cronofy_conferencing.tasks.check_channels_task",
+        "schedule": 86400.0,
+    },
+
 Capacity: at Cronofy's default 500 requests per minute a fleet of N accounts
 needs about N / 500 minutes per pass (twice that when every sync also
 refreshes its token), so keep N / 500 well under ``SYNC_STALE_AFTER / 60``,
@@ -55,6 +64,7 @@ from .jobs import (
     TRANSIENT_ERRORS,
     fan_out_due,
     retry_delay,
+    run_channel_check,
     run_sync,
 )
 
@@ -64,6 +74,7 @@ __all__ = [
     "RETRY_BACKOFF_MAX",
     "SYNC_TASK_MAX_RETRIES",
     "TRANSIENT_ERRORS",
+    "check_channels_task",
     "fan_out_due",
     "retry_delay",
     "sync_account_task",
@@ -115,3 +126,9 @@ def sync_due_accounts_task(stale_after: float | None = None) -> int:
         stale_after,
         lambda pk, stamp: sync_account_task.apply_async((pk, stamp), {"lane": "background"}),
     )
+
+
+@shared_task(name="django_cronofy_conferencing.tasks.check_channels_task", ignore_result=True)
+def check_channels_task(repair: bool = True, unconfirmed: bool = True) -> dict[str, int]:
+    """The daily push-channel confirmation (``jobs.run_channel_check``)."""
+    return run_channel_check(repair, unconfirmed)

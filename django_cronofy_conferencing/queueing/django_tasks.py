@@ -15,6 +15,9 @@ its ``db_worker``, RQ, a cloud queue... The same work as the Celery tasks
   (run it periodically, e.g. from cron: ``manage.py cronofy_sync --queue``
   does the same in the command's process).
 
+- ``check_channels_task(repair=True, unconfirmed=True)``: the daily push-channel
+  confirmation (what ``manage.py cronofy_channels --unconfirmed --repair`` does).
+
 Importing this module needs the framework installed (``queueing`` imports it
 only when ``TASK_QUEUE`` is ``"django"``).
 """
@@ -29,7 +32,7 @@ from django.utils import timezone
 
 from ..cronofy.redaction import redact
 from ..db import after_commit
-from .jobs import SYNC_TASK_MAX_RETRIES, fan_out_due, retry_delay, run_sync
+from .jobs import SYNC_TASK_MAX_RETRIES, fan_out_due, retry_delay, run_channel_check, run_sync
 
 try:  # Django 6
     from django.tasks import task
@@ -74,3 +77,9 @@ def sync_due_accounts_task(stale_after: float | None = None) -> int:
     return fan_out_due(
         stale_after, lambda pk, stamp: sync_account_task.enqueue(pk, stamp, lane="background")
     )
+
+
+@task()
+def check_channels_task(repair: bool = True, unconfirmed: bool = True) -> dict[str, int]:
+    """The daily push-channel confirmation (``jobs.run_channel_check``)."""
+    return run_channel_check(repair, unconfirmed)

@@ -95,6 +95,17 @@ def run_sync(
     )
 
 
+def run_channel_check(repair: bool = True, unconfirmed: bool = True) -> dict[str, int]:
+    """The daily push-channel confirmation (``cronofy_channels``) as a task: each
+    account whose channel is not confirmed within ``SYNC_CONFIRM_AFTER`` (every active
+    account with ``unconfirmed=False``), repaired where ``repair``; counts by state."""
+    from ..accounts.channels import check_channels, confirmation_sweep
+
+    counts = check_channels(confirmation_sweep(unconfirmed=unconfirmed), repair=repair)
+    logger.info("Checked the push channels of %s Cronofy accounts", sum(counts.values()))
+    return dict(counts)
+
+
 def fan_out(queryset: Any, enqueue: Callable[[int], None]) -> int:
     """The one fan-out: call ``enqueue(account_id)`` for each account of ``queryset``,
     reading the ids ``FAN_OUT_CHUNK_SIZE`` at a time (memory stays flat) and enqueueing

@@ -142,7 +142,7 @@ def test_an_idle_budget_sends_at_once_and_a_busy_one_fails_fast(sim, fake_clock,
         client = CronofyClient("us", rate_limiter=rl, clock=fake_clock)
         client.userinfo(account.access_token)
         assert fake_clock.slept == [] and sim.count("userinfo") == 1
-        with pytest.raises(BudgetExhausted, match="no user slot within the 2.0s"):
+        with pytest.raises(BudgetExhausted, match=r"no user slot within the 2\.0s"):
             client.userinfo(account.access_token)
     assert fake_clock.slept == []
     assert sim.count("userinfo") == 1  # nothing was sent

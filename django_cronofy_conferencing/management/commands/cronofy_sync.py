@@ -7,8 +7,8 @@ failing accounts, accounts with a disconnected profile and never synced ones
 first (``sync.order``), in the background lane of the rate limit (users' calls
 go first). ``--dry-run`` says how many are due for each reason. The summary
 warns when an application's budget cannot cover its fleet (``budget_outlook``).
-Run it from cron to keep a fleet fresh; with ``--queue`` it only hands the accounts to ``TASK_QUEUE``'s workers.
-Accounts are read in chunks and synced by
+Run it from cron to keep a fleet fresh; with ``--queue`` it only hands the
+accounts to ``TASK_QUEUE``'s workers. Accounts are read in chunks and synced by
 ``--concurrency`` threads under the app-wide rate limit, so memory stays flat
 and several copies (on several machines, with a shared cache) stay under
 Cronofy's limits together.
