@@ -1,14 +1,14 @@
 """Whether Cronofy still has each account's push channel: ``manage.py cronofy_channels``.
 
-One ``GET /v1/channels`` per active account (its own token, in the
-background lane of the rate limit), the oldest confirmation first: a channel
-Cronofy lists is confirmed (the account is then polled only every
-``SYNC_CONFIRM_AFTER``), one it no longer lists loses its confirmation. Run it
-daily (cron, Celery beat or Django's tasks: ``check_channels_task``);
-``--unconfirmed`` visits only the accounts not confirmed within the window.
-``--repair`` forgets ids Cronofy no longer has, adopts a channel Cronofy has
-for our callback URL but we never stored, and creates missing ones. Exit status 1 when any account is left without a channel (or could not
-be checked) while ``PUSH_NOTIFICATIONS_CALLBACK_URL`` is set.
+One ``GET /v1/channels`` per active account (its own token, in the background lane of
+the rate limit), the oldest confirmation first: a channel Cronofy lists is confirmed
+(the account is then polled only every ``SYNC_CONFIRM_AFTER``), one it no longer lists
+loses its confirmation. Run it daily (cron, Celery beat or Django's tasks:
+``check_channels_task``); ``--unconfirmed`` visits only the accounts not confirmed
+within the window. ``--repair`` forgets ids Cronofy no longer has, adopts a channel
+Cronofy has for our callback URL but we never stored, and creates missing ones. Exit
+status 1 when any account is left without a channel (or could not be checked) while
+``PUSH_NOTIFICATIONS_CALLBACK_URL`` is set.
 """
 
 from __future__ import annotations
