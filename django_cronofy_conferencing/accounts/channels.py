@@ -15,7 +15,6 @@ A channel Cronofy no longer lists loses its confirmation at once.
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,15 +26,13 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from ..conf import app_settings
+from ..cronofy.channels import channel_id_of, parse_channels
 from ..cronofy.client import CronofyClient, get_client
 from ..cronofy.ratelimit import Lane
 from ..db import write_lock
 from ..exceptions import CronofyError, InvalidResponse
 from ..models import LinkedAccount
 from .tokens import ensure_access_token
-
-MAX_CHANNEL_ID = 255
-_CHANNEL_ID = re.compile(r"^[\x21-\x7e]{1,255}\Z")
 
 
 class ChannelState:
@@ -58,10 +55,6 @@ class ChannelHealth:
     @property
     def ok(self) -> bool:
         return self.state in (ChannelState.HEALTHY, ChannelState.NOT_CONFIGURED)
-
-
-def _channel_id(value: Any) -> str | None:
-    return value if isinstance(value, str) and _CHANNEL_ID.match(value) else None
 
 
 def _store(account: LinkedAccount, channel_id: str) -> None:
@@ -108,23 +101,7 @@ def confirm_channel(channel_id: str, accounts: list[LinkedAccount] | None = None
 def list_channels(account: LinkedAccount, *, client: CronofyClient | None = None) -> list[dict]:
     """The account's channels at Cronofy: ``[{"channel_id", "callback_url"}, ...]``."""
     client = client or get_client(account.data_center)
-    body = client.list_channels(ensure_access_token(account, client=client))
-    items = body.get("channels") if isinstance(body, dict) else None
-    if not isinstance(items, list):
-        raise InvalidResponse("Invalid channels response: channels must be an array.")
-    channels = []
-    for item in items[:1000]:
-        channel_id = _channel_id(item.get("channel_id")) if isinstance(item, dict) else None
-        if channel_id is None:
-            raise InvalidResponse("Invalid channels response: a channel_id is missing.")
-        callback = item.get("callback_url")
-        channels.append(
-            {
-                "channel_id": channel_id,
-                "callback_url": callback if isinstance(callback, str) else "",
-            }
-        )
-    return channels
+    return parse_channels(client.list_channels(ensure_access_token(account, client=client)))
 
 
 @sensitive_variables("token")
@@ -143,7 +120,7 @@ def ensure_push_channel(account: LinkedAccount, *, client: CronofyClient | None 
     token = ensure_access_token(account, client=client)
     body = client.create_channel(token, callback_url)
     channel = body.get("channel") if isinstance(body, dict) else None
-    channel_id = _channel_id(channel.get("channel_id")) if isinstance(channel, dict) else None
+    channel_id = channel_id_of(channel.get("channel_id")) if isinstance(channel, dict) else None
     if channel_id is None:
         raise InvalidResponse("Invalid channel response: channel.channel_id is missing.")
     _store(account, channel_id)

@@ -20,7 +20,7 @@ from django.utils.dateparse import parse_datetime
 from ..cronofy.client import backoff
 from ..cronofy.ratelimit import Lane, as_lane
 from ..db import after_commit
-from ..exceptions import CronofyError, CronofyUnavailable, RateLimited
+from ..exceptions import CronofyError, CronofyUnavailable, NothingDue, RateLimited
 from ..models import LinkedAccount
 from ..sync.order import sweep_chunks
 
@@ -80,6 +80,8 @@ def run_sync(
         return Outcome({"account": account_id, "status": "fresh"})
     try:
         result = sync_account(account, lane=lane)
+    except NothingDue:  # synced by something else after this task was queued
+        return Outcome({"account": account_id, "status": "fresh"})
     except CronofyError as exc:
         summary = {"account": account_id, "status": "failed", "error": type(exc).__name__}
         return Outcome(summary, exc if isinstance(exc, TRANSIENT_ERRORS) else None)

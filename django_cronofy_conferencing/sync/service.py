@@ -34,6 +34,7 @@ from ..cronofy.userinfo import UserInfo, parse_userinfo
 from ..db import keyset_chunks, write_lock
 from ..exceptions import AccessTokenRejected, CronofyError, NothingDue, SyncStopped
 from ..models import LinkedAccount
+from .confirmation import renew_confirmation
 from .order import sweep_chunks
 from .plan import SyncResult
 from .writes import apply_userinfo, apply_userinfo_many
@@ -127,7 +128,7 @@ def sync_account(
     """
     client = client or get_client(account.data_center, lane)
     try:
-        info = fetch_userinfo(account, client)
+        info = fetch_userinfo(account, client, sweep=client.lane is Lane.BACKGROUND)
     except CronofyError as exc:
         record_failure(account, exc)
         raise
@@ -148,8 +149,10 @@ def fetch_userinfo(
     sweep: bool = False,
 ) -> UserInfo:
     """The account's validated UserInfo; a token refresh (queries) goes through
-    ``run_query`` (``sync_accounts`` may run it on the calling thread). In a ``sweep``,
-    ``NothingDue`` instead of a refresh when something synced the account meanwhile."""
+    ``run_query`` (``sync_accounts`` may run it on the calling thread). In a ``sweep``
+    (the background lane), ``NothingDue`` instead of a refresh when something synced the
+    account meanwhile, and its push-channel confirmation renewed with the same token
+    when due (``confirmation``)."""
     run_query = run_query or _call
     token = tokens.stored_access_token(account)
     if token is None:
@@ -164,7 +167,10 @@ def fetch_userinfo(
     except AccessTokenRejected:
         token = run_query(tokens.refresh_access_token, account, rejected_token=token, client=client)
         body = client.userinfo(token)
-    return parse_userinfo(body, expected_sub=account.sub)
+    info = parse_userinfo(body, expected_sub=account.sub)
+    if sweep:
+        renew_confirmation(account, client, token, run_query)
+    return info
 
 
 def record_failure(account: LinkedAccount, exc: Exception) -> None:

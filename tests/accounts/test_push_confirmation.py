@@ -214,3 +214,28 @@ def test_the_confirmation_uses_the_background_lane(sim, linked, monkeypatch):
     monkeypatch.setattr(channels, "channel_health", spy)
     check_channels(confirmation_sweep())
     assert lanes == ["background"]
+
+
+def test_a_sweep_renews_the_confirmation_with_the_token_it_just_used(sim, link_account):
+    from django_cronofy_conferencing.sync import sync_account, sync_accounts
+
+    fresh, _ = link_account()
+    old, _ = link_account(token_expires_in=10)  # the sweep refreshes its token first
+    dead, _ = link_account()
+    for account in (fresh, old, dead):
+        linking.ensure_push_channel(account)
+    LinkedAccount.objects.filter(pk__in=[old.pk, dead.pk]).update(
+        channel_confirmed_at=timezone.now() - timedelta(hours=20)  # past half the window
+    )
+    sim.close_channel(stored(dead).channel_id)
+    sync_account(stored(old))  # a user's sync: no listing, whatever the confirmation
+    assert sim.count("list_channels") == 0
+    before = {"token": sim.count("token"), "userinfo": sim.count("userinfo")}
+    report = sync_accounts(LinkedAccount.objects.all(), concurrency=1)
+    assert report.synced == 3
+    assert sim.count("list_channels") == 2  # not for the freshly confirmed one
+    assert sim.count("token") == before["token"]  # no refresh for the listing
+    assert sim.count("userinfo") == before["userinfo"] + 3
+    assert stored(old).channel_confirmed_at > timezone.now() - timedelta(minutes=1)
+    forgotten = stored(dead)
+    assert (forgotten.channel_id, forgotten.channel_confirmed_at) == ("", None)
