@@ -14,7 +14,7 @@ from django.core.cache import caches
 from django_cronofy_conferencing.cronofy.ratelimit import Lane, RateLimiter, parse_rate
 from django_cronofy_conferencing.testing import max_in_window
 
-from .conftest import PYTHON, ROOT, REDIS_URL
+from .conftest import PYTHON, REDIS_URL, ROOT
 
 SWEEPER = """
 import json, sys, threading, time
