@@ -330,7 +330,9 @@ class Day:
         from django_cronofy_conferencing.testing import NoPushChannel
         from django_cronofy_conferencing.web.notifications import receive
 
-        self.sim.set_connected(sub, self.sim.accounts[sub].conferencing_profiles[0]["profile_id"], False)
+        self.sim.set_connected(
+            sub, self.sim.accounts[sub].conferencing_profiles[0]["profile_id"], False
+        )
         self.disconnected_at[sub] = self.clock.now
         try:
             body, headers = self.sim.notification(sub, "conferencing_profile_disconnected")
@@ -432,7 +434,9 @@ class Day:
                 self.clock.spawn(self.check_channels, at=START + at)
         per_day = span / DAY
         for _ in range(max(3, round(args.disconnections * scale * per_day))):
-            self.clock.spawn(self.disconnect, rng.choice(self.subs), at=START + rng.uniform(0, span))
+            self.clock.spawn(
+                self.disconnect, rng.choice(self.subs), at=START + rng.uniform(0, span)
+            )
         if self.push:
             for _ in range(max(2, round(args.channel_deaths * scale * per_day))):
                 sub = rng.choice(list(self.channels))
