@@ -44,6 +44,7 @@ the rate limit while a sweep runs (p50/p99). ``--json`` prints them as JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import itertools
 import json
@@ -319,10 +320,8 @@ class Day:
         from django_cronofy_conferencing.models import LinkedAccount
         from django_cronofy_conferencing.sync import sync_account
 
-        try:
+        with contextlib.suppress(CronofyError):  # recorded on the account, as the page shows
             sync_account(LinkedAccount.objects.get(sub=sub))
-        except CronofyError:
-            pass  # recorded on the account, as the page shows it
 
     def disconnect(self, sub: str) -> None:
         from django.test import RequestFactory
