@@ -445,7 +445,7 @@ class Day:
         started = time.monotonic()
         with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
             ResponsesAdapter(self.sim).install(mock)
-            for at in frange(0, span + 1, 300):
+            for at in frange(0, span + 1, 900):
                 self.clock.run_until(START + at)
                 self.sample()
                 for request in self.sim.requests:

@@ -202,6 +202,11 @@ class RateLimiter:
         self.fleet_share = Fraction(fleet_share).limit_denominator(1000)
         if not 0 < self.fleet_share <= 1:
             raise ValueError(f"fleet_share must be in (0, 1]; got {fleet_share!r}.")
+        # This process's sweep threads queue for the fleet's slots here (a slot each, in
+        # turn), so each wakes for its own slot instead of all of them for every slot;
+        # only the shared cache decides who gets it (``_claim``). Never held across a sleep.
+        self._fleet_lock = threading.Lock()
+        self._fleet_next = 0
 
     def __repr__(self) -> str:
         rates = ", ".join(str(rate) for rate in self.rates)
@@ -305,9 +310,14 @@ class RateLimiter:
         return self._reserve(as_lane(lane), self.clock(), [])
 
     def next_fleet_time(self, now: float) -> float:
-        """When the next slot background lanes may use begins (the slowest rate's)."""
+        """When the next slot background lanes may use begins (the slowest rate's) that no
+        other sweep thread of this process is waiting for."""
         interval = self.intervals[0]
-        return self._next_fleet_slot(math.floor(now / interval + _EPSILON) + 1) * interval
+        with self._fleet_lock:
+            slot = max(self._fleet_next, math.floor(now / interval + _EPSILON) + 1)
+            slot = self._next_fleet_slot(slot)
+            self._fleet_next = slot + 1
+        return slot * interval
 
     def claim(self, lane: Lane = Lane.USER) -> float | None:
         """Claim the request's slot without waiting; returns the seconds until it

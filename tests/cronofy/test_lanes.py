@@ -146,3 +146,11 @@ def test_an_idle_budget_sends_at_once_and_a_busy_one_fails_fast(sim, fake_clock,
             client.userinfo(account.access_token)
     assert fake_clock.slept == []
     assert sim.count("userinfo") == 1  # nothing was sent
+
+
+def test_sweep_threads_of_a_process_queue_for_a_slot_each(fake_clock):
+    """Each waiting thread wakes for a fleet slot of its own (not all for every one)."""
+    rl = limiter(fake_clock, "10/s")
+    fake_clock.now = 1000.0  # slot 10000: not a fleet slot
+    wakes = [rl.next_fleet_time(fake_clock.now) for _ in range(5)]
+    assert wakes == pytest.approx([1000.1, 1000.2, 1000.3, 1000.4, 1000.6])  # 10005 is not
