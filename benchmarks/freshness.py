@@ -314,6 +314,9 @@ class Day:
 
         for _ in range(self.args.concurrency):
             self.clock.spawn(worker)
+        for _ in range(self.args.presses_in_sweeps):  # users press Sync now mid-sweep
+            at = self.clock.now + self.rng.uniform(0.5, 2.0)
+            self.clock.spawn(self.sync_now, self.rng.choice(self.subs), at=at)
 
     def sync_now(self, sub: str) -> None:
         from django_cronofy_conferencing.exceptions import CronofyError
@@ -547,6 +550,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--disconnections", type=int, default=300, help="a day per 100,000")
     parser.add_argument("--channel-deaths", type=int, default=300, help="a day per 100,000")
     parser.add_argument("--sync-now", type=int, default=3000, help="presses a day per 100,000")
+    parser.add_argument(
+        "--presses-in-sweeps", type=int, default=1, help="Sync now presses as each sweep starts"
+    )
     parser.add_argument("--seed", type=int, default=21)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)

@@ -36,5 +36,6 @@ def test_the_push_first_day_is_measured_and_within_its_goals():
     polled = figures("--no-push")
     assert polled["errors"] == [] and not polled["push"]
     assert polled["calls_by_endpoint"].get("list_channels", 0) == 0
-    # Everything polled hourly, each poll with a token refresh: about 48 calls a day each.
-    assert polled["calls_per_account_per_day"] > 5 * push["calls_per_account_per_day"]
+    # Everything polled hourly, each poll with a token refresh: about 48 calls a day each
+    # (the push-first fleet pays for creating the missing channels in these first hours).
+    assert polled["calls_per_account_per_day"] > 3 * push["calls_per_account_per_day"]
