@@ -206,7 +206,38 @@ class Day:
         reset_clients()
         latency = self.args.latency
 
+        class Channels(dict):
+            """The simulator's channels, indexed by account: listing one account's
+            channels must not scan a hundred thousand of them."""
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.by_sub: dict[str, set[str]] = {}
+
+            def __setitem__(self, channel_id, channel) -> None:
+                super().__setitem__(channel_id, channel)
+                self.by_sub.setdefault(channel["sub"], set()).add(channel_id)
+
+            def pop(self, channel_id, *default):
+                channel = super().pop(channel_id, *default)
+                if isinstance(channel, dict):
+                    self.by_sub.get(channel["sub"], set()).discard(channel_id)
+                return channel
+
         class Cronofy(SimulatedCronofy):
+            def __init__(self, **kwargs) -> None:
+                super().__init__(**kwargs)
+                self.channels = Channels()
+
+            def _list_channels(self, account):
+                from django_cronofy_conferencing.testing import SimResponse
+
+                listed = [
+                    {"channel_id": cid, "callback_url": self.channels[cid]["callback_url"]}
+                    for cid in sorted(self.channels.by_sub.get(account.sub, ()))
+                ]
+                return SimResponse.json(200, {"channels": listed})
+
             def handle(self, request, data_center=None):
                 clock.sleep(latency)  # the network and Cronofy's own time
                 day.count(request)
