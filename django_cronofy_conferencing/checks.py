@@ -22,6 +22,8 @@ E017 CRONOFY_CONFERENCING is not a dict (the other checks wait until it is)
 E018 a URL setting that cannot work: LINK_REDIRECT_URL that does not resolve while the
      browser flow is installed, PUSH_NOTIFICATIONS_CALLBACK_URL that is not absolute
 E019 rest_framework not in INSTALLED_APPS while the API is routed and renders HTML
+E020 FLEET_BUDGET_SHARE not in (0, 1]   E021 SYNC_CONFIRM_AFTER not a number of seconds
+W010 SYNC_CONFIRM_AFTER < SYNC_STALE_AFTER   W011 a budget cannot cover its fleet (database)
 """
 
 from __future__ import annotations
@@ -805,4 +807,80 @@ def check_rest_framework_installed(app_configs=None, **kwargs) -> list:
             "['rest_framework.renderers.JSONRenderer']).",
             id=ID.format("E019"),
         )
+    ]
+
+
+# -- freshness within Cronofy's budget (issue 21) --------------------------------------
+#
+# E020 FLEET_BUDGET_SHARE is not a number in (0, 1]
+# E021 SYNC_CONFIRM_AFTER is not a non-negative number of seconds
+# W010 SYNC_CONFIRM_AFTER shorter than SYNC_STALE_AFTER (accounts with push polled more)
+# W011 an application's budget cannot cover its fleet (database check: budget_outlook)
+
+
+@register("cronofy_conferencing")
+@needs_settings
+def check_freshness_settings(app_configs=None, **kwargs) -> list:
+    messages: list = []
+    share = app_settings.FLEET_BUDGET_SHARE
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 < share <= 1:
+        messages.append(
+            Error(
+                f"{_key('FLEET_BUDGET_SHARE')} must be a number above 0 and at most 1 "
+                f"(the share of RATE_LIMITS background work may use); got {share!r}.",
+                hint="The default 0.8 leaves a fifth of each application's budget to users.",
+                id=ID.format("E020"),
+            )
+        )
+    confirm = app_settings.SYNC_CONFIRM_AFTER
+    if isinstance(confirm, bool) or not isinstance(confirm, int | float) or confirm < 0:
+        messages.append(
+            Error(
+                f"{_key('SYNC_CONFIRM_AFTER')} must be a non-negative number of seconds; "
+                f"got {confirm!r}.",
+                hint="The default 86400 polls accounts with a confirmed push channel daily.",
+                id=ID.format("E021"),
+            )
+        )
+        return messages
+    stale = app_settings.SYNC_STALE_AFTER
+    if isinstance(stale, int | float) and not isinstance(stale, bool) and confirm < stale:
+        messages.append(
+            Warning(
+                f"{_key('SYNC_CONFIRM_AFTER')} ({confirm}) is shorter than "
+                f"{_key('SYNC_STALE_AFTER')} ({stale}): accounts whose push channel Cronofy "
+                "confirmed would be polled more often than those without one.",
+                hint=f"Set {_key('SYNC_CONFIRM_AFTER')} to at least {_key('SYNC_STALE_AFTER')}.",
+                id=ID.format("W010"),
+            )
+        )
+    return messages
+
+
+@register(Tags.database, "cronofy_conferencing")
+@needs_settings
+def check_budget_covers_fleet(app_configs=None, databases=None, **kwargs) -> list:
+    """W011 (with ``migrate`` and ``check --database``): a fleet its budget cannot cover."""
+    from django.db import DatabaseError, router
+
+    from .models import LinkedAccount
+
+    if not databases or router.db_for_read(LinkedAccount) not in databases:
+        return []
+    try:
+        from .sync.budget import budget_outlook
+
+        outlooks = budget_outlook()
+    except (DatabaseError, ImproperlyConfigured):
+        return []  # not migrated yet, or reported by the settings checks
+    return [
+        Warning(
+            f"The fleet falls behind its windows: {outlook.describe()}",
+            hint=f"Ask Cronofy to raise the limit (then {_key('RATE_LIMITS')}), confirm "
+            "push channels (manage.py cronofy_channels --repair), or lengthen "
+            f"{_key('SYNC_STALE_AFTER')} / {_key('SYNC_CONFIRM_AFTER')}.",
+            id=ID.format("W011"),
+        )
+        for outlook in outlooks
+        if not outlook.covered
     ]

@@ -50,6 +50,12 @@ DEFAULTS: dict[str, Any] = {
     "SYNC_CONCURRENCY": 8,
     "RATE_LIMITS": ["50/s", "500/m"],
     "RATE_LIMIT_CACHE": "default",
+    # Accounts whose push channel Cronofy confirmed within this many seconds (created,
+    # listed by cronofy_channels, or a signed notification) are polled only this often.
+    "SYNC_CONFIRM_AFTER": 86400,
+    # The share of each application's RATE_LIMITS that background work (sweeps, the
+    # queued fan-out, push-triggered resyncs) may use; users' calls may use all of it.
+    "FLEET_BUDGET_SHARE": 0.8,
     # Browser flow.
     # The packaged "My conferencing" page (a URL name, a path or a URL).
     "LINK_REDIRECT_URL": "cronofy_conferencing:profiles",

@@ -58,6 +58,20 @@ class RateLimited(CronofyAPIError):
         super().__init__(message, **kwargs)
 
 
+class BudgetExhausted(RateLimited):
+    """The app's own rate limit (``RATE_LIMITS``) has no slot for this call before its
+    deadline (``REQUEST_DEADLINE``): nothing was sent and no slot is held.
+
+    ``retry_after``: seconds until the first slot that was free. A ``RateLimited``, so
+    the queues retry it like Cronofy's 429.
+    """
+
+
+class NothingDue(Exception):
+    """A fleet sync found the account synced by someone else since it was selected:
+    nothing to do, and no token refreshed for it."""
+
+
 class CronofyUnavailable(CronofyAPIError):
     """5xx, timeouts and connection errors that outlived the retries."""
 

@@ -5,12 +5,13 @@ Only ``sync``, ``tokens`` and ``linking`` write these rows; everything else read
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.validators import URLValidator
 from django.db import models
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import Count, Exists, OuterRef, Q, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -23,6 +24,38 @@ from .providers import provider_label
 validate_https_url = URLValidator(schemes=["https"])
 
 
+@dataclass(frozen=True)
+class DueReasons:
+    """Why an account is due (``LinkedAccountQuerySet.due_reasons``): disjoint conditions."""
+
+    never_synced: Q
+    confirmed_channel: Q
+    no_confirmed_channel: Q
+
+    @property
+    def any(self) -> Q:
+        return self.never_synced | self.confirmed_channel | self.no_confirmed_channel
+
+
+def push_confirmed(now: datetime, window: float) -> Q:
+    """Cronofy confirmed the account's push channel at most ``window`` seconds before
+    ``now``; never while push notifications are off (``PUSH_NOTIFICATIONS_CALLBACK_URL``)."""
+    if not app_settings.PUSH_NOTIFICATIONS_CALLBACK_URL:
+        return Q(pk__in=[])
+    return Q(channel_confirmed_at__gte=now - timedelta(seconds=float(window))) & ~Q(channel_id="")
+
+
+def has_disconnected_profile() -> Exists:
+    """A present conferencing or calendar profile of the account is disconnected."""
+    conferencing = ConferencingProfile.objects.filter(
+        account=OuterRef("pk"), removed_at__isnull=True, profile_connected=False
+    )
+    calendar = CalendarProfile.objects.filter(
+        account=OuterRef("pk"), removed_at__isnull=True, profile_connected=False
+    )
+    return Exists(conferencing) | Exists(calendar)
+
+
 class LinkedAccountQuerySet(models.QuerySet):
     def for_user(self, user) -> LinkedAccountQuerySet:
         if not getattr(user, "is_authenticated", False):
@@ -33,12 +66,62 @@ class LinkedAccountQuerySet(models.QuerySet):
         return self.filter(status=LinkedAccount.Status.ACTIVE)
 
     def due(
-        self, stale_after: float | None = None, now: datetime | None = None
+        self,
+        stale_after: float | None = None,
+        now: datetime | None = None,
+        *,
+        confirm_after: float | None = None,
     ) -> LinkedAccountQuerySet:
-        """Active accounts never synced, or last synced longer ago than ``stale_after``."""
-        seconds = app_settings.SYNC_STALE_AFTER if stale_after is None else stale_after
-        cutoff = (now or timezone.now()) - timedelta(seconds=seconds)
-        return self.active().filter(Q(last_synced_at__isnull=True) | Q(last_synced_at__lte=cutoff))
+        """Active accounts never synced, or last synced longer ago than ``confirm_after``
+        (``SYNC_CONFIRM_AFTER``) when Cronofy confirmed their push channel within that
+        time, else than ``stale_after`` (``SYNC_STALE_AFTER``): push before polling."""
+        return self.active().filter(self.due_reasons(stale_after, now, confirm_after).any)
+
+    def due_reasons(
+        self,
+        stale_after: float | None = None,
+        now: datetime | None = None,
+        confirm_after: float | None = None,
+    ) -> DueReasons:
+        """The conditions ``due`` combines, one per reason (for counts and reports)."""
+        now = now or timezone.now()
+        stale = app_settings.SYNC_STALE_AFTER if stale_after is None else stale_after
+        window = app_settings.SYNC_CONFIRM_AFTER if confirm_after is None else confirm_after
+        confirmed = push_confirmed(now, window)
+        return DueReasons(
+            never_synced=Q(last_synced_at__isnull=True),
+            confirmed_channel=confirmed
+            & Q(last_synced_at__lte=now - timedelta(seconds=float(window))),
+            no_confirmed_channel=~confirmed
+            & Q(last_synced_at__lte=now - timedelta(seconds=float(stale))),
+        )
+
+    def due_counts(
+        self,
+        stale_after: float | None = None,
+        now: datetime | None = None,
+        *,
+        confirm_after: float | None = None,
+    ) -> dict[str, int]:
+        """How many accounts are due for each reason, in one query: ``never_synced``,
+        ``confirmed_channel`` (older than ``SYNC_CONFIRM_AFTER``), ``no_confirmed_channel``
+        (older than ``SYNC_STALE_AFTER``), and ``total``; with ``failing`` and
+        ``disconnected`` (their last sync failed / a profile is disconnected) among them,
+        which a sweep takes first."""
+        reasons = self.due_reasons(stale_after, now, confirm_after)
+        due = self.active().filter(reasons.any)
+        return due.aggregate(
+            total=Count("pk"),
+            never_synced=Count("pk", filter=reasons.never_synced),
+            confirmed_channel=Count("pk", filter=reasons.confirmed_channel),
+            no_confirmed_channel=Count("pk", filter=reasons.no_confirmed_channel),
+            failing=Count("pk", filter=Q(consecutive_failures__gt=0)),
+            disconnected=Count("pk", filter=has_disconnected_profile()),
+        )
+
+    def push_confirmed(self, now: datetime | None = None) -> LinkedAccountQuerySet:
+        """Accounts whose push channel Cronofy confirmed within ``SYNC_CONFIRM_AFTER``."""
+        return self.filter(push_confirmed(now or timezone.now(), app_settings.SYNC_CONFIRM_AFTER))
 
     def with_profile_counts(self) -> LinkedAccountQuerySet:
         """Annotate ``profiles_total`` and ``profiles_connected`` (present profiles only)."""
@@ -101,6 +184,14 @@ class LinkedAccount(models.Model):
     )
     channel_id = models.CharField(
         max_length=255, blank=True, help_text=_("Cronofy push notification channel")
+    )
+    channel_confirmed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text=_(
+            "When Cronofy last confirmed the push channel: created, listed, or a signed "
+            "notification for it received"
+        ),
     )
 
     last_synced_at = models.DateTimeField(null=True, blank=True, db_index=True)

@@ -430,3 +430,37 @@ def test_w013_reminders_without_a_link_to_the_page():
             PUSH_NOTIFICATIONS_CALLBACK_URL="https://host.example/cronofy/notifications/",
         ):
             assert run_all_checks() == []
+
+
+# -- issue 21: E020, E021, W010 (W011: tests/sync/test_fleet_budget.py) ---------------
+
+
+@pytest.mark.parametrize(
+    "values, check_id, key",
+    [
+        ({"FLEET_BUDGET_SHARE": 0}, "E020", "FLEET_BUDGET_SHARE"),
+        ({"FLEET_BUDGET_SHARE": 1.5}, "E020", "FLEET_BUDGET_SHARE"),
+        ({"FLEET_BUDGET_SHARE": "0.8"}, "E020", "FLEET_BUDGET_SHARE"),
+        ({"FLEET_BUDGET_SHARE": True}, "E020", "FLEET_BUDGET_SHARE"),
+        ({"SYNC_CONFIRM_AFTER": -1}, "E021", "SYNC_CONFIRM_AFTER"),
+        ({"SYNC_CONFIRM_AFTER": "day"}, "E021", "SYNC_CONFIRM_AFTER"),
+        ({"SYNC_CONFIRM_AFTER": 60, "SYNC_STALE_AFTER": 3600}, "W010", "SYNC_CONFIRM_AFTER"),
+    ],
+)
+def test_freshness_settings_are_checked(settings, values, check_id, key):
+    from django_cronofy_conferencing.checks import check_freshness_settings
+
+    config = settings.CRONOFY_CONFERENCING
+    with override_settings(CRONOFY_CONFERENCING={**config, **values}):
+        messages = check_freshness_settings()
+    assert [m.id for m in messages] == [f"cronofy_conferencing.{check_id}"]
+    assert f"CRONOFY_CONFERENCING['{key}']" in messages[0].msg
+
+
+def test_freshness_defaults_pass(settings):
+    from django_cronofy_conferencing.checks import check_freshness_settings
+
+    config = settings.CRONOFY_CONFERENCING
+    with override_settings(CRONOFY_CONFERENCING={**config, "FLEET_BUDGET_SHARE": 1}):
+        assert check_freshness_settings() == []
+    assert check_freshness_settings() == []

@@ -5,26 +5,34 @@ Cronofy creates a channel with ``POST /v1/channels`` (the account's token,
 ``GET /v1/channels``, and may drop one (closed, or the grant revoked and
 given again). ``channel_health`` tells which of these an account is in;
 ``repair_channel`` forgets a stale id and adopts or creates a channel.
+
+Each time Cronofy confirms a channel (it created it, it lists it, or a
+notification signed for it arrived: ``confirm_channel``), the account's
+``channel_confirmed_at`` is set; an account confirmed within
+``SYNC_CONFIRM_AFTER`` is polled only that often (``LinkedAccount.objects.due``).
+A channel Cronofy no longer lists loses its confirmation at once.
 """
 
 from __future__ import annotations
 
-import re
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import router
+from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from ..conf import app_settings
+from ..cronofy.channels import channel_id_of, parse_channels
 from ..cronofy.client import CronofyClient, get_client
+from ..cronofy.ratelimit import Lane
 from ..db import write_lock
 from ..exceptions import CronofyError, InvalidResponse
 from ..models import LinkedAccount
 from .tokens import ensure_access_token
-
-MAX_CHANNEL_ID = 255
-_CHANNEL_ID = re.compile(r"^[\x21-\x7e]{1,255}\Z")
 
 
 class ChannelState:
@@ -49,37 +57,51 @@ class ChannelHealth:
         return self.state in (ChannelState.HEALTHY, ChannelState.NOT_CONFIGURED)
 
 
-def _channel_id(value: Any) -> str | None:
-    return value if isinstance(value, str) and _CHANNEL_ID.match(value) else None
-
-
 def _store(account: LinkedAccount, channel_id: str) -> None:
+    """Store the channel Cronofy just created or listed (confirmed now), or forget it."""
+    using = router.db_for_write(LinkedAccount)
+    confirmed_at = timezone.now() if channel_id else None
+    with write_lock(using):
+        LinkedAccount.objects.using(using).filter(pk=account.pk).update(
+            channel_id=channel_id, channel_confirmed_at=confirmed_at
+        )
+    account.channel_id = channel_id
+    account.channel_confirmed_at = confirmed_at
+
+
+def _set_confirmation(account: LinkedAccount, confirmed_at: datetime | None) -> None:
     using = router.db_for_write(LinkedAccount)
     with write_lock(using):
-        LinkedAccount.objects.using(using).filter(pk=account.pk).update(channel_id=channel_id)
-    account.channel_id = channel_id
+        LinkedAccount.objects.using(using).filter(
+            pk=account.pk, channel_id=account.channel_id
+        ).update(channel_confirmed_at=confirmed_at)
+    account.channel_confirmed_at = confirmed_at
+
+
+def confirm_channel(channel_id: str, accounts: list[LinkedAccount] | None = None) -> int:
+    """Cronofy confirmed ``channel_id`` (a notification *signed* for it arrived: only
+    the receiver, after checking the signature, calls this); returns the accounts
+    updated. One query; ``accounts`` (already read) are updated in memory too."""
+    if not channel_id:
+        return 0
+    now = timezone.now()
+    using = router.db_for_write(LinkedAccount)
+    with write_lock(using):
+        updated = (
+            LinkedAccount.objects.using(using)
+            .filter(channel_id=channel_id)
+            .update(channel_confirmed_at=now)
+        )
+    for account in accounts or ():
+        if account.channel_id == channel_id:
+            account.channel_confirmed_at = now
+    return updated
 
 
 def list_channels(account: LinkedAccount, *, client: CronofyClient | None = None) -> list[dict]:
     """The account's channels at Cronofy: ``[{"channel_id", "callback_url"}, ...]``."""
     client = client or get_client(account.data_center)
-    body = client.list_channels(ensure_access_token(account, client=client))
-    items = body.get("channels") if isinstance(body, dict) else None
-    if not isinstance(items, list):
-        raise InvalidResponse("Invalid channels response: channels must be an array.")
-    channels = []
-    for item in items[:1000]:
-        channel_id = _channel_id(item.get("channel_id")) if isinstance(item, dict) else None
-        if channel_id is None:
-            raise InvalidResponse("Invalid channels response: a channel_id is missing.")
-        callback = item.get("callback_url")
-        channels.append(
-            {
-                "channel_id": channel_id,
-                "callback_url": callback if isinstance(callback, str) else "",
-            }
-        )
-    return channels
+    return parse_channels(client.list_channels(ensure_access_token(account, client=client)))
 
 
 @sensitive_variables("token")
@@ -98,7 +120,7 @@ def ensure_push_channel(account: LinkedAccount, *, client: CronofyClient | None 
     token = ensure_access_token(account, client=client)
     body = client.create_channel(token, callback_url)
     channel = body.get("channel") if isinstance(body, dict) else None
-    channel_id = _channel_id(channel.get("channel_id")) if isinstance(channel, dict) else None
+    channel_id = channel_id_of(channel.get("channel_id")) if isinstance(channel, dict) else None
     if channel_id is None:
         raise InvalidResponse("Invalid channel response: channel.channel_id is missing.")
     _store(account, channel_id)
@@ -116,7 +138,10 @@ def channel_health(account: LinkedAccount, *, client: CronofyClient | None = Non
         return ChannelHealth(account, ChannelState.ERROR, account.channel_id, error=exc)
     ours = [c["channel_id"] for c in channels if c["callback_url"] == callback_url]
     if account.channel_id:
-        state = ChannelState.HEALTHY if account.channel_id in ours else ChannelState.STALE
+        healthy = account.channel_id in ours
+        # Listed: Cronofy confirms it. Not listed: no push can come, whatever we stored.
+        _set_confirmation(account, timezone.now() if healthy else None)
+        state = ChannelState.HEALTHY if healthy else ChannelState.STALE
         return ChannelHealth(account, state, account.channel_id)
     if ours:
         return ChannelHealth(account, ChannelState.UNRECORDED, ours[0])
@@ -146,3 +171,43 @@ def repair_channel(
     except CronofyError as exc:
         return ChannelHealth(account, ChannelState.ERROR, account.channel_id, error=exc)
     return ChannelHealth(account, ChannelState.HEALTHY, channel_id)
+
+
+def confirmation_sweep(unconfirmed: bool = False) -> Any:
+    """The accounts the daily confirmation visits, the oldest confirmation first:
+    every active account, or (``unconfirmed``) only those whose channel Cronofy has
+    not confirmed within ``SYNC_CONFIRM_AFTER`` (missing, stale, never listed)."""
+    from django.db.models import F
+
+    accounts = LinkedAccount.objects.active()
+    if unconfirmed:
+        accounts = accounts.exclude(pk__in=LinkedAccount.objects.push_confirmed().values("pk"))
+    return accounts.order_by(F("channel_confirmed_at").asc(nulls_first=True), "pk")
+
+
+def check_channels(
+    accounts: Any,
+    *,
+    repair: bool = False,
+    each: Callable[[ChannelHealth, ChannelHealth | None], None] | None = None,
+) -> Counter[str]:
+    """The daily confirmation: ask Cronofy for each account's channels (background lane:
+    users' calls go first), record what it confirms, and with ``repair`` fix what is
+    not healthy. Returns the states after it; ``each(health, repaired)`` per account.
+
+    What ``manage.py cronofy_channels`` runs, and ``check_channels_task`` (Celery beat,
+    Django's tasks).
+    """
+    counts: Counter[str] = Counter()
+    if not app_settings.PUSH_NOTIFICATIONS_CALLBACK_URL:
+        return counts
+    for account in accounts.iterator(chunk_size=200):
+        client = get_client(account.data_center, Lane.BACKGROUND)
+        health = channel_health(account, client=client)
+        repaired = None
+        if repair and health.state not in (ChannelState.HEALTHY, ChannelState.ERROR):
+            repaired = repair_channel(account, health, client=client)
+        counts[(repaired or health).state] += 1
+        if each is not None:
+            each(health, repaired)
+    return counts

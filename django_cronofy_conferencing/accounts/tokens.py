@@ -24,7 +24,7 @@ from ..cronofy.client import CronofyClient, get_client
 from ..cronofy.redaction import redact, remember_secret
 from ..cronofy.tokens import TokenSet, parse_token_response
 from ..db import row_lock_transaction, write_lock
-from ..exceptions import InvalidGrant, InvalidResponse, ReauthorizationRequired
+from ..exceptions import InvalidGrant, InvalidResponse, NothingDue, ReauthorizationRequired
 from ..models import LinkedAccount
 from ..signals import account_reauthorization_required
 
@@ -121,11 +121,15 @@ def refresh_access_token(
     *,
     rejected_token: str | None = None,
     client: CronofyClient | None = None,
+    unless_synced_since: datetime | bool | None = False,
 ) -> str:
     """Refresh once across workers; returns the token to use and updates ``account``.
 
     ``rejected_token`` is the access token Cronofy just answered 401 to: if the
     stored one differs, another worker already refreshed and that one is used.
+    ``unless_synced_since`` (a sweep passes the ``last_synced_at`` it selected the
+    account with): raise ``NothingDue`` instead of refreshing when the stored
+    ``last_synced_at`` moved since, so no token is refreshed only to find nothing due.
 
     The row lock is held for at most one Cronofy call, which ``REQUEST_DEADLINE``
     bounds (the refresh is never retried, see ``refresh_tokens``).
@@ -146,6 +150,8 @@ def refresh_access_token(
                 raise ReauthorizationRequired(
                     f"Cronofy account {account.pk} needs to be connected again ({current.status})."
                 )
+            if unless_synced_since is not False and current.last_synced_at != unless_synced_since:
+                raise NothingDue(f"Cronofy account {account.pk} was synced meanwhile.")
             margin = app_settings.TOKEN_REFRESH_MARGIN
             if current.access_token != stale_token and not current.token_expires_within(margin):
                 _adopt(account, current)

@@ -20,6 +20,7 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from ..conf import app_settings
+from ..cronofy.ratelimit import Lane
 from ..cronofy.redaction import redact
 from ..db import non_atomic_requests
 from ..exceptions import CronofyError
@@ -331,7 +332,7 @@ class LinkedAccountAdmin(UnlinkMixin, admin.ModelAdmin):
                 self._sync_one(request, account)
             return None
         if queue_enabled():
-            queued = queue_accounts(active)
+            queued = queue_accounts(active, lane=Lane.USER)  # an operator waits on it
             self.message_user(
                 request,
                 ngettext(

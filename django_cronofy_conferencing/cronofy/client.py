@@ -36,7 +36,7 @@ from .errors import (
     too_large_error,
     unreachable_error,
 )
-from .ratelimit import RateLimiter
+from .ratelimit import Lane, RateLimiter, as_lane
 from .redaction import remember_secret
 from .transport import Answer, BodyTooLarge, DeadlineExceeded, Redacted, new_session, read_body
 
@@ -76,6 +76,7 @@ class CronofyClient:
         rate_limiter: RateLimiter | None = None,
         max_retries: int | None = None,
         clock: Callable[[], float] | None = None,
+        lane: Lane | str = Lane.USER,
     ) -> None:
         self.data_center = (
             data_center if isinstance(data_center, DataCenter) else get_data_center(data_center)
@@ -85,6 +86,8 @@ class CronofyClient:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.rate_limiter = rate_limiter
+        #: Which part of the application's budget this client's calls use (``ratelimit``).
+        self.lane = as_lane(lane)
         self.timeout = (float(app_settings.CONNECT_TIMEOUT), float(app_settings.REQUEST_TIMEOUT))
         self.max_retries = int(app_settings.MAX_RETRIES if max_retries is None else max_retries)
         self.backoff = float(app_settings.RETRY_BACKOFF)
@@ -94,7 +97,8 @@ class CronofyClient:
         self.clock = clock or time.monotonic
 
     def __repr__(self) -> str:
-        return f"<CronofyClient {self.data_center.id} {self.data_center.api_url}>"
+        lane = "" if self.lane is Lane.USER else f" ({self.lane.value})"
+        return f"<CronofyClient {self.data_center.id} {self.data_center.api_url}{lane}>"
 
     # -- the request loop -------------------------------------------------
 
@@ -136,7 +140,11 @@ class CronofyClient:
         waited = 0.0
         while True:
             if self.rate_limiter is not None:
-                waited_for_slot = self.rate_limiter.acquire()
+                # The wait for a slot counts against the deadline (BudgetExhausted at
+                # once when the slot lies beyond it: nothing was sent, nothing held).
+                waited_for_slot = self.rate_limiter.acquire(
+                    self.lane, within=max(0.0, deadline - self.clock())
+                )
                 telemetry.record_rate_limit_wait(waited_for_slot, self.data_center.id)
             # One span per attempt (OpenTelemetry, when installed: ``telemetry``).
             call = telemetry.CronofyCall.start(
@@ -380,24 +388,31 @@ def _rate_limiter(data_center: str) -> RateLimiter | None:
         return limiters[budget]
 
 
-def get_client(data_center: str) -> CronofyClient:
-    """A client for this thread and data center, reusing its connection pool."""
+def get_client(data_center: str, lane: Lane | str = Lane.USER) -> CronofyClient:
+    """A client for this thread, data center and lane, reusing its connection pool.
+
+    ``lane``: whose call it is (``ratelimit.Lane``): a user's by default; fleet
+    work passes ``Lane.BACKGROUND``.
+    """
+    lane = as_lane(lane)
     if getattr(_local, "generation", None) != _state["generation"]:
         _local.clients = {}
         _local.generation = _state["generation"]
-    client = _local.clients.get(data_center)
+    client = _local.clients.get((data_center, lane))
     if client is None:
-        client = _local.clients[data_center] = CronofyClient(
-            data_center, rate_limiter=_rate_limiter(data_center)
+        client = _local.clients[(data_center, lane)] = CronofyClient(
+            data_center, rate_limiter=_rate_limiter(data_center), lane=lane
         )
     return client
 
 
-def get_bounded_client(data_center: str) -> CronofyClient:
+def get_bounded_client(data_center: str, lane: Lane | str = Lane.PUSH) -> CronofyClient:
     """A client that makes one attempt per call (no retries, no backoff sleeps), under
     the data center's shared rate limit: for work done inside someone else's request
     (a push notification from Cronofy, which must be answered fast)."""
-    return CronofyClient(data_center, rate_limiter=_rate_limiter(data_center), max_retries=0)
+    return CronofyClient(
+        data_center, rate_limiter=_rate_limiter(data_center), max_retries=0, lane=lane
+    )
 
 
 def reset_clients() -> None:

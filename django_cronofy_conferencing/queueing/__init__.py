@@ -16,6 +16,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 from ..conf import SETTINGS_NAME, app_settings
+from ..cronofy.ratelimit import Lane, as_lane
 from ..db import after_commit
 from .jobs import fan_out, fan_out_due
 
@@ -50,29 +51,37 @@ def _sync_task() -> Any:
     return sync_account_task
 
 
-def _enqueue(task: Any, account_id: int, synced_before: str | None) -> None:
+def _enqueue(task: Any, account_id: int, synced_before: str | None, lane: Lane) -> None:
     args = (account_id,) if synced_before is None else (account_id, synced_before)
+    # The lane travels with the task: a sync a user asked for keeps the user's lane.
     if hasattr(task, "delay"):  # Celery
-        task.delay(*args)
+        task.delay(*args, lane=lane.value)
     else:  # Django's tasks framework
-        task.enqueue(*args)
+        task.enqueue(*args, lane=lane.value)
 
 
-def queue_sync(account_id: int, *, synced_before: str | None = None) -> None:
+def queue_sync(
+    account_id: int, *, synced_before: str | None = None, lane: Lane | str = Lane.USER
+) -> None:
     """Queue the sync of one account (after commit). ``synced_before``: skip it if
-    something synced it after that moment (ISO 8601)."""
-    task = _sync_task()
-    after_commit(lambda: _enqueue(task, account_id, synced_before))
+    something synced it after that moment (ISO 8601). ``lane``: whose sync it is
+    (a user's by default: the API's 202, the admin's Sync now; push passes ``PUSH``)."""
+    task, lane = _sync_task(), as_lane(lane)
+    after_commit(lambda: _enqueue(task, account_id, synced_before, lane))
 
 
-def queue_accounts(queryset: Any, *, synced_before: str | None = None) -> int:
-    """Queue one sync per account of ``queryset`` (``jobs.fan_out``); returns how many."""
-    task = _sync_task()
-    return fan_out(queryset, lambda pk: _enqueue(task, pk, synced_before))
+def queue_accounts(
+    queryset: Any, *, synced_before: str | None = None, lane: Lane | str = Lane.BACKGROUND
+) -> int:
+    """Queue one sync per account of ``queryset`` (``jobs.fan_out``); returns how many.
+    Background work by default (``cronofy_sync --queue``); the admin's bulk Sync now
+    passes the user's lane."""
+    task, lane = _sync_task(), as_lane(lane)
+    return fan_out(queryset, lambda pk: _enqueue(task, pk, synced_before, lane))
 
 
 def queue_due_accounts(stale_after: float | None = None) -> int:
     """Queue a sync for every due account (``jobs.fan_out_due``); an account synced
     meanwhile by anything else is skipped by its task."""
     task = _sync_task()
-    return fan_out_due(stale_after, lambda pk, stamp: _enqueue(task, pk, stamp))
+    return fan_out_due(stale_after, lambda pk, stamp: _enqueue(task, pk, stamp, Lane.BACKGROUND))

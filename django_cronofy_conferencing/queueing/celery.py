@@ -43,6 +43,15 @@ about hourly)::
         },
     }
 
+- ``check_channels_task(repair=True, unconfirmed=True)``: the daily push-channel
+  confirmation (``manage.py cronofy_channels --unconfirmed --repair``); schedule
+  it daily next to the sweep::
+
+    "cronofy-check-channels": {
+        "task": "django_cronofy_conferencing.tasks.check_channels_task",
+        "schedule": 86400.0,
+    },
+
 Capacity: at Cronofy's default 500 requests per minute a fleet of N accounts
 needs about N / 500 minutes per pass (twice that when every sync also
 refreshes its token), so keep N / 500 well under ``SYNC_STALE_AFTER / 60``,
@@ -67,6 +76,7 @@ from .jobs import (
     fan_out_due,
     prune_push_log,
     retry_delay,
+    run_channel_check,
     run_sync,
 )
 
@@ -76,6 +86,7 @@ __all__ = [
     "RETRY_BACKOFF_MAX",
     "SYNC_TASK_MAX_RETRIES",
     "TRANSIENT_ERRORS",
+    "check_channels_task",
     "fan_out_due",
     "prune_push_notifications_task",
     "retry_delay",
@@ -93,9 +104,11 @@ logger = logging.getLogger(__name__)
     max_retries=SYNC_TASK_MAX_RETRIES,
     ignore_result=True,
 )
-def sync_account_task(self, account_id: int, synced_before: str | None = None) -> dict[str, Any]:
-    """Sync one account (``jobs.run_sync``); retry transient failures only."""
-    outcome = run_sync(account_id, synced_before)
+def sync_account_task(
+    self, account_id: int, synced_before: str | None = None, lane: str | None = None
+) -> dict[str, Any]:
+    """Sync one account (``jobs.run_sync``, in ``lane``); retry transient failures only."""
+    outcome = run_sync(account_id, synced_before, lane)
     exc = outcome.transient
     if exc is None:
         return outcome.summary
@@ -123,7 +136,16 @@ def sync_account_task(self, account_id: int, synced_before: str | None = None) -
 @shared_task(name="django_cronofy_conferencing.tasks.sync_due_accounts_task", ignore_result=True)
 def sync_due_accounts_task(stale_after: float | None = None) -> int:
     """Queue one ``sync_account_task`` per due account (``jobs.fan_out_due``)."""
-    return fan_out_due(stale_after, lambda pk, stamp: sync_account_task.apply_async((pk, stamp)))
+    return fan_out_due(
+        stale_after,
+        lambda pk, stamp: sync_account_task.apply_async((pk, stamp), {"lane": "background"}),
+    )
+
+
+@shared_task(name="django_cronofy_conferencing.tasks.check_channels_task", ignore_result=True)
+def check_channels_task(repair: bool = True, unconfirmed: bool = True) -> dict[str, int]:
+    """The daily push-channel confirmation (``jobs.run_channel_check``)."""
+    return run_channel_check(repair, unconfirmed)
 
 
 @shared_task(

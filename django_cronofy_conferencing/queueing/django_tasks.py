@@ -19,6 +19,9 @@ its ``db_worker``, RQ, a cloud queue... The same work as the Celery tasks
 - ``send_relink_reminders_task()``: send the relink reminders that are due
   (``RELINK_REMINDERS``; what ``manage.py cronofy_remind`` does), e.g. hourly.
 
+- ``check_channels_task(repair=True, unconfirmed=True)``: the daily push-channel
+  confirmation (what ``manage.py cronofy_channels --unconfirmed --repair`` does).
+
 Importing this module needs the framework installed (``queueing`` imports it
 only when ``TASK_QUEUE`` is ``"django"``).
 """
@@ -34,7 +37,14 @@ from django.utils import timezone
 from ..accounts.reminders import send_due_reminders
 from ..cronofy.redaction import redact
 from ..db import after_commit
-from .jobs import SYNC_TASK_MAX_RETRIES, fan_out_due, prune_push_log, retry_delay, run_sync
+from .jobs import (
+    SYNC_TASK_MAX_RETRIES,
+    fan_out_due,
+    prune_push_log,
+    retry_delay,
+    run_channel_check,
+    run_sync,
+)
 
 try:  # Django 6
     from django.tasks import task
@@ -46,10 +56,11 @@ logger = logging.getLogger(__name__)
 
 @task()
 def sync_account_task(
-    account_id: int, synced_before: str | None = None, retries: int = 0
+    account_id: int, synced_before: str | None = None, retries: int = 0, lane: str | None = None
 ) -> dict[str, Any]:
-    """Sync one account (``jobs.run_sync``); retry transient failures where deferring works."""
-    outcome = run_sync(account_id, synced_before)
+    """Sync one account (``jobs.run_sync``, in ``lane``); retry transient failures where
+    deferring works."""
+    outcome = run_sync(account_id, synced_before, lane)
     exc = outcome.transient
     if exc is None:
         return outcome.summary
@@ -68,14 +79,22 @@ def sync_account_task(
         delay,
     )
     again = sync_account_task.using(run_after=timezone.now() + timedelta(seconds=delay))
-    after_commit(lambda: again.enqueue(account_id, synced_before, retries + 1))
+    after_commit(lambda: again.enqueue(account_id, synced_before, retries + 1, lane=lane))
     return {**outcome.summary, "status": "retrying", "retry_in": round(delay, 1)}
 
 
 @task()
 def sync_due_accounts_task(stale_after: float | None = None) -> int:
     """Queue one ``sync_account_task`` per due account (``jobs.fan_out_due``)."""
-    return fan_out_due(stale_after, sync_account_task.enqueue)
+    return fan_out_due(
+        stale_after, lambda pk, stamp: sync_account_task.enqueue(pk, stamp, lane="background")
+    )
+
+
+@task()
+def check_channels_task(repair: bool = True, unconfirmed: bool = True) -> dict[str, int]:
+    """The daily push-channel confirmation (``jobs.run_channel_check``)."""
+    return run_channel_check(repair, unconfirmed)
 
 
 @task()

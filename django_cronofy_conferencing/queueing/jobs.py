@@ -19,10 +19,12 @@ from django.utils.dateparse import parse_datetime
 
 from ..cronofy import telemetry
 from ..cronofy.client import backoff
-from ..db import after_commit, keyset_chunks
-from ..exceptions import CronofyError, CronofyUnavailable, RateLimited
+from ..cronofy.ratelimit import Lane, as_lane
+from ..db import after_commit
+from ..exceptions import CronofyError, CronofyUnavailable, NothingDue, RateLimited
 from ..health import record_sweep
 from ..models import LinkedAccount, PushNotification
+from ..sync.order import sweep_chunks
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +53,14 @@ class Outcome:
     transient: CronofyError | None = field(default=None, repr=False)
 
 
-def run_sync(account_id: int, synced_before: str | None = None) -> Outcome:
+def run_sync(
+    account_id: int, synced_before: str | None = None, lane: Lane | str | None = None
+) -> Outcome:
     """Sync one account by id; never raises a ``CronofyError``.
+
+    ``lane``: whose sync it is (``Lane``; None, a task queued without one: the
+    fleet's ``BACKGROUND``): the task argument that keeps a user's queued sync
+    in the user's lane.
 
     ``synced_before`` (ISO 8601, set by the fan-out): skip the account if it
     was synced after that moment (it is no longer due), so overlapping sweeps
@@ -63,6 +71,7 @@ def run_sync(account_id: int, synced_before: str | None = None) -> Outcome:
     """
     from ..sync.service import sync_account
 
+    lane = as_lane(lane, default=Lane.BACKGROUND)
     account = LinkedAccount.objects.filter(pk=account_id).first()
     if account is None:
         return Outcome({"account": account_id, "status": "missing"})
@@ -72,7 +81,9 @@ def run_sync(account_id: int, synced_before: str | None = None) -> Outcome:
     if cutoff is not None and account.last_synced_at and account.last_synced_at > cutoff:
         return Outcome({"account": account_id, "status": "fresh"})
     try:
-        result = sync_account(account)
+        result = sync_account(account, lane=lane)
+    except NothingDue:  # synced by something else after this task was queued
+        return Outcome({"account": account_id, "status": "fresh"})
     except CronofyError as exc:
         summary = {"account": account_id, "status": "failed", "error": type(exc).__name__}
         return Outcome(summary, exc if isinstance(exc, TRANSIENT_ERRORS) else None)
@@ -88,13 +99,26 @@ def run_sync(account_id: int, synced_before: str | None = None) -> Outcome:
     )
 
 
+def run_channel_check(repair: bool = True, unconfirmed: bool = True) -> dict[str, int]:
+    """The daily push-channel confirmation (``cronofy_channels``) as a task: each
+    account whose channel is not confirmed within ``SYNC_CONFIRM_AFTER`` (every active
+    account with ``unconfirmed=False``), repaired where ``repair``; counts by state."""
+    from ..accounts.channels import check_channels, confirmation_sweep
+
+    counts = check_channels(confirmation_sweep(unconfirmed=unconfirmed), repair=repair)
+    logger.info("Checked the push channels of %s Cronofy accounts", sum(counts.values()))
+    return dict(counts)
+
+
 def fan_out(queryset: Any, enqueue: Callable[[int], None]) -> int:
     """The one fan-out: call ``enqueue(account_id)`` for each account of ``queryset``,
     reading the ids ``FAN_OUT_CHUNK_SIZE`` at a time (memory stays flat) and enqueueing
     each chunk after the surrounding transaction commits; returns how many."""
-    ids = queryset.values_list("pk", flat=True)
     queued = 0
-    for chunk in keyset_chunks(ids, FAN_OUT_CHUNK_SIZE, pk_of=lambda pk: pk):
+    # In the sweep's order (``sync.order``): failing, disconnected, never synced first.
+    accounts_only = queryset.select_related(None).only("pk", "last_synced_at")
+    for accounts in sweep_chunks(accounts_only, FAN_OUT_CHUNK_SIZE):
+        chunk = [account.pk for account in accounts]
         after_commit(lambda chunk=chunk: [enqueue(pk) for pk in chunk])
         queued += len(chunk)
     return queued

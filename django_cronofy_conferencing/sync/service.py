@@ -9,7 +9,6 @@ reads and writes on the caller's thread (``FleetSync``).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import functools
 import logging
@@ -38,11 +37,20 @@ from ..accounts import tokens
 from ..conf import app_settings
 from ..cronofy import telemetry
 from ..cronofy.client import CronofyClient, get_client
+from ..cronofy.ratelimit import Lane
 from ..cronofy.redaction import redact
 from ..cronofy.userinfo import UserInfo, parse_userinfo
 from ..db import write_lock
-from ..exceptions import AccessTokenRejected, CronofyError, DatabaseConnectionLost, SyncStopped
+from ..exceptions import (
+    AccessTokenRejected,
+    CronofyError,
+    DatabaseConnectionLost,
+    NothingDue,
+    SyncStopped,
+)
 from ..models import LinkedAccount
+from .confirmation import renew_confirmation
+from .order import AccountStream, SweepStream
 from .plan import SyncResult
 from .writes import apply_userinfo, apply_userinfo_many
 
@@ -77,6 +85,8 @@ class SyncReport:
     reconnects: int = field(default=0, init=False)
     _synced: int = field(default=0, init=False, repr=False)
     _changed: int = field(default=0, init=False, repr=False)
+    #: Accounts skipped because something else synced them after they were selected.
+    skipped: int = field(default=0, init=False)
     _reasons: Counter[str] = field(default_factory=Counter, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -85,8 +95,11 @@ class SyncReport:
         self._reasons = Counter(type(exc).__name__ for exc in self.failures.values())
 
     def add(self, account_id: int, result: SyncResult | None, error: Exception | None) -> None:
-        """Count one account's outcome (not thread-safe: ``sync_accounts`` locks)."""
-        if error is None:
+        """Count one account's outcome (not thread-safe: ``sync_accounts`` locks);
+        neither ``result`` nor ``error``: skipped (synced meanwhile by something else)."""
+        if error is None and result is None:
+            self.skipped += 1
+        elif error is None:
             assert result is not None
             self._synced += 1
             self._changed += bool(result.changed)
@@ -117,16 +130,23 @@ class SyncReport:
         return Counter(self._reasons)
 
 
-def sync_account(account: LinkedAccount, *, client: CronofyClient | None = None) -> SyncResult:
+def sync_account(
+    account: LinkedAccount,
+    *,
+    client: CronofyClient | None = None,
+    lane: Lane | str = Lane.USER,
+) -> SyncResult:
     """Fetch the account's UserInfo and store its conferencing profiles.
 
+    A user's call unless the caller says otherwise: ``lane`` (or the ``client``'s)
+    is the part of the application's rate limit it uses (``ratelimit.Lane``).
     On failure the error is recorded on the account (redacted), the profiles are
     left as they were, and the ``CronofyError`` propagates.
     """
-    client = client or get_client(account.data_center)
+    client = client or get_client(account.data_center, lane)
     with telemetry.span(telemetry.SPAN_SYNC_ACCOUNT, _span_attributes(account)) as span:
         try:
-            info = fetch_userinfo(account, client)
+            info = fetch_userinfo(account, client, sweep=client.lane is Lane.BACKGROUND)
         except CronofyError as exc:
             record_failure(account, exc)
             _sync_outcome(span, None, exc)
@@ -159,20 +179,35 @@ def _sync_outcome(span: Any, result: SyncResult | None, error: Exception | None)
 
 @sensitive_variables("token")
 def fetch_userinfo(
-    account: LinkedAccount, client: CronofyClient, run_query: QueryRunner | None = None
+    account: LinkedAccount,
+    client: CronofyClient,
+    run_query: QueryRunner | None = None,
+    *,
+    sweep: bool = False,
 ) -> UserInfo:
     """The account's validated UserInfo; a token refresh (queries) goes through
-    ``run_query`` (``sync_accounts`` may run it on the calling thread)."""
+    ``run_query`` (``sync_accounts`` may run it on the calling thread). In a ``sweep``
+    (the background lane), ``NothingDue`` instead of a refresh when something synced the
+    account meanwhile, and its push-channel confirmation renewed with the same token
+    when due (``confirmation``)."""
     run_query = run_query or _call
     token = tokens.stored_access_token(account)
     if token is None:
-        token = run_query(tokens.refresh_access_token, account, client=client)
+        token = run_query(
+            tokens.refresh_access_token,
+            account,
+            client=client,
+            **({"unless_synced_since": account.last_synced_at} if sweep else {}),
+        )
     try:
         body = client.userinfo(token)
     except AccessTokenRejected:
         token = run_query(tokens.refresh_access_token, account, rejected_token=token, client=client)
         body = client.userinfo(token)
-    return parse_userinfo(body, expected_sub=account.sub)
+    info = parse_userinfo(body, expected_sub=account.sub)
+    if sweep:
+        renew_confirmation(account, client, token, run_query)
+    return info
 
 
 def record_failure(account: LinkedAccount, exc: Exception) -> None:
@@ -228,7 +263,7 @@ def sync_accounts(
     concurrency = max(1, int(concurrency or app_settings.SYNC_CONCURRENCY))
     report = SyncReport(keep_results=keep_results)
     if isinstance(accounts, QuerySet) and not accounts.query.is_sliced:
-        accounts = stream_accounts(accounts)
+        accounts = stream_in_sweep_order(accounts)
 
     def finish(account: LinkedAccount, result: SyncResult | None, error: Exception | None):
         if error is not None and not isinstance(error, CronofyError):
@@ -446,6 +481,9 @@ class FleetSync:
                 _, account, exc = event
                 self._failed(account, exc)
                 unwritten -= 1
+            elif kind == "skipped":
+                self.finish(event[1], None, None)
+                unwritten -= 1
             else:
                 _, account, info = event
                 if any(done.pk == account.pk for done, _ in batch):
@@ -464,13 +502,16 @@ class FleetSync:
         run_query: QueryRunner = self._query_on_caller if self.on_caller else _call
         try:
             while (account := self.work.get()) is not None:
+                client = get_client(account.data_center, Lane.BACKGROUND)
                 with telemetry.span(
                     telemetry.SPAN_SYNC_ACCOUNT,
                     _span_attributes(account),
                     context=self.trace_context,
                 ) as span:
                     try:
-                        info = fetch_userinfo(account, get_client(account.data_center), run_query)
+                        info = fetch_userinfo(account, client, run_query, sweep=True)
+                    except NothingDue:
+                        self.events.put(("skipped", account, None))
                     except Exception as exc:
                         telemetry.mark_error(span, type(exc).__name__)
                         if not self.on_caller and isinstance(
@@ -534,37 +575,19 @@ def _call(function: Callable, *args: Any, **kwargs: Any) -> Any:
     return function(*args, **kwargs)
 
 
-class AccountStream(Iterator[LinkedAccount]):
-    """A queryset's accounts in primary-key order, read ``chunk_size`` at a time by
-    keyset (``pk > last ... LIMIT``, as ``db.keyset_chunks``): memory stays flat, no
-    query stays open while the accounts are synced, and a read that failed (a dropped
-    connection) can be made again from where it stopped."""
-
-    def __init__(self, queryset: QuerySet[LinkedAccount], chunk_size: int = 500) -> None:
-        self.queryset = queryset.order_by("pk")
-        self.chunk_size = chunk_size
-        self.last: Any = None
-        self.buffer: collections.deque[LinkedAccount] = collections.deque()
-        self.exhausted = False
-
-    def __next__(self) -> LinkedAccount:
-        if not self.buffer:
-            if self.exhausted:
-                raise StopIteration
-            page = self.queryset if self.last is None else self.queryset.filter(pk__gt=self.last)
-            chunk = list(page[: self.chunk_size])  # raises before any state changes
-            self.exhausted = len(chunk) < self.chunk_size
-            if not chunk:
-                raise StopIteration
-            self.last = chunk[-1].pk
-            self.buffer.extend(chunk)
-        return self.buffer.popleft()
-
-
 def stream_accounts(
     queryset: QuerySet[LinkedAccount], *, chunk_size: int = 500
 ) -> Iterator[LinkedAccount]:
     """The queryset's accounts in primary-key order, ``chunk_size`` at a time
-    (``AccountStream``: no query stays open while the accounts are synced, and
+    (``order.AccountStream``: no query stays open while the accounts are synced, and
     ``sync_accounts`` reads a chunk again after reopening a dropped connection)."""
     return AccountStream(queryset, chunk_size)
+
+
+def stream_in_sweep_order(
+    queryset: QuerySet[LinkedAccount], *, chunk_size: int = 500
+) -> Iterator[LinkedAccount]:
+    """The queryset's accounts in the sweep's order (``order.SweepStream``: failing,
+    disconnected and never synced first, then the longest unsynced), ``chunk_size``
+    at a time, resumable like ``stream_accounts``."""
+    return SweepStream(queryset, chunk_size)

@@ -79,6 +79,7 @@ class CronofyEndpoints:
                     status=response.status if response.exception is None else None,
                     form=form,
                     json=json_body,
+                    at=self.clock(),
                 )
             )
         return response

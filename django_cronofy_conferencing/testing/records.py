@@ -129,6 +129,8 @@ class RecordedRequest:
     status: int | None
     form: dict[str, str] = field(repr=False, default_factory=dict)
     json: Any = field(repr=False, default=None)
+    #: When the simulator answered it (its ``clock``): pacing is checked at the server.
+    at: float = 0.0
 
 
 def endpoint_name(method: str, path: str) -> str:

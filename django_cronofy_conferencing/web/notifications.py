@@ -13,6 +13,8 @@ comma-separated values while secrets rotate.
   (constant-time comparison): 401, nothing happens.
 - A verified body that is not a JSON object, or whose type or channel id is
   not a plausible string: 400.
+- A signed notification for a channel confirms it (``channels.confirm_channel``:
+  the account is then polled only every ``SYNC_CONFIRM_AFTER``); a forged one never.
 - ``verification``: 200.
 - ``conferencing_profile_disconnected`` (Cronofy's recommended signal for
   conferencing), ``profile_disconnected``, ``profile_initial_sync_completed``
@@ -50,9 +52,11 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from ..accounts.channels import confirm_channel
 from ..conf import app_settings
 from ..cronofy.applications import configured_applications, get_application
 from ..cronofy.client import get_bounded_client
+from ..cronofy.ratelimit import Lane
 from ..cronofy.redaction import redact
 from ..db import non_atomic_requests
 from ..exceptions import CronofyError
@@ -187,6 +191,8 @@ def receive(request: HttpRequest) -> HttpResponse:
     push_log.note(signature_valid=True, account=accounts[0] if accounts else None)
     if not well_formed or kind is None:
         return HttpResponse(status=400)
+    if accounts:
+        confirm_channel(channel_id, accounts)  # signed by the channel's application
     if kind == "verification":
         return _ack()
     if kind not in RESYNC_TYPES and kind != GDPR_TYPE:
@@ -245,7 +251,7 @@ def resync(account: LinkedAccount, *, reason: str = "") -> None:
     """
     if queue_enabled():
         try:
-            queue_sync(account.pk)
+            queue_sync(account.pk, lane=Lane.PUSH)
         except Exception:
             logger.exception(
                 "Could not queue the sync of Cronofy account %s (%s); syncing now",

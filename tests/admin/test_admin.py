@@ -303,11 +303,13 @@ def test_sync_now_queues_beyond_the_limit_with_celery(staff_client, accounts, si
     alice, bob = accounts
     LinkedAccount.objects.filter(pk=bob.pk).update(status=LinkedAccount.Status.ACTIVE)
     queued = []
-    monkeypatch.setattr(tasks.sync_account_task, "delay", queued.append)
+    monkeypatch.setattr(
+        tasks.sync_account_task, "delay", lambda pk, lane: queued.append((pk, lane))
+    )
     before = len(sim.requests)
     with app_settings_with(ADMIN_SYNC_MAX_ACCOUNTS=1, TASK_QUEUE="celery"):
         response = post_action(staff_client, "sync_now", [alice.pk, bob.pk])
-    assert sorted(queued) == sorted([alice.pk, bob.pk])
+    assert sorted(queued) == sorted([(alice.pk, "user"), (bob.pk, "user")])
     assert messages_of(response) == ["Queued 2 accounts for sync (TASK_QUEUE)."]
     assert len(sim.requests) == before
 

@@ -490,13 +490,15 @@ def test_sync_with_celery_queues_and_answers_202(alice_client, make_account, use
     from django_cronofy_conferencing import tasks
 
     queued = []
-    monkeypatch.setattr(tasks.sync_account_task, "delay", queued.append)
+    monkeypatch.setattr(
+        tasks.sync_account_task, "delay", lambda pk, lane: queued.append((pk, lane))
+    )
     account = make_account(user)
     with celery_settings():
         response = alice_client.post(sync_url(account.pk))
     assert response.status_code == 202
     assert response.json() == {"account": account.pk, "queued": True}
-    assert queued == [account.pk]
+    assert queued == [(account.pk, "user")]  # the queued sync keeps the user's lane
 
 
 def test_sync_with_celery_refuses_an_account_that_must_reconnect(

@@ -51,12 +51,14 @@ def test_celery_queue_sync_hands_the_account_id_to_the_task(monkeypatch):
     pytest.importorskip("celery")
     from django_cronofy_conferencing import tasks
 
-    queued: list[int] = []
-    monkeypatch.setattr(tasks.sync_account_task, "delay", queued.append)
+    queued: list[tuple] = []
+    monkeypatch.setattr(
+        tasks.sync_account_task, "delay", lambda *args, **kwargs: queued.append((args, kwargs))
+    )
     with queue("celery"):
         assert queueing.queue_enabled()
         queueing.queue_sync(42)
-    assert queued == [42]
+    assert queued == [((42,), {"lane": "user"})]  # a user's queued sync keeps the user's lane
 
 
 def test_django_queue_sync_enqueues_after_the_transaction_commits(dummy_backend):
@@ -94,3 +96,36 @@ def test_immediate_backend_syncs_the_account(sim, link_account):
     account.refresh_from_db()
     assert account.last_synced_at is not None
     assert account.conferencing_profiles.count() == 1
+
+
+# -- issue 21: the lane travels in the task's arguments; the channel check as a task ----
+
+
+def test_django_tasks_carry_the_lane(dummy_backend):
+    queueing.queue_sync(42)
+    queueing.queue_sync(43, lane="push")
+    assert [(r.args, r.kwargs) for r in dummy_backend.results] == [
+        ([42], {"lane": "user"}),
+        ([43], {"lane": "push"}),
+    ]
+
+
+def test_an_unknown_lane_is_refused_before_anything_is_queued(dummy_backend):
+    with pytest.raises(ValueError, match="Unknown rate-limit lane 'fleet'"):
+        queueing.queue_sync(42, lane="fleet")
+    assert dummy_backend.results == []
+
+
+@pytest.mark.django_db
+def test_the_channel_check_runs_as_a_task_on_either_queue(monkeypatch):
+    pytest.importorskip("celery")
+    from django_cronofy_conferencing import tasks
+    from django_cronofy_conferencing.queueing import celery, django_tasks
+
+    calls = []
+    fake = lambda *args: calls.append(args) or {"healthy": 1}  # noqa: E731
+    monkeypatch.setattr(celery, "run_channel_check", fake)
+    monkeypatch.setattr(django_tasks, "run_channel_check", fake)
+    assert tasks.check_channels_task.run() == {"healthy": 1}
+    assert django_tasks.check_channels_task.func(repair=False) == {"healthy": 1}
+    assert calls == [(True, True), (False, True)]

@@ -361,7 +361,7 @@ def test_with_celery_the_sync_is_queued(push_client, sim, channelled, settings_w
     ):
         assert app_settings.TASK_QUEUE == "celery"
         assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
-    delay.assert_called_once_with(account.pk)
+    delay.assert_called_once_with(account.pk, lane="push")  # background: the fleet's share
     assert len(sim.requests) == before
 
 

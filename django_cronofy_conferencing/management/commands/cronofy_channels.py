@@ -1,20 +1,28 @@
 """Whether Cronofy still has each account's push channel: ``manage.py cronofy_channels``.
 
-One ``GET /v1/channels`` per active account (its own token, under the rate
-limit). ``--repair`` forgets ids Cronofy no longer has, adopts a channel
-Cronofy has for our callback URL but we never stored, and creates missing
-ones. Exit status 1 when any account is left without a channel (or could not
-be checked) while ``PUSH_NOTIFICATIONS_CALLBACK_URL`` is set.
+One ``GET /v1/channels`` per active account (its own token, in the background lane of
+the rate limit), the oldest confirmation first: a channel Cronofy lists is confirmed
+(the account is then polled only every ``SYNC_CONFIRM_AFTER``), one it no longer lists
+loses its confirmation. Run it daily (cron, Celery beat or Django's tasks:
+``check_channels_task``); ``--unconfirmed`` visits only the accounts not confirmed
+within the window. ``--repair`` forgets ids Cronofy no longer has, adopts a channel
+Cronofy has for our callback URL but we never stored, and creates missing ones. Exit
+status 1 when any account is left without a channel (or could not be checked) while
+``PUSH_NOTIFICATIONS_CALLBACK_URL`` is set.
 """
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ...accounts.channels import ChannelState, channel_health, repair_channel
+from ...accounts.channels import (
+    ChannelHealth,
+    ChannelState,
+    check_channels,
+    confirmation_sweep,
+)
 from ...conf import app_settings
 from ...cronofy.redaction import redact
-from ...models import LinkedAccount
 from ..utils import account_id, resolve_user
 
 LABELS = {
@@ -43,6 +51,12 @@ class Command(BaseCommand):
             "--account", action="append", type=account_id, default=[], dest="accounts", metavar="ID"
         )
         parser.add_argument("--user", action="append", default=[], dest="users", metavar="USER")
+        parser.add_argument(
+            "--unconfirmed",
+            action="store_true",
+            help="Only accounts whose push channel Cronofy has not confirmed within "
+            "SYNC_CONFIRM_AFTER (the others need no call).",
+        )
 
     def handle(self, *args, **options) -> None:
         if not app_settings.PUSH_NOTIFICATIONS_CALLBACK_URL:
@@ -51,38 +65,41 @@ class Command(BaseCommand):
                 "no push channels are used."
             )
             return
-        accounts = LinkedAccount.objects.active().order_by("pk")
+        accounts = confirmation_sweep(unconfirmed=options["unconfirmed"])
         if options["accounts"]:
             accounts = accounts.filter(pk__in=options["accounts"])
         if options["users"]:
             accounts = accounts.filter(user__in=[resolve_user(u) for u in options["users"]])
-        counts: dict[str, int] = {}
-        left_without = 0
-        last_error: str = ""
-        for account in accounts.iterator(chunk_size=200):
-            health = channel_health(account)
+        last_error: list[str] = [""]  # the last "could not ask Cronofy", for the summary
+
+        def report(health: ChannelHealth, repaired: ChannelHealth | None) -> None:
+            account = health.account
             line = f"account {account.pk} ({account.email or account.sub}, {account.data_center}): "
             line += LABELS.get(health.state, health.state)
             if health.channel_id:
                 line += f" [{health.channel_id}]"
             if health.error is not None:
-                last_error = redact(health.error)
-                line += f": {last_error}"
-            if options["repair"] and health.state not in (ChannelState.HEALTHY, ChannelState.ERROR):
-                health = repair_channel(account, health)
-                if health.state == ChannelState.HEALTHY:
-                    line += f" -> repaired [{health.channel_id}]"
+                last_error[0] = redact(health.error)
+                line += f": {last_error[0]}"
+            if repaired is not None:
+                if repaired.state == ChannelState.HEALTHY:
+                    line += f" -> repaired [{repaired.channel_id}]"
                 else:
-                    line += f" -> not repaired: {redact(health.error or health.state)}"
-            counts[health.state] = counts.get(health.state, 0) + 1
-            if health.state not in (ChannelState.HEALTHY, ChannelState.ERROR):
-                left_without += 1
-            if health.state != ChannelState.HEALTHY:
+                    line += f" -> not repaired: {redact(repaired.error or repaired.state)}"
+            if (repaired or health).state != ChannelState.HEALTHY:
                 self.stdout.write(self.style.WARNING(line))
             else:
                 self.stdout.write(line)
+
+        counts = check_channels(accounts, repair=options["repair"], each=report)
+        left_without = sum(
+            n
+            for state, n in counts.items()
+            if state not in (ChannelState.HEALTHY, ChannelState.ERROR)
+        )
         total = sum(counts.values())
         unchecked = counts.get(ChannelState.ERROR, 0)
+        last_error = last_error[0]
         summary = ", ".join(f"{n} {LABELS[s].split(':')[0]}" for s, n in sorted(counts.items()))
         self.stdout.write(f"{total} accounts checked: {summary or 'none'}.")
         if total and unchecked == total:

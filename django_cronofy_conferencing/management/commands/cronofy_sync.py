@@ -1,9 +1,14 @@
 """Sync linked Cronofy accounts' conferencing profiles: ``manage.py cronofy_sync``.
 
-By default every due account: active, and never synced or last synced more
-than ``SYNC_STALE_AFTER`` seconds ago. Run it from cron to keep a fleet
-fresh; with ``--queue`` it only hands the accounts to ``TASK_QUEUE``'s workers.
-Accounts are read in chunks and synced by
+By default every due account (``LinkedAccount.objects.due``): active, and
+never synced, or last synced more than ``SYNC_CONFIRM_AFTER`` seconds ago when
+Cronofy confirmed its push channel within that time, else ``SYNC_STALE_AFTER``;
+failing accounts, accounts with a disconnected profile and never synced ones
+first (``sync.order``), in the background lane of the rate limit (users' calls
+go first). ``--dry-run`` says how many are due for each reason. The summary
+warns when an application's budget cannot cover its fleet (``budget_outlook``).
+Run it from cron to keep a fleet fresh; with ``--queue`` it only hands the
+accounts to ``TASK_QUEUE``'s workers. Accounts are read in chunks and synced by
 ``--concurrency`` threads under the app-wide rate limit, so memory stays flat
 and several copies (on several machines, with a shared cache) stay under
 Cronofy's limits together.
@@ -32,7 +37,8 @@ from ...exceptions import DatabaseConnectionLost
 from ...health import record_sweep
 from ...models import LinkedAccount, PushNotification
 from ...queueing import queue_accounts, queue_enabled
-from ...sync.service import SyncResult, stream_accounts, sync_accounts
+from ...sync.budget import budget_outlook
+from ...sync.service import SyncResult, stream_in_sweep_order, sync_accounts
 from ..utils import account_id, resolve_user
 
 PROGRESS_INTERVAL = 0.2  # seconds between redraws of the progress line
@@ -94,8 +100,9 @@ class Command(BaseCommand):
             "--stale-after",
             type=float,
             metavar="SECONDS",
-            help="Due means not synced for this long (default: SYNC_STALE_AFTER). "
-            "With --account/--user, sync only those of them that are due.",
+            help="Due means not synced for this long, push channel or not (default: "
+            "SYNC_CONFIRM_AFTER for accounts with a confirmed push channel, else "
+            "SYNC_STALE_AFTER). With --account/--user, sync only those of them that are due.",
         )
         parser.add_argument(
             "--concurrency",
@@ -147,13 +154,13 @@ class Command(BaseCommand):
             selected = LinkedAccount.objects.filter(Q(pk__in=ids) | Q(user__in=users))
             inactive = list(selected.exclude(status=LinkedAccount.Status.ACTIVE).order_by("pk"))
             if stale_after is not None:
-                queryset = selected.due(stale_after, now=now)
+                queryset = selected.due(stale_after, now=now, confirm_after=stale_after)
             else:
                 queryset = selected.active()
             return queryset, inactive
         if options["all"]:
             return LinkedAccount.objects.active(), []
-        return LinkedAccount.objects.due(stale_after, now=now), []
+        return LinkedAccount.objects.due(stale_after, now=now, confirm_after=stale_after), []
 
     # -- output ---------------------------------------------------------------
 
@@ -181,14 +188,17 @@ class Command(BaseCommand):
         if options["queue"] and not options["dry_run"]:
             self.queue(queryset, started)
             return
-        accounts = stream_accounts(queryset, chunk_size=options["chunk_size"])
-        if options["dry_run"]:
-            self.dry_run(accounts)
-            return
+        accounts = stream_in_sweep_order(queryset, chunk_size=options["chunk_size"])
         self.explicit_selection = bool(options["accounts"] or options["users"])
         self.default_selection = not (self.explicit_selection or options["all"])
         self.stale_after = options["stale_after"]
         self.all_accounts = bool(options["all"])
+        if options["dry_run"]:
+            if self.default_selection:
+                self.due_reasons(options["stale_after"], started)
+            self.dry_run(accounts)
+            self.budget_warnings()
+            return
         with one_line_per_failure():
             self.sync(accounts, queryset, int(concurrency), verbosity)
 
@@ -255,6 +265,28 @@ class Command(BaseCommand):
         noun = "account" if count == 1 else "accounts"
         self.stdout.write(f"Would sync {count} {noun} (dry run: nothing was called).")
 
+    def due_reasons(self, stale_after, now) -> None:
+        counts = LinkedAccount.objects.due_counts(stale_after, now, confirm_after=stale_after)
+        self.stdout.write(
+            f"Due: {counts['never_synced']} never synced, {counts['confirmed_channel']} with a "
+            f"confirmed push channel (older than SYNC_CONFIRM_AFTER), "
+            f"{counts['no_confirmed_channel']} without (older than SYNC_STALE_AFTER); "
+            f"first: {counts['failing']} whose last sync failed, {counts['disconnected']} "
+            "with a disconnected profile."
+        )
+
+    def budget_warnings(self) -> None:
+        """Say so when an application's budget cannot cover its fleet in its windows."""
+        for outlook in budget_outlook():
+            if not outlook.covered:
+                self.stderr.write(
+                    self.style.WARNING(
+                        f"Warning: the fleet falls behind: {outlook.describe()} Raise the "
+                        "limit with Cronofy (then RATE_LIMITS), confirm push channels "
+                        "(cronofy_channels --repair) or lengthen SYNC_STALE_AFTER."
+                    )
+                )
+
     def sync(self, accounts, queryset, concurrency: int, verbosity: int) -> None:
         tty = self.stdout.isatty() and verbosity >= 1
         total = queryset.count() if tty else None
@@ -292,6 +324,12 @@ class Command(BaseCommand):
                             f"Account {self.describe(account)} failed: "
                             f"{type(error).__name__}: {redact(error)}"
                         )
+                elif result is None:
+                    if verbosity >= 2:
+                        clear_line()
+                        self.stdout.write(
+                            f"Account {self.describe(account)} skipped: synced meanwhile"
+                        )
                 elif verbosity >= 2:
                     clear_line()
                     change = "changed" if result and result.changed else "unchanged"
@@ -314,6 +352,7 @@ class Command(BaseCommand):
         if tty:
             clear_line()
         processed = report.synced + report.failed
+        self.budget_warnings()
         if processed == 0 and stopped is None:
             if verbosity >= 1:
                 self.stdout.write(self.nothing_to_sync())
@@ -329,6 +368,8 @@ class Command(BaseCommand):
         if report.reconnects:
             times = "once" if report.reconnects == 1 else f"{report.reconnects} times"
             summary += f"; the database connection dropped {times} and was reopened"
+        if report.skipped:
+            summary += f", {report.skipped} skipped (synced meanwhile)"
         if verbosity >= 1:
             self.stdout.write(summary + ".")
         if stopped is not None:

@@ -168,9 +168,11 @@ def test_dry_run_lists_and_calls_nothing(sim, fleet):
     assert sim.requests == []
     lines = out.strip().splitlines()
     assert lines[-1] == "Would sync 2 accounts (dry run: nothing was called)."
-    assert lines[0].startswith(f"{fleet['never'].pk} (")
-    assert "last synced: never" in lines[0]
-    assert lines[1].startswith(f"{fleet['stale'].pk} (")
+    assert lines[0].startswith("Due: 1 never synced, 0 with a confirmed push channel")
+    assert "1 without (older than SYNC_STALE_AFTER)" in lines[0]
+    assert lines[1].startswith(f"{fleet['never'].pk} (")
+    assert "last synced: never" in lines[1]
+    assert lines[2].startswith(f"{fleet['stale'].pk} (")
     assert LinkedAccount.objects.filter(last_synced_at__isnull=False).count() == 2
     out, _ = run("--dry-run", "--account", str(fleet["fresh"].pk))
     assert out.strip().endswith("Would sync 1 account (dry run: nothing was called).")
@@ -271,7 +273,9 @@ def test_accounts_are_read_in_chunks(sim, link_account):
         and "LIMIT 2" in q["sql"]
         and "FOR UPDATE" not in q["sql"]
     ]
-    assert len(reads) == 3  # 2 + 2 + 1
+    # The never-synced class in chunks of 2 (2 + 2 + 1), and one read for each of the
+    # sweep's other classes (failing, disconnected, the rest: sync.order), all empty.
+    assert len(reads) == 6
     assert len(synced_subs(sim)) == 5
 
 
