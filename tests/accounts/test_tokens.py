@@ -532,6 +532,61 @@ def test_the_refresh_holds_its_lock_no_longer_than_the_deadline(
     assert LinkedAccount.objects.get(pk=account.pk).status == LinkedAccount.Status.ACTIVE
 
 
+@pytest.mark.django_db(transaction=True)
+def test_trickled_headers_hold_the_refresh_row_lock_no_longer_than_the_deadline(
+    slow_server, settings_with
+):
+    """On PostgreSQL: the token answer's status line and headers trickle a byte every
+    50 ms. Before: the refresh held the account's row lock until the head was
+    complete (12 s here; 20.1 s in the review). After: another session gets the
+    row within the 0.5 s deadline."""
+    from django.db import OperationalError, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("runs in the PostgreSQL run of the suite (DATABASE_URL=postgres://...)")
+    account = LinkedAccount.objects.create(
+        data_center="slow",
+        sub="acc_slow_head",
+        access_token="at-slow-head-00000000000",
+        refresh_token="rt-slow-head-00000000000",
+        token_expires_at=timezone.now() - timedelta(minutes=1),
+    )
+    slow_server.answer(b"{}", head_pause=0.05, head_bytes=200)
+    outcome: list[BaseException | None] = []
+
+    def refresh() -> None:
+        try:
+            refresh_access_token(account)
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+        finally:
+            connections.close_all()
+
+    with settings_with(REQUEST_TIMEOUT=2, REQUEST_DEADLINE=0.5):
+        started = time.monotonic()
+        thread = threading.Thread(target=refresh)
+        thread.start()
+        # Wait (polling PostgreSQL, not the clock) until the refresh holds the row...
+        while thread.is_alive():
+            try:
+                with transaction.atomic():
+                    LinkedAccount.objects.select_for_update(nowait=True).get(pk=account.pk)
+            except OperationalError:
+                break  # locked by the refresh
+            time.sleep(0.002)
+        # ...then queue behind its lock: we get the row when the refresh lets it go.
+        with transaction.atomic():
+            LinkedAccount.objects.select_for_update().get(pk=account.pk)
+            released = time.monotonic() - started
+        thread.join(10)
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], CronofyUnavailable) and "REQUEST_DEADLINE" in str(outcome[0])
+    assert released < 1.0, released
+    assert LinkedAccount.objects.get(pk=account.pk).status == LinkedAccount.Status.ACTIVE
+
+
 # -- survivors of the mutation audit (issue #10 item 10) --------------------------------
 
 
