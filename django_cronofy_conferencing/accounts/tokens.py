@@ -2,8 +2,11 @@
 
 Refresh is the one place a database lock is held across an HTTP call: under
 the account's row lock (and a process-local lock, which is what serializes
-threads on SQLite) so concurrent workers refresh exactly once. This module
-sits below ``sync``; the linking flow (``linking``) sits above it.
+threads on SQLite) so concurrent workers refresh exactly once. On a SQLite
+file, which has no row locks, processes take turns through a lock file
+(``db.refresh_lock``) instead, and the stored tokens are re-read under
+SQLite's write lock. This module sits below ``sync``; the linking flow
+(``linking``) sits above it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from django.db import router, transaction
+from django.db.models import F
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -21,7 +25,7 @@ from ..conf import app_settings
 from ..cronofy.client import CronofyClient, get_client
 from ..cronofy.redaction import redact, remember_secret
 from ..cronofy.tokens import TokenSet, parse_token_response
-from ..db import row_lock_transaction, write_lock
+from ..db import is_sqlite_file, refresh_lock, row_lock_transaction, write_lock
 from ..exceptions import InvalidGrant, ReauthorizationRequired
 from ..models import LinkedAccount
 from ..signals import account_reauthorization_required
@@ -124,12 +128,13 @@ def refresh_access_token(
     stale_token = rejected_token or account.access_token
     client = client or get_client(account.data_center)
     using = router.db_for_write(LinkedAccount)
-    with _REFRESH_LOCKS[hash(account.pk) % len(_REFRESH_LOCKS)]:
+    with (
+        _REFRESH_LOCKS[hash(account.pk) % len(_REFRESH_LOCKS)],
+        refresh_lock(using, account.pk),
+    ):
         dead_grant: InvalidGrant | None = None
         with row_lock_transaction(using):
-            current = (
-                LinkedAccount.objects.using(using).select_for_update().filter(pk=account.pk).first()
-            )
+            current = _read_for_refresh(account.pk, using)
             if current is None:
                 raise ReauthorizationRequired(f"Cronofy account {account.pk} no longer exists.")
             if current.status != LinkedAccount.Status.ACTIVE:
@@ -166,6 +171,24 @@ def refresh_access_token(
                 logger.info("Refreshed the Cronofy access token of account %s", account.pk)
                 return current.access_token
         raise dead_grant
+
+
+def _read_for_refresh(pk: int, using: str) -> LinkedAccount | None:
+    """The stored account, read under its row lock (PostgreSQL and the like).
+
+    On a SQLite file, under SQLite's write lock instead (an UPDATE that changes
+    nothing, then the read, in one transaction): a refresh that another process
+    stored inside a transaction it has not committed yet (``sync_accounts`` in a
+    caller's ``atomic()``) is waited for rather than read stale and made twice.
+    Outside a caller's transaction the write lock is let go before Cronofy is
+    called; inside one it stays until the caller commits, as a row lock would.
+    """
+    accounts = LinkedAccount.objects.using(using)
+    if not is_sqlite_file(using):
+        return accounts.select_for_update().filter(pk=pk).first()
+    with write_lock(using), transaction.atomic(using=using):
+        accounts.filter(pk=pk).update(status=F("status"))
+        return accounts.filter(pk=pk).first()
 
 
 def _grant_changed_meanwhile(current: LinkedAccount, sent: str, using: str) -> bool:
