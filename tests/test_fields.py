@@ -271,3 +271,47 @@ def test_a_pickled_token_keeps_only_its_ciphertext():
     data = pickle.dumps(account)
     assert ACCESS.encode() not in data
     assert pickle.loads(data).access_token == ACCESS
+
+
+def test_a_token_decrypted_from_the_database_is_remembered_for_redaction():
+    """A process that never sent the token (a worker that only read the row) still masks
+    it: an error body that repeats it is redacted."""
+    import secrets
+
+    from django_cronofy_conferencing.cronofy.redaction import redact
+
+    token = "at-" + secrets.token_urlsafe(24)
+    account = LinkedAccount.objects.create(
+        data_center="us", sub="acc_remember", access_token=EncryptedValue(encrypt(token))
+    )
+    loaded = LinkedAccount.objects.get(pk=account.pk)
+    assert token in redact(f"echo {token}")  # not known yet: only read, never used
+    assert loaded.access_token == token
+    assert token not in redact(f"echo {token}")
+
+
+def test_loaddata_encrypts_a_plain_token_that_only_looks_like_ciphertext():
+    """A fixture value starting like a Fernet token but not one (no configured key
+    decrypts it) is a plain token: stored encrypted, not as is."""
+    looks_like = "gAAAAA" + "B" * 40
+    text = json.dumps(
+        [
+            {
+                "model": "cronofy_conferencing.linkedaccount",
+                "pk": 991,
+                "fields": {
+                    "data_center": "us",
+                    "sub": "acc_loaded",
+                    "access_token": looks_like,
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "updated_at": "2026-01-01T00:00:00Z",
+                },
+            }
+        ]
+    )
+    for obj in serializers.deserialize("json", text):
+        obj.save()
+    raw = raw_columns(991)[0]
+    assert raw != looks_like and looks_like not in raw
+    assert decrypt(raw) == looks_like
+    assert LinkedAccount.objects.get(pk=991).access_token == looks_like

@@ -650,3 +650,22 @@ def test_a_refresh_of_an_account_marked_meanwhile_adopts_its_status(sim, link_ac
         refresh_access_token(account)
     assert account.status == LinkedAccount.Status.REAUTHORIZATION_REQUIRED
     assert sim.count("token") == 0
+
+
+# -- issue 20 §3: what the mutation audit found untested ---------------------------
+
+
+@pytest.mark.django_db
+def test_a_rotated_refresh_token_is_stored_and_used_next_time(sim, link_account):
+    """Cronofy may rotate the refresh token on refresh (the one sent dies). Not saving
+    the new one would kill the grant at the next refresh: invalid_grant, the account
+    marked for reauthorization though the user did nothing."""
+    sim.rotate_refresh_tokens = True
+    account, sim_account = link_account()
+    sent = sim_account.refresh_token
+    refresh_access_token(expired(account))
+    stored = LinkedAccount.objects.get(pk=account.pk)
+    assert stored.refresh_token == sim_account.refresh_token != sent
+    refresh_access_token(expired(stored))
+    assert sim.count("token", status=200) == 2
+    assert LinkedAccount.objects.get(pk=account.pk).status == LinkedAccount.Status.ACTIVE

@@ -690,3 +690,20 @@ def test_a_header_value_with_a_line_break_is_refused_before_sending(sim):
     with pytest.raises(CronofyUnavailable):
         client.userinfo(account.access_token + "\r\nX-Injected: 1")
     assert len(sim.requests) == calls
+
+
+def test_a_422_repeating_the_token_is_redacted_in_every_part_of_its_errors(sim):
+    """Cronofy's 422 ``errors`` go to forms next to their fields: a field name, key or
+    description that repeats a secret the call sent is masked."""
+    account = sim.add_account()
+    token = account.access_token
+    body = (
+        '{"errors": {"event_id": [{"key": "errors.' + token + '", "description": "'
+        "not valid: " + token + '"}], "x' + token + '": []}}'
+    )
+    sim.fail("userinfo", status=422, body=body)
+    with pytest.raises(CronofyValidationError) as caught:
+        CronofyClient("us").userinfo(token)
+    errors = caught.value.errors
+    assert token not in repr(errors) and token not in str(caught.value)
+    assert errors["event_id"][0]["description"].startswith("not valid: ")

@@ -338,3 +338,23 @@ def test_a_misconfigured_cache_alias_still_raises_from_claim(fake_clock):
     rl = RateLimiter([Rate(2, 1)], "no-such-cache", clock=fake_clock, sleep=fake_clock.sleep)
     with pytest.raises(InvalidCacheBackendError):
         rl.claim()
+
+
+def test_a_slot_claimed_ahead_is_kept_until_its_time(fake_clock, monkeypatch):
+    """Each slot's key must outlive the slot: a key that expired sooner would let another
+    worker claim the same slot again, and two requests would share it."""
+    cache = caches["default"]
+    added: list[tuple[str, float]] = []
+    real_add = cache.add
+
+    def add(key, value, timeout=None, **kwargs):
+        added.append((key, timeout))
+        return real_add(key, value, timeout=timeout, **kwargs)
+
+    monkeypatch.setattr(cache, "add", add)
+    rl = limiter(fake_clock, "1/m")
+    starts = [rl.reserve() for _ in range(5)]  # the last is 4 minutes ahead
+    assert starts[-1] - fake_clock.now >= 240
+    assert len(added) == 5
+    for (key, timeout), start in zip(added, starts, strict=True):
+        assert timeout >= start - fake_clock.now, (key, timeout, start)

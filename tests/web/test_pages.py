@@ -198,6 +198,25 @@ def test_only_the_users_own_accounts(browser, link_account, other_user, sim):
     assert LinkedAccount.objects.filter(pk=account.pk).exists()
 
 
+def test_another_users_synced_account_and_its_profiles_never_show(
+    browser, linked, link_account, other_user, sim
+):
+    """Synced, so there is something to leak: the other user's email and profile names
+    (the test above leaves Bob's account unsynced, so it could not fail)."""
+    linked(sim.profile("zoom", profile_name="alice@zoom.example"))
+    bobs, _ = link_account(
+        user=other_user,
+        email="bob@example.com",
+        conferencing_profiles=[sim.profile("go_to", profile_name="bob@goto.example")],
+    )
+    sync_account(bobs)
+    bobs.refresh_from_db()
+    assert bobs.email == "bob@example.com"
+    text = page_text(browser.get(PROFILES))
+    assert "alice@zoom.example" in text
+    assert "bob@example.com" not in text and "bob@goto.example" not in text
+
+
 def test_calendar_profile_problems_show_with_their_relink(browser, linked, sim):
     linked(
         sim.profile("zoom"),
