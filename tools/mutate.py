@@ -41,13 +41,43 @@ TESTS = {
     "cronofy/userinfo": ["tests/cronofy", "tests/sync/test_sync_account.py"],
     "sync/service": ["tests/sync", "tests/management/commands/test_cronofy_sync.py"],
     "sync/writes": ["tests/sync"],
-    "fields": ["tests/test_fields.py", "tests/test_models.py"],
-    "web/notifications": ["tests/web/test_notifications.py"],
+    "sync/plan": [
+        "tests/sync/test_sync_account.py",
+        "tests/sync/test_calendar_profiles.py",
+        "tests/sync/test_batch.py",
+    ],
+    "fields": [
+        "tests/test_fields.py",
+        "tests/test_models.py",
+        "tests/accounts/test_rotation.py",
+        "tests/test_exception_reports.py",
+    ],
+    "web/notifications": [
+        "tests/web/test_notifications.py",
+        "tests/integration/test_push_notifications.py",
+    ],
+    "web/views": ["tests/web/test_views.py", "tests/test_exception_reports.py"],
+    "web/pages": ["tests/web/test_pages.py"],
+    "api/views": ["tests/api/test_views.py", "tests/api/test_choices_views.py"],
     "cronofy/client": ["tests/cronofy/test_client.py", "tests/accounts/test_tokens.py"],
-    "cronofy/errors": ["tests/cronofy/test_client.py", "tests/test_secrets.py"],
+    "cronofy/errors": [
+        "tests/cronofy/test_client.py",
+        "tests/test_secrets.py",
+        "tests/accounts/test_tokens.py",
+    ],
     "cronofy/transport": ["tests/cronofy/test_client.py"],
+    "cronofy/ratelimit": [
+        "tests/cronofy/test_ratelimit.py",
+        "tests/integration/test_ratelimit_redis.py",
+    ],
     "cronofy/redaction": ["tests/cronofy/test_redaction.py", "tests/test_secrets.py"],
-    "accounts/tokens": ["tests/accounts/test_tokens.py", "tests/test_secrets.py"],
+    "accounts/tokens": [
+        "tests/accounts/test_tokens.py",
+        "tests/test_secrets.py",
+        "tests/test_exception_reports.py",
+        # Last: real processes on a SQLite file (the cross-process refresh lock).
+        "tests/accounts/test_refresh_processes.py",
+    ],
     "accounts/linking": ["tests/accounts/test_linking.py", "tests/web/test_views.py"],
 }
 
