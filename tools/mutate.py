@@ -73,6 +73,7 @@ TESTS = {
     "cronofy/redaction": ["tests/cronofy/test_redaction.py", "tests/test_secrets.py"],
     "accounts/tokens": [
         "tests/accounts/test_tokens.py",
+        "tests/accounts/test_linking.py",
         "tests/test_secrets.py",
         "tests/test_exception_reports.py",
         # Last: real processes on a SQLite file (the cross-process refresh lock).

@@ -669,3 +669,59 @@ def test_a_rotated_refresh_token_is_stored_and_used_next_time(sim, link_account)
     refresh_access_token(expired(stored))
     assert sim.count("token", status=200) == 2
     assert LinkedAccount.objects.get(pk=account.pk).status == LinkedAccount.Status.ACTIVE
+
+
+@pytest.mark.django_db
+def test_refresh_tokens_remembers_the_new_tokens_before_anything_stores_them(sim, link_account):
+    """Called on its own (cronofy_link), the answer's tokens are masked at once."""
+    from django_cronofy_conferencing.cronofy.redaction import redact
+
+    sim.rotate_refresh_tokens = True
+    _, sim_account = link_account()
+    tokens.refresh_tokens("us", sim_account.refresh_token)
+    for new in (sim_account.access_token, sim_account.refresh_token):
+        assert new not in redact(f"echo {new}")
+
+
+@pytest.mark.django_db
+def test_ensure_access_token_uses_the_stored_token_until_it_expires(sim, link_account):
+    account, sim_account = link_account()
+    assert tokens.ensure_access_token(account) == sim_account.access_token
+    assert sim.count("token") == 0
+    old = sim_account.access_token
+    refreshed = tokens.ensure_access_token(expired(account))
+    assert refreshed == sim_account.access_token != old
+    assert sim.count("token") == 1
+
+
+class CountingClient(CronofyClient):
+    """The client a caller passes in: the refresh must use it, not a new one."""
+
+    calls = 0
+
+    def request_token(self, *args, **kwargs):
+        type(self).calls += 1
+        return super().request_token(*args, **kwargs)
+
+
+@pytest.mark.django_db
+def test_refresh_uses_the_client_it_is_given(sim, link_account):
+    account, _ = link_account()
+    CountingClient.calls = 0
+    refresh_access_token(expired(account), client=CountingClient("us"))
+    assert CountingClient.calls == 1
+
+
+@pytest.mark.django_db
+def test_a_refresh_another_worker_made_is_adopted_by_the_stale_instance(sim, link_account):
+    """Worker B holds the account as it was; worker A refreshed meanwhile. B's refresh
+    makes no call and B's instance takes the stored tokens and expiry."""
+    account, sim_account = link_account()
+    stale = LinkedAccount.objects.get(pk=account.pk)
+    old = stale.access_token
+    refresh_access_token(expired(account))
+    new = sim_account.access_token
+    assert refresh_access_token(stale, rejected_token=old) == new
+    assert sim.count("token") == 1
+    assert stale.access_token == new
+    assert stale.token_expires_at == LinkedAccount.objects.get(pk=account.pk).token_expires_at

@@ -358,3 +358,14 @@ def test_a_slot_claimed_ahead_is_kept_until_its_time(fake_clock, monkeypatch):
     assert len(added) == 5
     for (key, timeout), start in zip(added, starts, strict=True):
         assert timeout >= start - fake_clock.now, (key, timeout, start)
+
+
+def test_an_outage_warning_quotes_at_most_200_characters_of_the_error(caplog, monkeypatch):
+    monkeypatch.setattr(ratelimit, "_last_warning", {})
+
+    def down():
+        raise ConnectionError("x" * 300)
+
+    assert ratelimit.guarded("the test cache", down, "fallback") == "fallback"
+    quoted = caplog.records[-1].getMessage().split("ConnectionError: ")[1]
+    assert quoted.startswith("x" * 200) and "x" * 201 not in quoted

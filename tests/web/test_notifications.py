@@ -202,7 +202,7 @@ def test_verification_is_acknowledged_without_a_sync(push_client, sim, channelle
 
 
 @pytest.mark.parametrize("kind", ["something_new", "profile_updated", "conferencing_assigned"])
-def test_unknown_types_are_acknowledged_and_ignored(push_client, sim, channelled, kind):
+def test_unknown_types_are_acknowledged_and_ignored(push_client, sim, channelled, kind, caplog):
     _, sim_account = channelled
     body, headers = sim.notification(sim_account.sub, kind)
     before = len(sim.requests)
@@ -210,6 +210,7 @@ def test_unknown_types_are_acknowledged_and_ignored(push_client, sim, channelled
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "ignored": True}
     assert len(sim.requests) == before
+    assert f"Cronofy push notification {kind!r} ignored." in caplog.text
 
 
 def test_unknown_channel_is_acknowledged_and_ignored(push_client, sim, channelled):
@@ -604,7 +605,9 @@ def cache_down(settings, settings_with):
         yield
 
 
-def test_with_the_cache_down_replays_cost_no_cronofy_call(push_client, sim, channelled, cache_down):
+def test_with_the_cache_down_replays_cost_no_cronofy_call(
+    push_client, sim, channelled, cache_down, caplog
+):
     """Before: the debounce failed open, 30 replays made 30 Cronofy calls. After: fail
     closed, 503 (Cronofy delivers it again later), no call."""
     _, sim_account = channelled
@@ -615,6 +618,10 @@ def test_with_the_cache_down_replays_cost_no_cronofy_call(push_client, sim, chan
         assert response.status_code == 503
         assert response["Retry-After"] == "60"
     assert sim.counts() == before
+    # Operators get the cache's error with its traceback, and why nothing was done.
+    warnings = [r for r in caplog.records if r.getMessage().startswith("Cache unavailable")]
+    assert warnings and all(r.exc_info for r in warnings)
+    assert "answered 503" in caplog.text
     # What needs no debounce still works without the cache.
     body, headers = sim.notification(sim_account.sub, "verification")
     assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
@@ -688,13 +695,52 @@ def test_a_push_for_a_dead_account_leaves_its_window_alone(push_client, sim, cha
     assert sim.count("userinfo") == before + 1
 
 
+def padded(channel_id: str, size: int) -> bytes:
+    """A verification notification of exactly ``size`` bytes."""
+    head = notification(channel_id, "verification")[:-1] + b', "pad": "'
+    return head + b"x" * (size - len(head) - 2) + b'"}'
+
+
 def test_a_body_of_exactly_the_limit_is_read_and_one_byte_more_refused(
     push_client, sim, channelled
 ):
     account, _ = channelled
-    head = notification(account.channel_id, "verification")[:-1] + b', "pad": "'
-    body = head + b"x" * (MAX_BODY_BYTES - len(head) - 2) + b'"}'
-    assert len(body) == MAX_BODY_BYTES
+    assert MAX_BODY_BYTES == 64 * 1024
+    body = padded(account.channel_id, 64 * 1024)
     assert post(push_client, body, sim.sign(body)).status_code == 200
-    longer = body[:-2] + b'x"}'
+    longer = padded(account.channel_id, 64 * 1024 + 1)
     assert post(push_client, longer, sim.sign(longer)).status_code == 413
+
+
+@pytest.mark.parametrize(("size", "status"), [(64 * 1024, 200), (64 * 1024 + 1, 413)])
+def test_a_body_without_content_length_is_bounded_too(sim, channelled, size, status):
+    """Under ASGI a chunked body comes without Content-Length: the body read counts."""
+    import io
+
+    from django.core.handlers.asgi import ASGIRequest
+
+    from django_cronofy_conferencing.web.notifications import receive
+
+    account, _ = channelled
+    body = padded(account.channel_id, size)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": URL,
+        "query_string": b"",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"cronofy-hmac-sha256", sim.sign(body).encode()),
+        ],
+    }
+    request = ASGIRequest(scope, io.BytesIO(body))
+    assert request.headers.get("Content-Length") is None
+    assert receive(request).status_code == status
+
+
+def test_signature_valid_with_a_misconfigured_setting_is_false(settings_with, caplog):
+    """The helper itself (hosts call it too): a broken APPLICATIONS setting refuses."""
+    body = b'{"notification": {"type": "verification"}}'
+    with settings_with(APPLICATIONS="not a dict"):
+        assert signature_valid(body, "Zm9yZ2Vk") is False
+    assert "misconfigured" in caplog.text

@@ -819,3 +819,43 @@ def test_a_huge_next_url_is_not_kept_in_the_session(browser):
     pending = browser.session[oauth_state.SESSION_KEY]
     assert [entry["next_url"] for entry in pending.values()] == [""]
     assert url.startswith("https://app.cronofy.com/oauth/authorize?")
+
+
+# -- issue 20 §3: mutation audit survivors --------------------------------------
+
+
+def test_a_refused_callback_is_logged(browser, sim, caplog):
+    response = browser.get(reverse("cronofy_conferencing:callback"), {"code": "c", "state": "x"})
+    assert response.status_code == 400
+    assert "Cronofy OAuth callback refused" in caplog.text
+
+
+@pytest.mark.parametrize(("length", "exchanged"), [(512, True), (513, False)])
+def test_a_code_longer_than_512_characters_is_never_sent(browser, sim, length, exchanged):
+    url = connect(browser)
+    back = sim.authorize(url)
+    state = parse_qs(urlsplit(back).query)["state"][0]
+    response = browser.get(
+        reverse("cronofy_conferencing:callback"), {"code": "c" * length, "state": state}
+    )
+    assert response.status_code == 400
+    assert (sim.count("token") == 1) is exchanged
+    assert not LinkedAccount.objects.exists()
+
+
+def test_conferencing_return_with_another_error_is_a_400(browser, sim, link_account, user):
+    account, _ = link_account(user=user)
+    response = browser.get(return_url(account, user), {"error": "server_error"})
+    assert response.status_code == 400
+    assert b"Cronofy did not complete the connection." in response.content
+    assert sim.count() == 0
+
+
+def test_conferencing_return_for_a_profile_not_synced_yet(browser, sim, link_account, user):
+    account, _ = link_account(user=user)
+    response = browser.get(return_url(account, user), {"last_linked_profile_id": "pro_later"})
+    assert response.status_code == 302
+    assert sim.count("userinfo") == 1
+    assert messages_of(response) == [
+        "Your conferencing provider was connected. It will appear after the next sync."
+    ]
