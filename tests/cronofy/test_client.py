@@ -4,6 +4,7 @@ sessions that read the environment (proxies, CA bundle) once, not per request.""
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import time
 
@@ -707,3 +708,20 @@ def test_a_422_repeating_the_token_is_redacted_in_every_part_of_its_errors(sim):
     errors = caught.value.errors
     assert token not in repr(errors) and token not in str(caught.value)
     assert errors["event_id"][0]["description"].startswith("not valid: ")
+
+
+def test_a_422_is_bounded_field_by_field(sim):
+    """At most 50 fields, 10 problems each; names and keys 100 characters, descriptions 500."""
+    account = sim.add_account()
+    many = {f"f{i:02d}": [{"key": "k", "description": "d"}] * 12 for i in range(60)}
+    long = {"n" * 120: [{"key": "k" * 150, "description": "d" * 600}]}
+    for body in (many, long):
+        sim.fail("userinfo", status=422, body=json.dumps({"errors": body}))
+        with pytest.raises(CronofyValidationError) as caught:
+            CronofyClient("us").userinfo(account.access_token)
+        errors = caught.value.errors
+        if body is many:
+            assert len(errors) == 50
+            assert all(len(problems) == 10 for problems in errors.values())
+        else:
+            assert errors == {"n" * 100: [{"key": "k" * 100, "description": "d" * 500}]}

@@ -40,6 +40,11 @@ def limiter(clock, *rates: str, margin: float | None = 0.0) -> RateLimiter:
         (" 3 / second ", Rate(3, 1)),
         ("7/min", Rate(7, 60)),
         ("2/2hour", Rate(2, 7200)),
+        ("4/sec", Rate(4, 1)),
+        ("6/minute", Rate(6, 60)),
+        ("8/hours", Rate(8, 3600)),
+        ("9/d", Rate(9, 86400)),
+        ("1000/day", Rate(1000, 86400)),
     ],
 )
 def test_parse_rate(text, rate):

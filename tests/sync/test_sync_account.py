@@ -571,3 +571,23 @@ def test_a_userinfo_without_scope_keeps_the_stored_scope(link_account, payload):
     account.refresh_from_db()
     assert account.last_synced_at is not None
     assert account.scope == "read_account read_events"
+
+
+def test_sync_result_changed_and_immutable():
+    import dataclasses
+
+    assert SyncResult().changed is False
+    assert SyncResult(unchanged=3, calendar_unchanged=2).changed is False
+    for name in (
+        "created",
+        "updated",
+        "removed",
+        "calendar_created",
+        "calendar_updated",
+        "calendar_removed",
+    ):
+        assert SyncResult(**{name: 1}).changed is True, name
+    result = SyncResult(created=1)
+    assert hash(result) == hash(SyncResult(created=1))  # a value: usable as a key
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.created = 2
