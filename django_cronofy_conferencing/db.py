@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager as ContextManager
 from typing import Any, TypeVar
 
 from django.db import connections, transaction
+
+try:
+    import fcntl
+except ImportError:  # Windows: no POSIX record locks (see refresh_lock)
+    fcntl = None  # type: ignore[assignment]
 
 # SQLite has no row locks and fails fast ("database is locked") when two
 # connections of one process upgrade to write locks: one writer per process.
@@ -19,6 +25,12 @@ View = TypeVar("View", bound=Callable)
 
 def is_sqlite(using: str) -> bool:
     return connections[using].vendor == "sqlite"
+
+
+def is_sqlite_file(using: str) -> bool:
+    """SQLite on a file: what several processes can share (an in-memory one they cannot)."""
+    connection = connections[using]
+    return connection.vendor == "sqlite" and not connection.is_in_memory_db()
 
 
 def write_lock(using: str) -> ContextManager:
@@ -32,10 +44,66 @@ def row_lock_transaction(using: str) -> ContextManager:
     On SQLite (no row locks) nothing: no transaction is held open across an
     HTTP call, and not the process write lock either, which would stall every
     other account's writes for as long as Cronofy takes to answer. The
-    caller's per-account process lock (``tokens._REFRESH_LOCKS``) is what
-    serializes refreshes there; each write takes ``write_lock`` itself.
+    caller's per-account locks serialize refreshes there: ``tokens._REFRESH_LOCKS``
+    between threads, ``refresh_lock`` between processes; each write takes
+    ``write_lock`` itself.
     """
     return contextlib.nullcontext() if is_sqlite(using) else transaction.atomic(using=using)
+
+
+#: Next to a SQLite database file ``<NAME>``: ``<NAME>-cronofy.lock``, where the
+#: processes sharing it lock one byte per account while they refresh its token.
+LOCK_FILE_SUFFIX = "-cronofy.lock"
+
+# One descriptor per lock file for the life of the process: closing any descriptor
+# of a file drops every POSIX lock this process holds on it.
+_lock_files: dict[str, int] = {}
+# (lock file, key) -> how many times this process holds it (a handler refreshing
+# another account while one refresh is in flight nests; only the outermost locks).
+_held: dict[tuple[str, int], int] = {}
+_lock_files_guard = threading.Lock()
+if hasattr(os, "register_at_fork"):
+    # A child holds none of its parent's POSIX locks.
+    os.register_at_fork(after_in_child=_held.clear)
+
+
+def refresh_lock(using: str, key: int) -> ContextManager:
+    """Hold ``key`` (an account id) exclusively among the processes sharing this
+    SQLite database file; a no-op on other databases (the row lock does it there)
+    and on an in-memory SQLite database (one process).
+
+    A POSIX record lock on byte ``key`` of ``<NAME>-cronofy.lock``: it waits in the
+    kernel, never polls, and the kernel drops it when the process dies. Unlike
+    SQLite's own write lock it locks nothing else, so other accounts' writes go
+    on while a refresh waits for Cronofy. Threads of one process are not told
+    apart: the caller serializes them first (``tokens._REFRESH_LOCKS``).
+    Without ``fcntl`` (Windows) a no-op: refreshes are single flight per process.
+    """
+    if fcntl is None or not is_sqlite_file(using):
+        return contextlib.nullcontext()
+    return _file_lock(os.fspath(connections[using].settings_dict["NAME"]) + LOCK_FILE_SUFFIX, key)
+
+
+@contextlib.contextmanager
+def _file_lock(path: str, key: int) -> Iterator[None]:
+    held = (path, key)
+    with _lock_files_guard:
+        descriptor = _lock_files.get(path)
+        if descriptor is None:
+            descriptor = _lock_files[path] = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        depth = _held.get(held, 0)
+        _held[held] = depth + 1
+    try:
+        if depth == 0:
+            fcntl.lockf(descriptor, fcntl.LOCK_EX, 1, key)
+        yield
+    finally:
+        with _lock_files_guard:
+            _held[held] -= 1
+            if not _held[held]:
+                del _held[held]
+        if depth == 0:
+            fcntl.lockf(descriptor, fcntl.LOCK_UN, 1, key)
 
 
 def non_atomic_requests(view: View) -> View:

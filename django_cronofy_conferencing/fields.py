@@ -96,17 +96,29 @@ def needs_rotation(ciphertext: str) -> bool:
 
 
 class EncryptedValue:
-    """Ciphertext read from the column and not decrypted yet.
+    """A token as the model holds it: its ciphertext, and its plain text once known.
 
-    Model instances decrypt it on first attribute access (so listing accounts
-    never decrypts, and one bad row does not break a changelist);
-    ``values()``/``values_list()`` return it as is. Its repr shows nothing.
+    What the column gives (``from_db_value``: decrypted on first attribute
+    access, so listing accounts never decrypts and one bad row does not break
+    a changelist), and what assigning a plain token stores (``seal``: encrypted
+    at once). So the values Django's ORM handles while saving (``Model._save_table``'s
+    ``values``, ``QuerySet.create``'s ``kwargs``) are these, never plain text:
+    a database error reported with its frames' local variables (Django's
+    technical 500 page, ``AdminEmailHandler``, an error tracker) shows
+    ``<EncryptedValue>``. ``values()``/``values_list()`` return them as is;
+    a pickle keeps only the ciphertext.
     """
 
-    __slots__ = ("ciphertext",)
+    __slots__ = ("ciphertext", "plaintext")
 
-    def __init__(self, ciphertext: str) -> None:
+    def __init__(self, ciphertext: str, plaintext: str | None = None) -> None:
         self.ciphertext = ciphertext
+        self.plaintext = plaintext
+
+    @classmethod
+    def seal(cls, plaintext: str) -> EncryptedValue:
+        """Encrypt ``plaintext`` under the first key now."""
+        return cls(encrypt(plaintext), plaintext)
 
     def __repr__(self) -> str:
         return "<EncryptedValue>"
@@ -122,18 +134,37 @@ class EncryptedValue:
     def __hash__(self) -> int:
         return hash(self.ciphertext)
 
+    def __reduce__(self) -> tuple:
+        return (EncryptedValue, (self.ciphertext,))
+
     def decrypt(self) -> str:
-        return decrypt(self.ciphertext)
+        if self.plaintext is None:
+            self.plaintext = decrypt(self.ciphertext)
+        return self.plaintext
+
+
+def sealed(plaintext: str) -> EncryptedValue | str:
+    """``plaintext`` encrypted for an ``EncryptedTextField`` (``""`` stays ``""``).
+
+    Pass this rather than the plain token to ``create()``/``update()``, so no
+    frame of the ORM holds the plain token while the statement runs.
+    """
+    return EncryptedValue.seal(plaintext) if plaintext else plaintext
 
 
 class EncryptedAttribute(DeferredAttribute):
-    # A data descriptor (it has __set__): otherwise the value Django stores in
-    # the instance __dict__ shadows __get__ and the ciphertext is never decrypted.
-    # Every plain token the process holds is remembered by ``redaction``, so an
-    # error body or message that repeats it is masked.
+    # A data descriptor (it has __set__), so every assignment passes here: a
+    # plain token is encrypted at once and the instance holds only an
+    # ``EncryptedValue`` (never plain text in ``__dict__``). Every plain token
+    # the process holds is remembered by ``redaction``, so an error body or
+    # message that repeats it is masked.
     def __set__(self, instance, value):
-        if isinstance(value, str):
+        if isinstance(value, str) and value:
             remember_secret(value)
+            current = instance.__dict__.get(self.field.attname)
+            if isinstance(current, EncryptedValue) and current.plaintext == value:
+                return  # unchanged: keep its ciphertext (no new write, no new encryption)
+            value = EncryptedValue.seal(value)
         instance.__dict__[self.field.attname] = value
 
     def __get__(self, instance, cls=None):
@@ -141,9 +172,9 @@ class EncryptedAttribute(DeferredAttribute):
             return self
         value = super().__get__(instance, cls)
         if isinstance(value, EncryptedValue):
-            value = value.decrypt()
-            remember_secret(value)
-            instance.__dict__[self.field.attname] = value
+            if value.plaintext is None:
+                remember_secret(value.decrypt())
+            return value.plaintext
         return value
 
 
@@ -176,7 +207,8 @@ class EncryptedTextField(models.TextField):
         return name, path, args, kwargs
 
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
-        # The raw value: an untouched token is written back as the same ciphertext.
+        # The ``EncryptedValue`` itself: the ORM never sees the plain token, and an
+        # untouched token is written back as the same ciphertext.
         return model_instance.__dict__.get(self.attname)
 
     def to_python(self, value: Any) -> Any:

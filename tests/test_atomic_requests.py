@@ -146,6 +146,23 @@ def api_url(name: str, pk: int) -> str:
     return reverse(f"cronofy_conferencing_api:{name}", args=[pk])
 
 
+def test_the_api_reads_stay_in_the_request_transaction(calls, api, account, monkeypatch):
+    """The control for the API: only the routes of actions that call Cronofy opt out; a
+    read (the accounts list) runs in the host's request transaction as usual."""
+    from django_cronofy_conferencing.api.views import LinkedAccountViewSet
+
+    seen: list[bool] = []
+    real = LinkedAccountViewSet.get_queryset
+
+    def get_queryset(self):
+        seen.append(connection.in_atomic_block)
+        return real(self)
+
+    monkeypatch.setattr(LinkedAccountViewSet, "get_queryset", get_queryset)
+    assert api.get(reverse("cronofy_conferencing_api:account-list")).status_code == 200
+    assert seen == [True]
+
+
 def test_api_sync(calls, api, account):
     response = api.post(api_url("account-sync", account[0].pk))
     assert response.status_code == 200

@@ -73,7 +73,9 @@ def test_plain_text_in_python_after_loading():
     assert isinstance(loaded.__dict__["access_token"], EncryptedValue)  # not decrypted yet
     assert loaded.access_token == ACCESS
     assert loaded.refresh_token == REFRESH
-    assert loaded.__dict__["access_token"] == ACCESS  # decrypted once, cached
+    held = loaded.__dict__["access_token"]
+    # Decrypted once and cached, but the instance never holds the plain text itself.
+    assert isinstance(held, EncryptedValue) and held.plaintext == ACCESS
     loaded.refresh_from_db()
     assert loaded.access_token == ACCESS
 
@@ -237,3 +239,79 @@ def test_an_empty_value_never_needs_rotation():
     from django_cronofy_conferencing.fields import needs_rotation
 
     assert needs_rotation("") is False
+
+
+def test_the_instance_never_holds_a_plain_token():
+    """Assigning a plain token encrypts it at once: what the ORM is handed to save
+    (``pre_save``, ``QuerySet.create``'s kwargs via ``sealed``) is ciphertext, so a
+    database error reported with Django's frames' variables shows no token."""
+    from django_cronofy_conferencing.fields import sealed
+
+    account = LinkedAccount(data_center="us", sub="acc_sealed", access_token=ACCESS)
+    field = LinkedAccount._meta.get_field("access_token")
+    for held in (account.__dict__["access_token"], field.pre_save(account, add=True)):
+        assert isinstance(held, EncryptedValue)
+        assert ACCESS not in repr(held) and ACCESS not in held.ciphertext
+    assert account.access_token == ACCESS
+    before = account.__dict__["access_token"].ciphertext
+    account.access_token = ACCESS  # the same token again: the same ciphertext
+    assert account.__dict__["access_token"].ciphertext == before
+    account.access_token = REFRESH
+    assert account.__dict__["access_token"].ciphertext != before
+    assert repr(sealed(ACCESS)) == "<EncryptedValue>" and sealed("") == ""
+    account.save()
+    assert LinkedAccount.objects.get(pk=account.pk).access_token == REFRESH
+
+
+def test_a_pickled_token_keeps_only_its_ciphertext():
+    import pickle
+
+    account = make_account()
+    assert account.access_token == ACCESS
+    data = pickle.dumps(account)
+    assert ACCESS.encode() not in data
+    assert pickle.loads(data).access_token == ACCESS
+
+
+def test_a_token_decrypted_from_the_database_is_remembered_for_redaction():
+    """A process that never sent the token (a worker that only read the row) still masks
+    it: an error body that repeats it is redacted."""
+    import secrets
+
+    from django_cronofy_conferencing.cronofy.redaction import redact
+
+    token = "at-" + secrets.token_urlsafe(24)
+    account = LinkedAccount.objects.create(
+        data_center="us", sub="acc_remember", access_token=EncryptedValue(encrypt(token))
+    )
+    loaded = LinkedAccount.objects.get(pk=account.pk)
+    assert token in redact(f"echo {token}")  # not known yet: only read, never used
+    assert loaded.access_token == token
+    assert token not in redact(f"echo {token}")
+
+
+def test_loaddata_encrypts_a_plain_token_that_only_looks_like_ciphertext():
+    """A fixture value starting like a Fernet token but not one (no configured key
+    decrypts it) is a plain token: stored encrypted, not as is."""
+    looks_like = "gAAAAA" + "B" * 40
+    text = json.dumps(
+        [
+            {
+                "model": "cronofy_conferencing.linkedaccount",
+                "pk": 991,
+                "fields": {
+                    "data_center": "us",
+                    "sub": "acc_loaded",
+                    "access_token": looks_like,
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "updated_at": "2026-01-01T00:00:00Z",
+                },
+            }
+        ]
+    )
+    for obj in serializers.deserialize("json", text):
+        obj.save()
+    raw = raw_columns(991)[0]
+    assert raw != looks_like and looks_like not in raw
+    assert decrypt(raw) == looks_like
+    assert LinkedAccount.objects.get(pk=991).access_token == looks_like

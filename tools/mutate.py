@@ -4,6 +4,7 @@ Not part of the suite (it runs the suite hundreds of times). Usage::
 
     python tools/mutate.py                       # every module below, sampled
     python tools/mutate.py --modules cronofy/client accounts/tokens --per-module 40 --workers 2
+    python tools/mutate.py --only "web/pages:185 not" "fields:144 drop_call"   # re-run some
 
 It copies the repository (``git archive HEAD``) into a temporary folder per
 worker, so the working tree is never touched, then for each mutant rewrites one
@@ -41,13 +42,49 @@ TESTS = {
     "cronofy/userinfo": ["tests/cronofy", "tests/sync/test_sync_account.py"],
     "sync/service": ["tests/sync", "tests/management/commands/test_cronofy_sync.py"],
     "sync/writes": ["tests/sync"],
-    "fields": ["tests/test_fields.py", "tests/test_models.py"],
-    "web/notifications": ["tests/web/test_notifications.py"],
+    "sync/plan": [
+        "tests/sync/test_sync_account.py",
+        "tests/sync/test_calendar_profiles.py",
+        "tests/sync/test_batch.py",
+    ],
+    "fields": [
+        "tests/test_fields.py",
+        "tests/test_models.py",
+        "tests/accounts/test_rotation.py",
+        "tests/test_exception_reports.py",
+    ],
+    "web/notifications": [
+        "tests/web/test_notifications.py",
+        "tests/integration/test_push_notifications.py",
+    ],
+    "web/views": ["tests/web/test_views.py", "tests/test_exception_reports.py"],
+    "web/pages": ["tests/web/test_pages.py"],
+    "api/views": [
+        "tests/api/test_views.py",
+        "tests/api/test_choices_views.py",
+        "tests/api/test_schema.py",
+        "tests/test_atomic_requests.py",
+    ],
     "cronofy/client": ["tests/cronofy/test_client.py", "tests/accounts/test_tokens.py"],
-    "cronofy/errors": ["tests/cronofy/test_client.py", "tests/test_secrets.py"],
+    "cronofy/errors": [
+        "tests/cronofy/test_client.py",
+        "tests/test_secrets.py",
+        "tests/accounts/test_tokens.py",
+    ],
     "cronofy/transport": ["tests/cronofy/test_client.py"],
+    "cronofy/ratelimit": [
+        "tests/cronofy/test_ratelimit.py",
+        "tests/integration/test_ratelimit_redis.py",
+    ],
     "cronofy/redaction": ["tests/cronofy/test_redaction.py", "tests/test_secrets.py"],
-    "accounts/tokens": ["tests/accounts/test_tokens.py", "tests/test_secrets.py"],
+    "accounts/tokens": [
+        "tests/accounts/test_tokens.py",
+        "tests/accounts/test_linking.py",
+        "tests/test_secrets.py",
+        "tests/test_exception_reports.py",
+        # Last: real processes on a SQLite file (the cross-process refresh lock).
+        "tests/accounts/test_refresh_processes.py",
+    ],
     "accounts/linking": ["tests/accounts/test_linking.py", "tests/web/test_views.py"],
 }
 
@@ -305,12 +342,24 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=60)
     parser.add_argument("--seed", type=int, default=10)
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="LABEL",
+        help='run just these mutants ("module:line kind", as printed; e.g. the survivors '
+        "of an earlier run); their modules are the ones tested",
+    )
     args = parser.parse_args()
+    if args.only:
+        args.modules = sorted({label.split(":")[0] for label in args.only})
 
     rng = random.Random(args.seed)
     todo: list[Mutant] = []
     for module in args.modules:
         found = mutants_of(module)
+        if args.only:
+            todo.extend(m for m in found if m.label() in args.only)
+            continue
         if args.per_module and len(found) > args.per_module:
             found = sorted(rng.sample(found, args.per_module), key=lambda m: m.index)
         todo.extend(found)

@@ -29,7 +29,7 @@ from ..exceptions import (
     InvalidResponse,
     TokenDecryptionError,
 )
-from ..fields import KEYS_SETTING
+from ..fields import KEYS_SETTING, sealed
 from ..models import LinkedAccount
 from ..sync.service import SyncResult, sync_account
 from .channels import ensure_push_channel
@@ -193,9 +193,11 @@ def link_account(
     remember_secret(tokens.access_token)
     remember_secret(tokens.refresh_token)
     using = router.db_for_write(LinkedAccount)
+    # Sealed (encrypted) here, so no frame of the ORM holds a plain token: a database
+    # error on this write is reported with Django's frames' variables (fields.sealed).
     token_fields = {
-        "access_token": tokens.access_token,
-        "refresh_token": tokens.refresh_token,
+        "access_token": sealed(tokens.access_token),
+        "refresh_token": sealed(tokens.refresh_token),
         "token_expires_at": expires_at(tokens),
         "status": LinkedAccount.Status.ACTIVE,
     }

@@ -2,8 +2,11 @@
 
 Refresh is the one place a database lock is held across an HTTP call: under
 the account's row lock (and a process-local lock, which is what serializes
-threads on SQLite) so concurrent workers refresh exactly once. This module
-sits below ``sync``; the linking flow (``linking``) sits above it.
+threads on SQLite) so concurrent workers refresh exactly once. On a SQLite
+file, which has no row locks, processes take turns through a lock file
+(``db.refresh_lock``) instead, and the stored tokens are re-read under
+SQLite's write lock. This module sits below ``sync``; the linking flow
+(``linking``) sits above it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from ..cronofy import telemetry
 from ..cronofy.client import CronofyClient, get_client
 from ..cronofy.redaction import redact, remember_secret
 from ..cronofy.tokens import TokenSet, parse_token_response
-from ..db import row_lock_transaction, write_lock
+from ..db import is_sqlite_file, refresh_lock, row_lock_transaction, write_lock
 from ..exceptions import InvalidGrant, InvalidResponse, NothingDue, ReauthorizationRequired
 from ..models import LinkedAccount
 from ..signals import account_reauthorization_required
@@ -137,12 +140,13 @@ def refresh_access_token(
     stale_token = rejected_token or account.access_token
     client = client or get_client(account.data_center)
     using = router.db_for_write(LinkedAccount)
-    with _REFRESH_LOCKS[hash(account.pk) % len(_REFRESH_LOCKS)]:
+    with (
+        _REFRESH_LOCKS[hash(account.pk) % len(_REFRESH_LOCKS)],
+        refresh_lock(using, account.pk),
+    ):
         failure: InvalidGrant | InvalidResponse | None = None
         with row_lock_transaction(using):
-            current = (
-                LinkedAccount.objects.using(using).select_for_update().filter(pk=account.pk).first()
-            )
+            current = _read_for_refresh(account.pk, using)
             if current is None:
                 raise ReauthorizationRequired(f"Cronofy account {account.pk} no longer exists.")
             if current.status != LinkedAccount.Status.ACTIVE:
@@ -204,6 +208,24 @@ def _record_unusable_answer(account: LinkedAccount, exc: InvalidResponse, using:
     account.consecutive_failures = (account.consecutive_failures or 0) + 1
     exc.recorded_on_account = True
     logger.warning("Cronofy token refresh of account %s failed: %s", account.pk, message)
+
+
+def _read_for_refresh(pk: int, using: str) -> LinkedAccount | None:
+    """The stored account, read under its row lock (PostgreSQL and the like).
+
+    On a SQLite file, under SQLite's write lock instead (an UPDATE that changes
+    nothing, then the read, in one transaction): a refresh that another process
+    stored inside a transaction it has not committed yet (``sync_accounts`` in a
+    caller's ``atomic()``) is waited for rather than read stale and made twice.
+    Outside a caller's transaction the write lock is let go before Cronofy is
+    called; inside one it stays until the caller commits, as a row lock would.
+    """
+    accounts = LinkedAccount.objects.using(using)
+    if not is_sqlite_file(using):
+        return accounts.select_for_update().filter(pk=pk).first()
+    with write_lock(using), transaction.atomic(using=using):
+        accounts.filter(pk=pk).update(status=F("status"))
+        return accounts.filter(pk=pk).first()
 
 
 def _grant_changed_meanwhile(current: LinkedAccount, sent: str, using: str) -> bool:

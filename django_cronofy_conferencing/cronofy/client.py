@@ -38,7 +38,15 @@ from .errors import (
 )
 from .ratelimit import Lane, RateLimiter, as_lane
 from .redaction import remember_secret
-from .transport import Answer, BodyTooLarge, DeadlineExceeded, Redacted, new_session, read_body
+from .transport import (
+    Answer,
+    BodyTooLarge,
+    DeadlineExceeded,
+    Redacted,
+    call_deadline,
+    new_session,
+    read_body,
+)
 
 __all__ = [
     "ERROR_BODY_LIMIT",
@@ -208,29 +216,40 @@ class CronofyClient:
     def _send(
         self, method: str, url: str, headers: dict, json: Any, data: Any, deadline: float
     ) -> Answer:
-        """One attempt: send, then read the body in chunks against the deadline and the cap."""
+        """One attempt: send, then read the answer against the deadline and the cap.
+
+        Every socket read, status line and headers included, gets at most the
+        time left (``transport.call_deadline``): a server that trickles its
+        headers a byte at a time is cut off at the deadline too.
+        """
         remaining = deadline - self.clock()
         if remaining <= 0:
             raise DeadlineExceeded
         connect_timeout, read_timeout = self.timeout
-        # Never follow a redirect: the bearer token and the client secret go to the
-        # data center's API host only (Cronofy's API does not redirect).
-        response = self.session.request(
-            method,
-            url,
-            headers=headers,
-            json=json,
-            data=data,
-            timeout=(min(connect_timeout, remaining), min(read_timeout, remaining)),
-            stream=True,
-            allow_redirects=False,
-        )
-        try:
-            error = response.status_code >= 400
-            limit = min(self.max_body, ERROR_BODY_READ_LIMIT) if error else self.max_body
-            body = read_body(response, deadline, limit, truncate=error, clock=self.clock)
-        finally:
-            response.close()  # back to the pool when read to the end; else dropped
+        with call_deadline(remaining) as bound:
+            try:
+                # Never follow a redirect: the bearer token and the client secret go to
+                # the data center's API host only (Cronofy's API does not redirect).
+                response = self.session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    json=json,
+                    data=data,
+                    timeout=(min(connect_timeout, remaining), min(read_timeout, remaining)),
+                    stream=True,
+                    allow_redirects=False,
+                )
+                try:
+                    error = response.status_code >= 400
+                    limit = min(self.max_body, ERROR_BODY_READ_LIMIT) if error else self.max_body
+                    body = read_body(response, deadline, limit, truncate=error, clock=self.clock)
+                finally:
+                    response.close()  # back to the pool when read to the end; else dropped
+            except requests.Timeout:
+                if bound.expired:
+                    raise DeadlineExceeded from None
+                raise
         return Answer(response.status_code, response.headers, body)
 
     def _json(self, response: Answer, what: str) -> Any:

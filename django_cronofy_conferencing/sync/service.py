@@ -527,9 +527,10 @@ class FleetSync:
             if not self.on_caller:
                 connections.close_all()  # this thread's own connections, never the caller's
 
+    @sensitive_variables("args", "kwargs")
     def _query_on_caller(self, function: Callable, *args: Any, **kwargs: Any) -> Any:
         future: Future = Future()
-        self.events.put(("query", functools.partial(function, *args, **kwargs), future))
+        self.events.put(("query", _Query(function, *args, **kwargs), future))
         return future.result()
 
     def _failed(self, account: LinkedAccount, exc: Exception) -> None:
@@ -571,8 +572,17 @@ class FleetSync:
         return len(batch)
 
 
+@sensitive_variables("args", "kwargs")  # a refresh's rejected_token
 def _call(function: Callable, *args: Any, **kwargs: Any) -> Any:
     return function(*args, **kwargs)
+
+
+class _Query(functools.partial):
+    """A query handed to the calling thread. Its arguments (a refresh's
+    ``rejected_token``) never show in a repr, so not in an error report's frames."""
+
+    def __repr__(self) -> str:
+        return f"<query {getattr(self.func, '__name__', '')}>"
 
 
 def stream_accounts(

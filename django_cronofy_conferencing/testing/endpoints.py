@@ -41,6 +41,7 @@ class CronofyEndpoints:
     requests: list[RecordedRequest]
     code_response_omits: frozenset[str]
     refresh_returns_refresh_token: bool
+    rotate_refresh_tokens: bool
 
     # -- the transport-independent handler --------------------------------
 
@@ -196,7 +197,9 @@ class CronofyEndpoints:
             account = self.accounts.get(sub) if sub else None
             if account is None or (data_center and account.data_center != data_center):
                 return SimResponse.json(400, {"error": "invalid_grant"})
-            self._issue_tokens(account, new_refresh=False)
+            if self.rotate_refresh_tokens:
+                del self.refresh_tokens[form["refresh_token"]]
+            self._issue_tokens(account, new_refresh=self.rotate_refresh_tokens)
             body = {
                 "token_type": "bearer",
                 "access_token": account.access_token,

@@ -93,6 +93,7 @@ class SimulatedCronofy(CronofyEndpoints):
         applications: dict[str, dict[str, str]] | None = None,
         default_data_center: str | None = None,
         code_response_omits: frozenset[str] | set[str] = frozenset(),
+        rotate_refresh_tokens: bool = False,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -103,6 +104,9 @@ class SimulatedCronofy(CronofyEndpoints):
         self.code_response_omits = frozenset(code_response_omits)
         self.clock = clock
         self.refresh_returns_refresh_token = refresh_returns_refresh_token
+        #: Each refresh issues a new refresh token and the one sent stops working
+        #: (OAuth refresh token rotation): a lost or unsaved answer kills the grant.
+        self.rotate_refresh_tokens = rotate_refresh_tokens
         self.accounts: dict[str, SimAccount] = {}
         self.access_tokens: dict[str, tuple[str, float]] = {}
         self.refresh_tokens: dict[str, str] = {}

@@ -6,11 +6,12 @@ pointing at ``cronofy_conferencing:notifications``) with a
 with the client secret of the application the channel belongs to, several
 comma-separated values while secrets rotate.
 
-- The signature is checked against the secrets (``CLIENT_SECRET`` and
-  ``PREVIOUS_CLIENT_SECRETS``) of the application of the data center of the
-  accounts the notification's channel names; for a channel no account has,
-  against every configured application's. No header, or no value matching
-  (constant-time comparison): 401, nothing happens.
+- The signature is checked first against every configured application's
+  secrets (``CLIENT_SECRET`` and ``PREVIOUS_CLIENT_SECRETS``), before any
+  query, so an unsigned or forged request costs no query and its timing says
+  nothing about which channel ids exist; then against the secrets of the
+  application of the data center of the accounts the channel names. No
+  header, or no value matching (constant-time comparison): 401, nothing happens.
 - A verified body that is not a JSON object, or whose type or channel id is
   not a plausible string: 400.
 - A signed notification for a channel confirms it (``channels.confirm_channel``:
@@ -20,12 +21,16 @@ comma-separated values while secrets rotate.
   conferencing), ``profile_disconnected``, ``profile_initial_sync_completed``
   and ``change``, for a channel of an active account: that account is synced
   again, at most once per ``PUSH_RESYNC_DEBOUNCE`` seconds whatever the type
-  (a replayed notification costs no Cronofy call). Queued when a task queue is
+  (a replayed notification costs no Cronofy call; the window is kept in the
+  cache, and while the cache is down the receiver answers 503 so that Cronofy
+  delivers the notification again later, rather than syncing on every
+  replay). Queued when a task queue is
   configured; otherwise one bounded attempt (no retries inside Cronofy's
   request). A failed sync is recorded on the account and still answered 200:
   Cronofy's retries would not help, the next scheduled sync will.
 - ``gdpr_requested``: the ``account_gdpr_requested`` signal, once per account
-  of the channel; the host decides what to erase.
+  of the channel and ``PUSH_RESYNC_DEBOUNCE`` window (replays send it once);
+  the host decides what to erase.
 - Unknown types and unknown channels: 200, ignored (Cronofy adds types).
 
 Every notification answered is kept (``PushNotification``, ``push_log``: one INSERT,
@@ -175,19 +180,21 @@ def receive(request: HttpRequest) -> HttpResponse:
             "(CRONOFY_CONFERENCING['CLIENT_SECRET'] / ['APPLICATIONS'])."
         )
         return HttpResponse(status=401)
+    # What it says it is, for the log (parsing only: no query before the signature).
     kind, channel_id, well_formed = _fields(body)
     push_log.note(notification_type=kind or "", channel_id=channel_id or "")
+    signature = request.headers.get(SIGNATURE_HEADER)
+    # Signed by some configured application, or refused before any query.
+    if not signature_valid(body, signature):
+        return _refused()
     accounts = (
         list(LinkedAccount.objects.filter(channel_id=channel_id).order_by("pk"))
         if channel_id
         else []
     )
-    # The application whose channel it is signs it; a channel nobody here has
-    # can only be checked against every application (then it is ignored anyway).
-    secrets = _secrets_for(accounts) if accounts else None
-    if not signature_valid(body, request.headers.get(SIGNATURE_HEADER), secrets):
-        logger.warning("Cronofy push notification refused: missing or wrong signature.")
-        return HttpResponse(status=401)
+    # And by the application whose channel it is.
+    if accounts and not signature_valid(body, signature, _secrets_for(accounts)):
+        return _refused()
     push_log.note(signature_valid=True, account=accounts[0] if accounts else None)
     if not well_formed or kind is None:
         return HttpResponse(status=400)
@@ -204,44 +211,66 @@ def receive(request: HttpRequest) -> HttpResponse:
         push_log.note(outcome=PushNotification.Outcome.IGNORED, detail="no account has the channel")
         return _ack(ignored=True)
     for account in accounts:
-        if kind == GDPR_TYPE:
+        action = "gdpr" if kind == GDPR_TYPE else "resync"
+        if action == "resync" and account.status != LinkedAccount.Status.ACTIVE:
+            # (before the window: a push for a dead account must not take it)
+            push_log.note(
+                outcome=PushNotification.Outcome.IGNORED,
+                detail=f"the account is {account.get_status_display().lower()}",
+            )
+            continue
+        first = _first_in_window(account, action)
+        if first is None:
+            return _retry_later(kind)
+        if not first:
+            push_log.note(
+                outcome=PushNotification.Outcome.DEBOUNCED,
+                detail=f"{'resynced' if action == 'resync' else 'signalled'} within "
+                "PUSH_RESYNC_DEBOUNCE",
+            )
+            continue
+        if action == "gdpr":
             logger.info("Cronofy account %s: GDPR request received", account.pk)
             account_gdpr_requested.send(sender=LinkedAccount, account=account)
             push_log.note(outcome=PushNotification.Outcome.SIGNAL_SENT)
-        elif account.status == LinkedAccount.Status.ACTIVE and _first_in_window(account):
-            resync(account, reason=kind)
         else:
-            _note_not_resynced(account)
+            resync(account, reason=kind)
     return _ack()
 
 
-def _note_not_resynced(account: LinkedAccount) -> None:
-    """Log why a resync notification led to no sync: debounced, or the account is not active."""
-    if account.status == LinkedAccount.Status.ACTIVE:
-        push_log.note(
-            outcome=PushNotification.Outcome.DEBOUNCED,
-            detail="resynced within PUSH_RESYNC_DEBOUNCE",
-        )
-    else:
-        push_log.note(
-            outcome=PushNotification.Outcome.IGNORED,
-            detail=f"the account is {account.get_status_display().lower()}",
-        )
+def _refused() -> HttpResponse:
+    logger.warning("Cronofy push notification refused: missing or wrong signature.")
+    return HttpResponse(status=401)
 
 
-def _first_in_window(account: LinkedAccount) -> bool:
-    """Whether no notification resynced this account in the last ``PUSH_RESYNC_DEBOUNCE``
-    seconds (whatever its type): replays and bursts cost one sync."""
-    key = f"cronofy_conferencing:push-resync:{account.pk}"
+def _retry_later(kind: str) -> HttpResponse:
+    """Fail closed when the debounce cannot be kept: without it every replay would cost a
+    Cronofy call (or a signal). Cronofy delivers a notification again until it gets a 2xx."""
+    logger.error(
+        "Cronofy push notification %r not acted on: the cache that debounces it "
+        "(CRONOFY_CONFERENCING['RATE_LIMIT_CACHE']) is unavailable; answered 503 so that "
+        "Cronofy sends it again.",
+        kind,
+    )
+    response = HttpResponse(status=503)
+    response["Retry-After"] = "60"
+    return response
+
+
+def _first_in_window(account: LinkedAccount, action: str) -> bool | None:
+    """Whether no notification did ``action`` ("resync", whatever its type, or "gdpr")
+    for this account in the last ``PUSH_RESYNC_DEBOUNCE`` seconds: replays and bursts
+    cost one. None when the cache cannot tell (it is down)."""
+    key = f"cronofy_conferencing:push-{action}:{account.pk}"
     try:
         return bool(
             caches[app_settings.RATE_LIMIT_CACHE].add(
                 key, 1, timeout=max(1, int(app_settings.PUSH_RESYNC_DEBOUNCE))
             )
         )
-    except Exception:  # a cache outage must not cost the sync Cronofy told us about
+    except Exception:
         logger.warning("Cache unavailable for the Cronofy push debounce", exc_info=True)
-        return True
+        return None
 
 
 def resync(account: LinkedAccount, *, reason: str = "") -> None:
@@ -312,7 +341,10 @@ def reprocess(notification: PushNotification) -> PushNotification:
             elif account.status == LinkedAccount.Status.ACTIVE:
                 resync(account, reason=f"{kind} (reprocessed)")
             else:
-                _note_not_resynced(account)
+                push_log.note(
+                    outcome=PushNotification.Outcome.IGNORED,
+                    detail=f"the account is {account.get_status_display().lower()}",
+                )
     notification.account = record.account
     notification.outcome = record.outcome or PushNotification.Outcome.ACKNOWLEDGED
     notification.detail = record.detail

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404, render, resolve_url
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -96,6 +96,31 @@ def _safe_next(request: HttpRequest, value: str | None) -> str:
     return ""
 
 
+#: What the request shows instead of the authorization code once the callback has it
+#: (the mask Django's exception reports use).
+WITHHELD = "********************"
+
+
+def _take_code(request: HttpRequest) -> str | None:
+    """The callback's ``code``, then withheld from the request itself.
+
+    An error report of this request (Django's technical 500 page, the
+    ``AdminEmailHandler`` mail, an error tracker) shows its query string three
+    times: ``GET``, ``META["QUERY_STRING"]`` and the URL (the request's repr in
+    every frame). No reporter filter reaches all three, so once read, the code
+    leaves the request: ``GET`` and the query string carry ``WITHHELD`` instead.
+    """
+    code = request.GET.get("code")
+    if code is None:
+        return None
+    query = request.GET.copy()
+    query.setlist("code", [WITHHELD])
+    masked = query.urlencode(safe="*")
+    request.META["QUERY_STRING"] = masked
+    request.GET = QueryDict(masked, encoding=request.encoding)
+    return code
+
+
 def _provider_name(value: str | None) -> str | None:
     """'' when absent, None when present but not a plausible provider name."""
     if not value:
@@ -163,10 +188,11 @@ def connect(request: HttpRequest) -> HttpResponse:
 @require_GET
 def callback(request: HttpRequest) -> HttpResponse:
     """Cronofy sends the browser back here with ``code`` and ``state`` (or ``error``)."""
+    code = _take_code(request)
     error = request.GET.get("error")
     # Counted before the state is used up: the user may reload this page a
     # minute later (the code lasts ten). No link to it: it carries the code.
-    calls_cronofy = not error and request.GET.get("code") and request.GET.get("state")
+    calls_cronofy = not error and code and request.GET.get("state")
     if calls_cronofy and not userlimits.allow(request.user, "oauth_callback"):
         return over_budget(request)
     try:
@@ -197,7 +223,6 @@ def callback(request: HttpRequest) -> HttpResponse:
             _("Cronofy did not complete the authorization. Nothing was linked."),
             retry_url=retry_url,
         )
-    code = request.GET.get("code")
     if not code or len(code) > 512:
         return error_page(
             request,

@@ -532,6 +532,61 @@ def test_the_refresh_holds_its_lock_no_longer_than_the_deadline(
     assert LinkedAccount.objects.get(pk=account.pk).status == LinkedAccount.Status.ACTIVE
 
 
+@pytest.mark.django_db(transaction=True)
+def test_trickled_headers_hold_the_refresh_row_lock_no_longer_than_the_deadline(
+    slow_server, settings_with
+):
+    """On PostgreSQL: the token answer's status line and headers trickle a byte every
+    50 ms. Before: the refresh held the account's row lock until the head was
+    complete (12 s here; 20.1 s in the review). After: another session gets the
+    row within the 0.5 s deadline."""
+    from django.db import OperationalError, transaction
+
+    if connection.vendor != "postgresql":
+        pytest.skip("runs in the PostgreSQL run of the suite (DATABASE_URL=postgres://...)")
+    account = LinkedAccount.objects.create(
+        data_center="slow",
+        sub="acc_slow_head",
+        access_token="at-slow-head-00000000000",
+        refresh_token="rt-slow-head-00000000000",
+        token_expires_at=timezone.now() - timedelta(minutes=1),
+    )
+    slow_server.answer(b"{}", head_pause=0.05, head_bytes=200)
+    outcome: list[BaseException | None] = []
+
+    def refresh() -> None:
+        try:
+            refresh_access_token(account)
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+        finally:
+            connections.close_all()
+
+    with settings_with(REQUEST_TIMEOUT=2, REQUEST_DEADLINE=0.5):
+        started = time.monotonic()
+        thread = threading.Thread(target=refresh)
+        thread.start()
+        # Wait (polling PostgreSQL, not the clock) until the refresh holds the row...
+        while thread.is_alive():
+            try:
+                with transaction.atomic():
+                    LinkedAccount.objects.select_for_update(nowait=True).get(pk=account.pk)
+            except OperationalError:
+                break  # locked by the refresh
+            time.sleep(0.002)
+        # ...then queue behind its lock: we get the row when the refresh lets it go.
+        with transaction.atomic():
+            LinkedAccount.objects.select_for_update().get(pk=account.pk)
+            released = time.monotonic() - started
+        thread.join(10)
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], CronofyUnavailable) and "REQUEST_DEADLINE" in str(outcome[0])
+    assert released < 1.0, released
+    assert LinkedAccount.objects.get(pk=account.pk).status == LinkedAccount.Status.ACTIVE
+
+
 # -- survivors of the mutation audit (issue #10 item 10) --------------------------------
 
 
@@ -595,3 +650,78 @@ def test_a_refresh_of_an_account_marked_meanwhile_adopts_its_status(sim, link_ac
         refresh_access_token(account)
     assert account.status == LinkedAccount.Status.REAUTHORIZATION_REQUIRED
     assert sim.count("token") == 0
+
+
+# -- issue 20 §3: what the mutation audit found untested ---------------------------
+
+
+@pytest.mark.django_db
+def test_a_rotated_refresh_token_is_stored_and_used_next_time(sim, link_account):
+    """Cronofy may rotate the refresh token on refresh (the one sent dies). Not saving
+    the new one would kill the grant at the next refresh: invalid_grant, the account
+    marked for reauthorization though the user did nothing."""
+    sim.rotate_refresh_tokens = True
+    account, sim_account = link_account()
+    sent = sim_account.refresh_token
+    refresh_access_token(expired(account))
+    stored = LinkedAccount.objects.get(pk=account.pk)
+    assert stored.refresh_token == sim_account.refresh_token != sent
+    refresh_access_token(expired(stored))
+    assert sim.count("token", status=200) == 2
+    assert LinkedAccount.objects.get(pk=account.pk).status == LinkedAccount.Status.ACTIVE
+
+
+@pytest.mark.django_db
+def test_refresh_tokens_remembers_the_new_tokens_before_anything_stores_them(sim, link_account):
+    """Called on its own (cronofy_link), the answer's tokens are masked at once."""
+    from django_cronofy_conferencing.cronofy.redaction import redact
+
+    sim.rotate_refresh_tokens = True
+    _, sim_account = link_account()
+    tokens.refresh_tokens("us", sim_account.refresh_token)
+    for new in (sim_account.access_token, sim_account.refresh_token):
+        assert new not in redact(f"echo {new}")
+
+
+@pytest.mark.django_db
+def test_ensure_access_token_uses_the_stored_token_until_it_expires(sim, link_account):
+    account, sim_account = link_account()
+    assert tokens.ensure_access_token(account) == sim_account.access_token
+    assert sim.count("token") == 0
+    old = sim_account.access_token
+    refreshed = tokens.ensure_access_token(expired(account))
+    assert refreshed == sim_account.access_token != old
+    assert sim.count("token") == 1
+
+
+class CountingClient(CronofyClient):
+    """The client a caller passes in: the refresh must use it, not a new one."""
+
+    calls = 0
+
+    def request_token(self, *args, **kwargs):
+        type(self).calls += 1
+        return super().request_token(*args, **kwargs)
+
+
+@pytest.mark.django_db
+def test_refresh_uses_the_client_it_is_given(sim, link_account):
+    account, _ = link_account()
+    CountingClient.calls = 0
+    refresh_access_token(expired(account), client=CountingClient("us"))
+    assert CountingClient.calls == 1
+
+
+@pytest.mark.django_db
+def test_a_refresh_another_worker_made_is_adopted_by_the_stale_instance(sim, link_account):
+    """Worker B holds the account as it was; worker A refreshed meanwhile. B's refresh
+    makes no call and B's instance takes the stored tokens and expiry."""
+    account, sim_account = link_account()
+    stale = LinkedAccount.objects.get(pk=account.pk)
+    old = stale.access_token
+    refresh_access_token(expired(account))
+    new = sim_account.access_token
+    assert refresh_access_token(stale, rejected_token=old) == new
+    assert sim.count("token") == 1
+    assert stale.access_token == new
+    assert stale.token_expires_at == LinkedAccount.objects.get(pk=account.pk).token_expires_at

@@ -15,6 +15,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import BasePermission
 from rest_framework.test import APIRequestFactory, force_authenticate
 
 from django_cronofy_conferencing.api.serializers import (
@@ -205,6 +206,32 @@ def test_permission_classes_come_from_settings(alice_client, make_account, user)
         user.is_staff = True
         user.save()
         assert alice_client.get(accounts_url()).status_code == 200
+
+
+class NoDisconnectedProfiles(BasePermission):
+    """A host's object-level rule: disconnected profiles are not shown one by one."""
+
+    def has_object_permission(self, request, view, obj):
+        return getattr(obj, "profile_connected", True)
+
+
+def test_a_hosts_object_permission_class_is_checked_on_profile_detail(
+    alice_client, make_account, user
+):
+    make_account(
+        user,
+        profiles=[
+            {"profile_id": "pro_ok", "profile_connected": True},
+            {"profile_id": "pro_broken", "profile_connected": False},
+        ],
+    )
+    classes = [
+        "rest_framework.permissions.IsAuthenticated",
+        f"{__name__}.NoDisconnectedProfiles",
+    ]
+    with app_settings_with(API_PERMISSION_CLASSES=classes):
+        assert alice_client.get(profile_url("pro_ok")).status_code == 200
+        assert alice_client.get(profile_url("pro_broken")).status_code == 403
 
 
 def test_a_bad_permission_class_names_the_setting(alice_client):

@@ -4,6 +4,7 @@ sessions that read the environment (proxies, CA bundle) once, not per request.""
 from __future__ import annotations
 
 import email.utils
+import json
 import random
 import time
 
@@ -525,6 +526,94 @@ def test_slow_headers_are_bounded_by_the_deadline_too(slow_server, settings_with
     assert time.monotonic() - started < 1.5
 
 
+@pytest.mark.parametrize("method", ["userinfo", "token"])
+def test_a_trickled_status_line_and_headers_end_at_the_deadline(slow_server, settings_with, method):
+    """REQUEST_DEADLINE covers the whole call, the status line and headers included.
+
+    Before: a server that sends its head a byte every 50 ms resets the 2 s read
+    timeout with each byte, and http.client reads up to 64 KiB of headers: the
+    call lasted until the head was complete (12 s here; 20.1 s in the review with
+    one byte a second). After: it ends at the 0.5 s deadline, as a deadline error.
+    """
+    slow_server.answer(b"{}", head_pause=0.05, head_bytes=200)
+    with settings_with(REQUEST_TIMEOUT=2, REQUEST_DEADLINE=0.5, MAX_RETRIES=3):
+        client = CronofyClient("slow")
+    started = time.monotonic()
+    with pytest.raises(CronofyUnavailable, match="REQUEST_DEADLINE"):
+        if method == "userinfo":
+            client.userinfo("at-trickle-000000000000")
+        else:
+            client.request_token(
+                {"grant_type": "refresh_token", "refresh_token": "rt-trickle-0000000000"},
+                idempotent=False,
+            )
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0, elapsed
+    assert slow_server.requests_seen == 1  # no time left for a retry
+    assert slow_server.head_bytes_sent < 40
+
+
+def test_trickled_headers_over_https_end_at_the_deadline(settings_with, tmp_path, monkeypatch):
+    """The same over TLS (urllib3's HTTPSConnection, an SSL socket under the reads)."""
+    from tests.slow_server import SlowServer, self_signed_certificate
+
+    certificate = self_signed_certificate(tmp_path)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
+    with SlowServer(tls=certificate) as server:
+        server.answer(b'{"ok": true}')
+        dc = {"tls": {"api_url": server.url, "app_url": server.url}}
+        with settings_with(DATA_CENTERS=dc, REQUEST_TIMEOUT=2, REQUEST_DEADLINE=0.5):
+            client = CronofyClient("tls")
+        assert client.userinfo("at-tls-0000000000000000") == {"ok": True}  # TLS works
+        server.answer(b"{}", head_pause=0.05, head_bytes=200)
+        started = time.monotonic()
+        with pytest.raises(CronofyUnavailable, match="REQUEST_DEADLINE"):
+            client.userinfo("at-tls-0000000000000000")
+        assert time.monotonic() - started < 1.0
+        assert server.head_bytes_sent < 40
+
+
+def test_trickled_headers_through_an_http_proxy_end_at_the_deadline(
+    slow_server, settings_with, monkeypatch
+):
+    """Through the environment's HTTP proxy (the slow server plays the proxy): the
+    proxy's connections are bounded too (``DeadlineAdapter.proxy_manager_for``)."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", slow_server.url)
+    slow_server.answer(b"{}", head_pause=0.05, head_bytes=200)
+    dc = {"proxied": {"api_url": "http://api.cronofy.invalid", "app_url": "http://x.invalid"}}
+    with settings_with(DATA_CENTERS=dc, REQUEST_TIMEOUT=2, REQUEST_DEADLINE=0.5):
+        client = CronofyClient("proxied")
+    started = time.monotonic()
+    with pytest.raises(CronofyUnavailable, match="REQUEST_DEADLINE"):
+        client.userinfo("at-proxied-000000000000")
+    assert time.monotonic() - started < 1.0
+    assert slow_server.requests_seen == 1
+
+
+def test_a_silent_server_ends_at_the_deadline_as_a_deadline_error(slow_server, settings_with):
+    """Nothing at all after the request: the read timeout is capped at the time left."""
+    slow_server.answer(b"{}", head_pause=30, head_bytes=1)
+    with settings_with(REQUEST_TIMEOUT=10, REQUEST_DEADLINE=0.3, MAX_RETRIES=3):
+        client = CronofyClient("slow")
+    started = time.monotonic()
+    with pytest.raises(CronofyUnavailable, match="REQUEST_DEADLINE"):
+        client.userinfo("at-silent-0000000000000")
+    assert time.monotonic() - started < 1.0
+    assert slow_server.requests_seen == 1
+
+
+def test_the_deadline_leaves_a_healthy_connection_reusable(slow_server, settings_with):
+    """A quick answer inside the deadline: read whole, and the next call works too."""
+    slow_server.answer(b'{"ok": true}')
+    with settings_with(REQUEST_TIMEOUT=2, REQUEST_DEADLINE=0.5):
+        client = CronofyClient("slow")
+    assert client.userinfo("at-quick-00000000000000") == {"ok": True}
+    assert client.userinfo("at-quick-00000000000000") == {"ok": True}
+    assert slow_server.requests_seen == 2
+
+
 def test_a_huge_body_is_refused_without_reading_it(slow_server, settings_with):
     """A 20 MB UserInfo body: refused at the 1 MB cap; at most the cap is read."""
     body = b'{"sub": "acc_1", "junk": "' + b"x" * (20 * 1024 * 1024) + b'"}'
@@ -602,3 +691,37 @@ def test_a_header_value_with_a_line_break_is_refused_before_sending(sim):
     with pytest.raises(CronofyUnavailable):
         client.userinfo(account.access_token + "\r\nX-Injected: 1")
     assert len(sim.requests) == calls
+
+
+def test_a_422_repeating_the_token_is_redacted_in_every_part_of_its_errors(sim):
+    """Cronofy's 422 ``errors`` go to forms next to their fields: a field name, key or
+    description that repeats a secret the call sent is masked."""
+    account = sim.add_account()
+    token = account.access_token
+    body = (
+        '{"errors": {"event_id": [{"key": "errors.' + token + '", "description": "'
+        "not valid: " + token + '"}], "x' + token + '": []}}'
+    )
+    sim.fail("userinfo", status=422, body=body)
+    with pytest.raises(CronofyValidationError) as caught:
+        CronofyClient("us").userinfo(token)
+    errors = caught.value.errors
+    assert token not in repr(errors) and token not in str(caught.value)
+    assert errors["event_id"][0]["description"].startswith("not valid: ")
+
+
+def test_a_422_is_bounded_field_by_field(sim):
+    """At most 50 fields, 10 problems each; names and keys 100 characters, descriptions 500."""
+    account = sim.add_account()
+    many = {f"f{i:02d}": [{"key": "k", "description": "d"}] * 12 for i in range(60)}
+    long = {"n" * 120: [{"key": "k" * 150, "description": "d" * 600}]}
+    for body in (many, long):
+        sim.fail("userinfo", status=422, body=json.dumps({"errors": body}))
+        with pytest.raises(CronofyValidationError) as caught:
+            CronofyClient("us").userinfo(account.access_token)
+        errors = caught.value.errors
+        if body is many:
+            assert len(errors) == 50
+            assert all(len(problems) == 10 for problems in errors.values())
+        else:
+            assert errors == {"n" * 100: [{"key": "k" * 100, "description": "d" * 500}]}

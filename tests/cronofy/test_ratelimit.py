@@ -40,6 +40,11 @@ def limiter(clock, *rates: str, margin: float | None = 0.0) -> RateLimiter:
         (" 3 / second ", Rate(3, 1)),
         ("7/min", Rate(7, 60)),
         ("2/2hour", Rate(2, 7200)),
+        ("4/sec", Rate(4, 1)),
+        ("6/minute", Rate(6, 60)),
+        ("8/hours", Rate(8, 3600)),
+        ("9/d", Rate(9, 86400)),
+        ("1000/day", Rate(1000, 86400)),
     ],
 )
 def test_parse_rate(text, rate):
@@ -412,3 +417,37 @@ def test_usage_with_the_cache_down_reads_as_unused(fake_clock, monkeypatch):
     monkeypatch.setattr(cache, "get_many", down)
     [usage] = rl.usage()
     assert (usage.in_use, usage.queued, usage.queued_seconds) == (0.0, 0, 0.0)
+
+
+def test_a_slot_claimed_ahead_is_kept_until_its_time(fake_clock, monkeypatch):
+    """Each slot's key must outlive the slot: a key that expired sooner would let another
+    worker claim the same slot again, and two requests would share it."""
+    cache = caches["default"]
+    added: list[tuple[str, float]] = []
+    real_add = cache.add
+
+    def add(key, value, timeout=None, **kwargs):
+        added.append((key, timeout))
+        return real_add(key, value, timeout=timeout, **kwargs)
+
+    monkeypatch.setattr(cache, "add", add)
+    rl = limiter(fake_clock, "1/m")
+    for _ in range(5):  # the last is 4 minutes ahead
+        added.clear()
+        start = rl.reserve()
+        assert added, "a claim is a cache.add"
+        # The key that claimed the slot (the last one added) outlives the slot's time.
+        key, timeout = added[-1]
+        assert timeout >= start - fake_clock.now, (key, timeout, start)
+    assert start - fake_clock.now >= 240
+
+
+def test_an_outage_warning_quotes_at_most_200_characters_of_the_error(caplog, monkeypatch):
+    monkeypatch.setattr(ratelimit, "_last_warning", {})
+
+    def down():
+        raise ConnectionError("x" * 300)
+
+    assert ratelimit.guarded("the test cache", down, "fallback") == "fallback"
+    quoted = caplog.records[-1].getMessage().split("ConnectionError: ")[1]
+    assert quoted.startswith("x" * 200) and "x" * 201 not in quoted

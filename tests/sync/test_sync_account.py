@@ -560,3 +560,39 @@ def test_sync_of_accounts_loaded_from_the_database(link_account, sim):
     assert sync_account(LinkedAccount.objects.get(pk=account.pk)) == SyncResult(created=1)
     assert sync_account(LinkedAccount.objects.get(pk=account.pk)) == SyncResult(unchanged=1)
     assert endpoints(sim) == [("token", 200), ("userinfo", 200), ("userinfo", 200)]
+
+
+def test_a_userinfo_without_scope_keeps_the_stored_scope(link_account, payload):
+    """Cronofy's older or minimal bodies carry no cronofy.data.authorization: the scope
+    the grant was given (stored at linking) stays; a body with a scope replaces it."""
+    body = payload("userinfo_conferencing_example")
+    body["cronofy.data"].pop("authorization", None)
+    account, _ = link_account(userinfo_body=body)
+    LinkedAccount.objects.filter(pk=account.pk).update(scope="read_account read_events")
+    account.refresh_from_db()
+
+    sync_account(account)
+
+    account.refresh_from_db()
+    assert account.last_synced_at is not None
+    assert account.scope == "read_account read_events"
+
+
+def test_sync_result_changed_and_immutable():
+    import dataclasses
+
+    assert SyncResult().changed is False
+    assert SyncResult(unchanged=3, calendar_unchanged=2).changed is False
+    for name in (
+        "created",
+        "updated",
+        "removed",
+        "calendar_created",
+        "calendar_updated",
+        "calendar_removed",
+    ):
+        assert SyncResult(**{name: 1}).changed is True, name
+    result = SyncResult(created=1)
+    assert hash(result) == hash(SyncResult(created=1))  # a value: usable as a key
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        result.created = 2

@@ -138,6 +138,20 @@ def test_refresh_issues_a_new_access_token(sim):
     assert userinfo(body["access_token"]).status_code == 200
 
 
+def test_refresh_can_rotate_the_refresh_token():
+    """``rotate_refresh_tokens``: each refresh issues a new refresh token and the one
+    sent stops working, so an answer that is lost or not saved kills the grant."""
+    with simulated_cronofy(rotate_refresh_tokens=True) as sim:
+        account = sim.add_account()
+        sent = account.refresh_token
+        body = token_request({"grant_type": "refresh_token", "refresh_token": sent}).json()
+        assert body["refresh_token"] == account.refresh_token != sent
+        again = token_request({"grant_type": "refresh_token", "refresh_token": sent})
+        assert again.json() == {"error": "invalid_grant"}
+        newest = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"]}
+        assert token_request(newest).status_code == 200
+
+
 def test_refresh_can_omit_the_refresh_token():
     with simulated_cronofy(refresh_returns_refresh_token=False) as sim:
         account = sim.add_account()

@@ -204,7 +204,7 @@ def test_verification_is_acknowledged_without_a_sync(push_client, sim, channelle
 
 
 @pytest.mark.parametrize("kind", ["something_new", "profile_updated", "conferencing_assigned"])
-def test_unknown_types_are_acknowledged_and_ignored(push_client, sim, channelled, kind):
+def test_unknown_types_are_acknowledged_and_ignored(push_client, sim, channelled, kind, caplog):
     _, sim_account = channelled
     body, headers = sim.notification(sim_account.sub, kind)
     before = len(sim.requests)
@@ -212,6 +212,7 @@ def test_unknown_types_are_acknowledged_and_ignored(push_client, sim, channelled
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "ignored": True}
     assert len(sim.requests) == before
+    assert f"Cronofy push notification {kind!r} ignored." in caplog.text
 
 
 def test_unknown_channel_is_acknowledged_and_ignored(push_client, sim, channelled):
@@ -575,3 +576,191 @@ def test_a_channel_id_that_cannot_be_stored_never_reaches_the_database(
     response = post(push_client, body, sim.sign(body))
     assert response.status_code in (200, 400)
     assert sim.count("userinfo") == before
+
+
+# -- issue 20: signature before any query, debounce closed, GDPR debounced ---------
+
+
+@pytest.mark.parametrize("channel", ["known", "unknown"])
+@pytest.mark.parametrize("signature", ["none", "garbage", "another-secret", "another-body"])
+def test_an_unsigned_or_forged_notification_reads_nothing(
+    push_client, sim, channelled, django_assert_num_queries, channel, signature
+):
+    """Before: the channel's accounts were read first (1 query), so the answer's timing
+    told an anonymous caller whether a channel id exists (1.0 vs 2.9 ms in the review).
+    After: the signature is checked against every configured application's secrets
+    first; a forged request reads nothing, whatever channel it names: its one query is
+    the push log's INSERT (issue 23), the same for a known and an unknown channel."""
+    account, _ = channelled
+    channel_id = account.channel_id if channel == "known" else "chn_nobody_has_this"
+    body = notification(channel_id, "conferencing_profile_disconnected")
+    offered = {
+        "none": None,
+        "garbage": "bm90IGEgc2lnbmF0dXJl",
+        "another-secret": sim.sign(body, "not-a-configured-secret"),
+        "another-body": sim.sign(body + b" "),
+    }[signature]
+    before = len(sim.requests)
+    with django_assert_num_queries(1) as queries:
+        assert post(push_client, body, offered).status_code == 401
+    assert queries.captured_queries[0]["sql"].startswith(
+        'INSERT INTO "cronofy_conferencing_pushnotification"'
+    )
+    assert len(sim.requests) == before
+
+
+@pytest.fixture
+def cache_down(settings, settings_with):
+    """RATE_LIMIT_CACHE is a Redis cache nothing listens to (a real connection refusal)."""
+    caches = {
+        **settings.CACHES,
+        "down": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",
+            "OPTIONS": {"socket_connect_timeout": 0.5},
+        },
+    }
+    settings.CACHES = caches
+    with settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK, RATE_LIMIT_CACHE="down"):
+        yield
+
+
+def test_with_the_cache_down_replays_cost_no_cronofy_call(
+    push_client, sim, channelled, cache_down, caplog
+):
+    """Before: the debounce failed open, 30 replays made 30 Cronofy calls. After: fail
+    closed, 503 (Cronofy delivers it again later), no call."""
+    _, sim_account = channelled
+    body, headers = sim.notification(sim_account.sub, "conferencing_profile_disconnected")
+    before = sim.counts()
+    for _ in range(30):
+        response = post(push_client, body, headers["Cronofy-HMAC-SHA256"])
+        assert response.status_code == 503
+        assert response["Retry-After"] == "60"
+    assert sim.counts() == before
+    # Operators get the cache's error with its traceback, and why nothing was done.
+    warnings = [r for r in caplog.records if r.getMessage().startswith("Cache unavailable")]
+    assert warnings and all(r.exc_info for r in warnings)
+    assert "answered 503" in caplog.text
+    # What needs no debounce still works without the cache.
+    body, headers = sim.notification(sim_account.sub, "verification")
+    assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+
+
+@pytest.fixture
+def gdpr_signals():
+    received: list[int] = []
+
+    def handler(sender, account, **kwargs):
+        received.append(account.pk)
+
+    account_gdpr_requested.connect(handler, dispatch_uid="test-gdpr-debounce")
+    yield received
+    account_gdpr_requested.disconnect(dispatch_uid="test-gdpr-debounce")
+
+
+def test_gdpr_requested_is_debounced_per_account(push_client, sim, two_applications, gdpr_signals):
+    """Before: 20 replays of one gdpr_requested sent the signal 20 times. After: once
+    per account and PUSH_RESYNC_DEBOUNCE window; another account's is its own."""
+    (us, us_sim), (de, de_sim) = two_applications["us"], two_applications["de"]
+    body, headers = sim.notification(us_sim.sub, "gdpr_requested")
+    for _ in range(20):
+        assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert gdpr_signals == [us.pk]
+    body, headers = sim.notification(de_sim.sub, "gdpr_requested")
+    assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert gdpr_signals == [us.pk, de.pk]
+    cache.clear()  # the window passes
+    body, headers = sim.notification(us_sim.sub, "gdpr_requested")
+    assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert gdpr_signals == [us.pk, de.pk, us.pk]
+
+
+def test_gdpr_requested_with_the_cache_down_is_delivered_again(
+    push_client, sim, channelled, cache_down, gdpr_signals
+):
+    _, sim_account = channelled
+    body, headers = sim.notification(sim_account.sub, "gdpr_requested")
+    for _ in range(3):
+        assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 503
+    assert gdpr_signals == []
+
+
+# -- issue 20 §3: what the mutation audit found untested ----------------------------
+
+
+def test_each_account_has_its_own_debounce_window(push_client, sim, two_applications):
+    """One key for every account would swallow the second account's resync."""
+    before = sim.count("userinfo")
+    for dc in ("us", "de"):
+        _, sim_account = two_applications[dc]
+        body, headers = sim.notification(sim_account.sub, "conferencing_profile_disconnected")
+        assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert sim.count("userinfo") == before + 2
+
+
+def test_a_push_for_a_dead_account_leaves_its_window_alone(push_client, sim, channelled):
+    """A notification for an account that needs reauthorization does nothing, and
+    does not open a window: relinked, its next notification resyncs at once."""
+    account, sim_account = channelled
+    LinkedAccount.objects.filter(pk=account.pk).update(
+        status=LinkedAccount.Status.REAUTHORIZATION_REQUIRED
+    )
+    body, headers = sim.notification(sim_account.sub, "profile_disconnected")
+    before = sim.count("userinfo")
+    assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert sim.count("userinfo") == before
+    LinkedAccount.objects.filter(pk=account.pk).update(status=LinkedAccount.Status.ACTIVE)
+    assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert sim.count("userinfo") == before + 1
+
+
+def padded(channel_id: str, size: int) -> bytes:
+    """A verification notification of exactly ``size`` bytes."""
+    head = notification(channel_id, "verification")[:-1] + b', "pad": "'
+    return head + b"x" * (size - len(head) - 2) + b'"}'
+
+
+def test_a_body_of_exactly_the_limit_is_read_and_one_byte_more_refused(
+    push_client, sim, channelled
+):
+    account, _ = channelled
+    assert MAX_BODY_BYTES == 64 * 1024
+    body = padded(account.channel_id, 64 * 1024)
+    assert post(push_client, body, sim.sign(body)).status_code == 200
+    longer = padded(account.channel_id, 64 * 1024 + 1)
+    assert post(push_client, longer, sim.sign(longer)).status_code == 413
+
+
+@pytest.mark.parametrize(("size", "status"), [(64 * 1024, 200), (64 * 1024 + 1, 413)])
+def test_a_body_without_content_length_is_bounded_too(sim, channelled, size, status):
+    """Under ASGI a chunked body comes without Content-Length: the body read counts."""
+    import io
+
+    from django.core.handlers.asgi import ASGIRequest
+
+    from django_cronofy_conferencing.web.notifications import receive
+
+    account, _ = channelled
+    body = padded(account.channel_id, size)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": URL,
+        "query_string": b"",
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"cronofy-hmac-sha256", sim.sign(body).encode()),
+        ],
+    }
+    request = ASGIRequest(scope, io.BytesIO(body))
+    assert request.headers.get("Content-Length") is None
+    assert receive(request).status_code == status
+
+
+def test_signature_valid_with_a_misconfigured_setting_is_false(settings_with, caplog):
+    """The helper itself (hosts call it too): a broken APPLICATIONS setting refuses."""
+    body = b'{"notification": {"type": "verification"}}'
+    with settings_with(APPLICATIONS="not a dict"):
+        assert signature_valid(body, "Zm9yZ2Vk") is False
+    assert "misconfigured" in caplog.text

@@ -200,6 +200,25 @@ def test_only_the_users_own_accounts(browser, link_account, other_user, sim):
     assert LinkedAccount.objects.filter(pk=account.pk).exists()
 
 
+def test_another_users_synced_account_and_its_profiles_never_show(
+    browser, linked, link_account, other_user, sim
+):
+    """Synced, so there is something to leak: the other user's email and profile names
+    (the test above leaves Bob's account unsynced, so it could not fail)."""
+    linked(sim.profile("zoom", profile_name="alice@zoom.example"))
+    bobs, _ = link_account(
+        user=other_user,
+        email="bob@example.com",
+        conferencing_profiles=[sim.profile("go_to", profile_name="bob@goto.example")],
+    )
+    sync_account(bobs)
+    bobs.refresh_from_db()
+    assert bobs.email == "bob@example.com"
+    text = page_text(browser.get(PROFILES))
+    assert "alice@zoom.example" in text
+    assert "bob@example.com" not in text and "bob@goto.example" not in text
+
+
 def test_calendar_profile_problems_show_with_their_relink(browser, linked, sim):
     linked(
         sim.profile("zoom"),
@@ -323,7 +342,7 @@ def test_unlink_asks_for_confirmation_then_revokes(browser, linked, sim):
     assert sim.count("revoke") == 1
 
 
-def test_unlink_when_cronofy_is_down_keeps_the_account(browser, linked, sim):
+def test_unlink_when_cronofy_is_down_keeps_the_account(browser, linked, sim, caplog):
     account, _ = linked(sim.profile("zoom"))
     sim.fail("revoke", status=503, times=None)
     with cronofy_settings(MAX_RETRIES=0):
@@ -331,6 +350,7 @@ def test_unlink_when_cronofy_is_down_keeps_the_account(browser, linked, sim):
     assert response.status_code == 200
     assert f"so {account.email} is still linked" in page_text(response)
     assert LinkedAccount.objects.filter(pk=account.pk).exists()
+    assert f"Unlink failed for account {account.pk}" in caplog.text  # for the operators
 
 
 def test_unlink_needs_csrf(user, linked, sim):
@@ -360,3 +380,38 @@ def test_error_page_actions_are_buttons(browser):
     assert re.search(
         r'<a class="cc-button[^"]*" href="/cronofy/">Back to my conferencing</a>', source
     )
+
+
+def test_when_the_last_sync_was(browser, linked, sim):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    account, _ = linked(sim.profile("zoom"))
+    for elapsed, expected in (
+        (timedelta(seconds=40), "Last synced just now"),
+        (timedelta(hours=2, seconds=10), "Last synced 2 hours ago"),
+    ):
+        synced = timezone.now() - elapsed
+        LinkedAccount.objects.filter(pk=account.pk).update(last_synced_at=synced)
+        assert expected in page_text(browser.get(PROFILES)), elapsed
+
+
+def test_accounts_that_need_the_user_come_first(browser, linked, sim):
+    linked(sim.profile("zoom"), email="fine@example.com")
+    linked(sim.profile("go_to", connected=False), email="broken@example.com")
+    linked(sim.profile("zoom"), email="alsofine@example.com")
+    text = page_text(browser.get(PROFILES))
+    assert text.index("broken@example.com") < text.index("fine@example.com")
+    assert text.index("fine@example.com") < text.index("alsofine@example.com")  # else in order
+
+
+def test_the_connect_chooser_offers_the_default_data_center_first(browser):
+    from django_cronofy_conferencing.testing import simulated_applications
+
+    applications = simulated_applications(["uk", "au", "sg"])
+    with cronofy_settings(DEFAULT_DATA_CENTER="au", APPLICATIONS=applications):
+        html = browser.get(PROFILES).content.decode()
+    options = re.findall(r'<option value="(\w+)"( selected)?>', html)
+    assert options[0] == ("au", " selected")
+    assert [value for value, _ in options[1:]] == ["uk", "sg"]

@@ -222,6 +222,52 @@ def test_callback_honours_a_safe_next_and_ignores_an_unsafe_one(browser, sim):
     assert response["Location"] == "/cronofy/"  # LINK_REDIRECT_URL: the profiles page
 
 
+@pytest.mark.parametrize(
+    "next_url",
+    [
+        "//evil.example/",
+        "/\\evil.example/",
+        "\\\\evil.example/",
+        "/\\/evil.example/",
+        "https:evil.example",
+        "javascript:alert(1)",
+        "http://testserver.evil.example/",
+    ],
+)
+def test_no_next_url_leads_off_the_site(browser, sim, next_url):
+    """Scheme-relative and backslash forms that browsers treat as another host."""
+    response = link_through_browser(browser, sim, next=next_url)
+    assert response["Location"] == "/cronofy/"
+
+
+def test_on_https_a_next_url_must_stay_on_https(sim, user, scanner):
+    from tests.secret_scan import ScanningClient
+
+    secure = ScanningClient(scanner)
+    secure.force_login(user)
+    url = secure.post(
+        reverse("cronofy_conferencing:connect"), {"next": "http://testserver/a/"}, secure=True
+    )
+    response = secure.get(sim.authorize(url["Location"]), secure=True)
+    assert response["Location"] == "/cronofy/"
+    url = secure.post(
+        reverse("cronofy_conferencing:connect"), {"next": "https://testserver/a/"}, secure=True
+    )
+    response = secure.get(sim.authorize(url["Location"]), secure=True)
+    assert response["Location"] == "https://testserver/a/"
+
+
+def test_the_callback_takes_the_data_center_from_the_state_not_the_query(browser, sim):
+    """The flow was started for "uk": a data_center added to the return URL changes
+    nothing (the code is exchanged, and the account stored, in "uk")."""
+    sim_account = sim.add_account(data_center="uk")
+    back = sim.authorize(connect(browser, data_center="uk"), account=sim_account)
+    response = browser.get(back + "&data_center=us")
+    assert response.status_code == 302
+    assert [r.data_center for r in sim.requests if r.endpoint == "token"] == ["uk"]
+    assert LinkedAccount.objects.get().data_center == "uk"
+
+
 def test_callback_requires_login(client, sim, user):
     client.force_login(user)
     url = connect(client)
@@ -773,3 +819,43 @@ def test_a_huge_next_url_is_not_kept_in_the_session(browser):
     pending = browser.session[oauth_state.SESSION_KEY]
     assert [entry["next_url"] for entry in pending.values()] == [""]
     assert url.startswith("https://app.cronofy.com/oauth/authorize?")
+
+
+# -- issue 20 §3: mutation audit survivors --------------------------------------
+
+
+def test_a_refused_callback_is_logged(browser, sim, caplog):
+    response = browser.get(reverse("cronofy_conferencing:callback"), {"code": "c", "state": "x"})
+    assert response.status_code == 400
+    assert "Cronofy OAuth callback refused" in caplog.text
+
+
+@pytest.mark.parametrize(("length", "exchanged"), [(512, True), (513, False)])
+def test_a_code_longer_than_512_characters_is_never_sent(browser, sim, length, exchanged):
+    url = connect(browser)
+    back = sim.authorize(url)
+    state = parse_qs(urlsplit(back).query)["state"][0]
+    response = browser.get(
+        reverse("cronofy_conferencing:callback"), {"code": "c" * length, "state": state}
+    )
+    assert response.status_code == 400
+    assert (sim.count("token") == 1) is exchanged
+    assert not LinkedAccount.objects.exists()
+
+
+def test_conferencing_return_with_another_error_is_a_400(browser, sim, link_account, user):
+    account, _ = link_account(user=user)
+    response = browser.get(return_url(account, user), {"error": "server_error"})
+    assert response.status_code == 400
+    assert b"Cronofy did not complete the connection." in response.content
+    assert sim.count() == 0
+
+
+def test_conferencing_return_for_a_profile_not_synced_yet(browser, sim, link_account, user):
+    account, _ = link_account(user=user)
+    response = browser.get(return_url(account, user), {"last_linked_profile_id": "pro_later"})
+    assert response.status_code == 302
+    assert sim.count("userinfo") == 1
+    assert messages_of(response) == [
+        "Your conferencing provider was connected. It will appear after the next sync."
+    ]

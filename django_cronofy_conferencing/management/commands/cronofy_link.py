@@ -22,6 +22,9 @@ import sys
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import DatabaseError
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 
 from ...accounts import linking, tokens
 from ...conf import app_settings
@@ -97,6 +100,9 @@ class Command(BaseCommand):
                 help=argparse.SUPPRESS,
             )
 
+    @method_decorator(
+        sensitive_variables("access_token", "refresh_token", "expires_in", "token_set", "info")
+    )
     def handle(self, *args, **options) -> None:
         if args or any(options.get(key) is not None for key in options if key.startswith("argv_")):
             raise CommandError(ARGV_REFUSED)
@@ -112,6 +118,12 @@ class Command(BaseCommand):
             raise CommandError(redact(exc)) from None
         except (CronofyError, ImproperlyConfigured) as exc:
             raise CommandError(f"Could not link the account: {redact(exc)}") from None
+        except DatabaseError as exc:
+            # Its frames hold what was being written: never shown (--traceback included).
+            raise CommandError(
+                f"Could not store the account: the database failed ({type(exc).__name__}). "
+                "Nothing was linked; run the command again once the database is back."
+            ) from None
 
         account = result.account
         who = account.email or info.email or account.sub
@@ -184,6 +196,7 @@ class Command(BaseCommand):
             )
         return _checked(access, "access"), _checked(refresh, "refresh"), expires_in
 
+    @method_decorator(sensitive_variables("access", "refresh", "refreshed", "token_set"))
     def _identify(self, dc_id: str, access: str, refresh: str, expires_in: int | None):
         """Learn the account's sub from UserInfo; refresh first if the access token is dead."""
         client = get_client(dc_id)
