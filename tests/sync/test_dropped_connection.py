@@ -122,7 +122,9 @@ def test_a_connection_that_drops_again_at_once_stops_the_command_with_its_summar
     out = io.StringIO()
     # One thread: at most 2 + 5 accounts unwritten, so the third read comes after writes.
     command = ("cronofy_sync", "--all", "--chunk-size", str(CHUNK), "--concurrency", "1")
-    with connection.execute_wrapper(Killer(READ, 3, 4)), pytest.raises(CommandError) as exc:
+    # The sweep reads its classes in order (failing and disconnected: none here), so the
+    # never-synced accounts' third chunk is the fifth read.
+    with connection.execute_wrapper(Killer(READ, 5, 6)), pytest.raises(CommandError) as exc:
         call_command(*command, stdout=out)
     assert exc.value.returncode == 1
     assert "dropped again right after it was reopened: the sync stopped" in str(exc.value)
