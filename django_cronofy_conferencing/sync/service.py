@@ -246,6 +246,11 @@ def sync_accounts(
 ) -> SyncReport:
     """Sync many accounts; one failure never stops the others.
 
+    Fleet work: its calls use the background lane of each application's rate
+    limit (``FLEET_BUDGET_SHARE``; users' calls go first), a queryset is read in
+    the sweep's order (``order``), an account something else synced since it was
+    read is skipped without a token refresh (``SyncReport.skipped``), and a push
+    channel's confirmation is renewed with the token just used (``confirmation``).
     ``concurrency`` UserInfo calls are in flight at once, in that many
     threads. Every query runs on the calling thread, on its connection: the
     accounts are read there (a queryset is streamed in primary-key chunks, so

@@ -1040,3 +1040,15 @@ def test_odd_account_ids_in_the_url_are_a_404(alice_client, make_account, user, 
 def test_odd_provider_name_filter_is_a_400(alice_client, make_account, user, value):
     make_account(user, profiles=[{}])
     assert alice_client.get(profiles_url(), {"provider_name": value}).status_code == 400
+
+
+def test_the_browsable_api_offers_the_conferencing_authorization_form(
+    alice_client, make_account, user, sim
+):
+    """DRF's browsable API renders the action's request form from its serializer."""
+    account = make_account(user)
+    response = alice_client.get(authorization_url(account.pk), HTTP_ACCEPT="text/html")
+    assert response.status_code == 405  # POST only; the page still shows the form
+    html = response.content.decode()
+    assert 'name="provider_name"' in html and 'name="redirect_uri"' in html
+    assert sim.count() == 0

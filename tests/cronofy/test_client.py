@@ -725,3 +725,14 @@ def test_a_422_is_bounded_field_by_field(sim):
             assert all(len(problems) == 10 for problems in errors.values())
         else:
             assert errors == {"n" * 100: [{"key": "k" * 100, "description": "d" * 500}]}
+
+
+def test_an_error_keeps_2000_characters_of_its_body(sim, monkeypatch):
+    """The documented bound, as a number: 2000 characters of the (redacted) body."""
+    monkeypatch.setattr(exceptions, "MAX_BODY_IN_MESSAGE", 100_000)
+    account = sim.add_account()
+    sim.fail("userinfo", status=400, body="." * 5000)
+    with pytest.raises(CronofyAPIError) as caught:
+        CronofyClient("us").userinfo(account.access_token)
+    assert ERROR_BODY_LIMIT == 2000
+    assert caught.value.body == "." * 2000
