@@ -84,5 +84,5 @@ def test_a_sweeping_process_never_delays_another_process_users(redis_limits, key
     assert len(sweep) >= 15  # it did sweep, beside the users
     interval = 0.1 * 1.03
     assert max(waits) < interval + 0.05, waits  # one slot at most (plus a busy machine)
-    assert max_in_window(sweep, 1.0) <= 8
+    assert max_in_window(sweep, 1.0) <= 8 + 1  # timestamps are wake-ups: one may be late
     assert max_in_window(sweep + user_starts, 1.0) <= 10 + 1  # a late wake-up's slack
