@@ -725,3 +725,13 @@ def test_a_refresh_another_worker_made_is_adopted_by_the_stale_instance(sim, lin
     assert sim.count("token") == 1
     assert stale.access_token == new
     assert stale.token_expires_at == LinkedAccount.objects.get(pk=account.pk).token_expires_at
+
+
+@pytest.mark.django_db
+def test_a_dead_grant_is_logged_once_for_the_operators(sim, link_account, caplog):
+    account, sim_account = link_account()
+    sim.revoke_grant(sim_account.sub)
+    with pytest.raises(ReauthorizationRequired):
+        refresh_access_token(expired(account))
+    assert f"Cronofy account {account.pk} needs reauthorization" in caplog.text
+    assert sim_account.refresh_token not in caplog.text

@@ -1052,3 +1052,11 @@ def test_the_browsable_api_offers_the_conferencing_authorization_form(
     html = response.content.decode()
     assert 'name="provider_name"' in html and 'name="redirect_uri"' in html
     assert sim.count() == 0
+
+
+def test_a_cronofy_error_answered_by_the_api_is_logged(alice_client, synced, sim, caplog):
+    account, _ = synced
+    sim.fail("userinfo", status=503, times=None)
+    response = alice_client.post(url("account-sync", account.pk))
+    assert response.status_code == 503
+    assert "Cronofy API error answered with HTTP 503" in caplog.text

@@ -736,3 +736,12 @@ def test_an_error_keeps_2000_characters_of_its_body(sim, monkeypatch):
         CronofyClient("us").userinfo(account.access_token)
     assert ERROR_BODY_LIMIT == 2000
     assert caught.value.body == "." * 2000
+
+
+@pytest.mark.parametrize(("length", "named"), [(63, True), (64, False)])
+def test_an_oauth_error_code_is_named_up_to_63_characters(sim, length, named):
+    code = "e" * length
+    sim.fail("token", status=400, body=json.dumps({"error": code}))
+    with pytest.raises(CronofyAPIError) as caught:
+        CronofyClient("us").request_token({"grant_type": "refresh_token"}, idempotent=False)
+    assert (f"({code})" in str(caught.value)) is named

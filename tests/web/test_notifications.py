@@ -328,7 +328,7 @@ def test_replayed_notification_is_harmless(push_client, sim, channelled):
     assert profile.connection_changed_at is not None
 
 
-def test_failed_sync_is_recorded_and_still_acknowledged(push_client, sim, channelled):
+def test_failed_sync_is_recorded_and_still_acknowledged(push_client, sim, channelled, caplog):
     account, sim_account = channelled
     sim.fail("userinfo", status=500, times=None)
     body, headers = sim.notification(sim_account.sub, "profile_disconnected")
@@ -336,6 +336,9 @@ def test_failed_sync_is_recorded_and_still_acknowledged(push_client, sim, channe
     account.refresh_from_db()
     assert account.consecutive_failures == 1
     assert "500" in account.last_sync_error
+    assert f"Sync of Cronofy account {account.pk} after profile_disconnected failed" in (
+        caplog.text
+    )
 
 
 def test_dead_grant_marks_the_account_and_is_acknowledged(push_client, sim, channelled):
@@ -352,7 +355,7 @@ def test_dead_grant_marks_the_account_and_is_acknowledged(push_client, sim, chan
 
 
 @pytest.mark.django_db(transaction=True)  # enqueued on commit: no test transaction around it
-def test_with_celery_the_sync_is_queued(push_client, sim, channelled, settings_with):
+def test_with_celery_the_sync_is_queued(push_client, sim, channelled, settings_with, caplog):
     account, sim_account = channelled
     body, headers = sim.notification(sim_account.sub, "profile_disconnected")
     before = len(sim.requests)
@@ -364,6 +367,9 @@ def test_with_celery_the_sync_is_queued(push_client, sim, channelled, settings_w
         assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
     delay.assert_called_once_with(account.pk, lane="push")  # background: the fleet's share
     assert len(sim.requests) == before
+    assert f"Queued the sync of Cronofy account {account.pk} (profile_disconnected)" in (
+        caplog.text
+    )
 
 
 @pytest.mark.django_db(transaction=True)  # enqueued on commit: no test transaction around it
@@ -764,3 +770,37 @@ def test_signature_valid_with_a_misconfigured_setting_is_false(settings_with, ca
     with settings_with(APPLICATIONS="not a dict"):
         assert signature_valid(body, "Zm9yZ2Vk") is False
     assert "misconfigured" in caplog.text
+
+
+def test_a_signature_with_stray_characters_is_refused(push_client, sim, channelled):
+    """Strict base64: a valid HMAC with characters outside the alphabet is no signature."""
+    _, sim_account = channelled
+    body, headers = sim.notification(sim_account.sub, "verification")
+    good = headers["Cronofy-HMAC-SHA256"]
+    assert post(push_client, body, good).status_code == 200
+    assert post(push_client, body, good[:4] + "*" + good[4:]).status_code == 401
+
+
+def test_a_gdpr_request_is_logged(push_client, sim, channelled, caplog):
+    account, sim_account = channelled
+    body, headers = sim.notification(sim_account.sub, "gdpr_requested")
+    assert post(push_client, body, headers["Cronofy-HMAC-SHA256"]).status_code == 200
+    assert f"Cronofy account {account.pk}: GDPR request received" in caplog.text
+
+
+def test_a_debounce_of_zero_still_keeps_a_one_second_window(
+    push_client, sim, channelled, monkeypatch, settings_with
+):
+    _, sim_account = channelled
+    added = []
+    real_add = cache.add
+
+    def add(key, value, timeout=None, **kwargs):
+        added.append(timeout)
+        return real_add(key, value, timeout=timeout, **kwargs)
+
+    monkeypatch.setattr(cache, "add", add)
+    with settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK, PUSH_RESYNC_DEBOUNCE=0):
+        body, headers = sim.notification(sim_account.sub, "change")
+        post(push_client, body, headers["Cronofy-HMAC-SHA256"])
+    assert added == [1]

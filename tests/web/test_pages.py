@@ -390,6 +390,7 @@ def test_when_the_last_sync_was(browser, linked, sim):
     account, _ = linked(sim.profile("zoom"))
     for elapsed, expected in (
         (timedelta(seconds=40), "Last synced just now"),
+        (timedelta(seconds=90), "Last synced 1 minute ago"),
         (timedelta(hours=2, seconds=10), "Last synced 2 hours ago"),
     ):
         synced = timezone.now() - elapsed
@@ -415,3 +416,8 @@ def test_the_connect_chooser_offers_the_default_data_center_first(browser):
     options = re.findall(r'<option value="(\w+)"( selected)?>', html)
     assert options[0] == ("au", " selected")
     assert [value for value, _ in options[1:]] == ["uk", "sg"]
+
+
+def test_each_account_names_its_data_center(browser, linked, sim):
+    linked(sim.profile("zoom"), data_center="uk")
+    assert "Data center: United Kingdom" in page_text(browser.get(PROFILES))
