@@ -91,8 +91,9 @@ def test_the_summary_says_when_the_budget_cannot_cover_the_fleet(sim, link_accou
         assert outlook.calls_allowed == pytest.approx(10 / 1.03 * 0.5)
         assert not outlook.covered
         err = io.StringIO()
-        # One slot, then none within REQUEST_DEADLINE: refused at once (BudgetExhausted).
-        with pytest.raises(CommandError, match="2 of 3 Cronofy accounts failed"):
+        # At most one fleet slot (whether the wall clock is at one decides), then none
+        # within REQUEST_DEADLINE: the others are refused at once (BudgetExhausted).
+        with pytest.raises(CommandError, match="[23] of 3 Cronofy accounts failed"):
             call_command("cronofy_sync", stdout=io.StringIO(), stderr=err)
     assert "Warning: the fleet falls behind" in err.getvalue()
     assert "144 Cronofy calls a day for 3 accounts" in err.getvalue()
