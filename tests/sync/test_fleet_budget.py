@@ -93,7 +93,7 @@ def test_the_summary_says_when_the_budget_cannot_cover_the_fleet(sim, link_accou
         err = io.StringIO()
         # At most one fleet slot (whether the wall clock is at one decides), then none
         # within REQUEST_DEADLINE: the others are refused at once (BudgetExhausted).
-        with pytest.raises(CommandError, match="[23] of 3 Cronofy accounts failed"):
+        with pytest.raises(CommandError, match=r"[23] of 3 Cronofy accounts failed"):
             call_command("cronofy_sync", stdout=io.StringIO(), stderr=err)
     assert "Warning: the fleet falls behind" in err.getvalue()
     assert "144 Cronofy calls a day for 3 accounts" in err.getvalue()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from django.core.cache import cache
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -22,30 +21,6 @@ from tests.web.test_pages import PROFILES, page_text
 pytestmark = pytest.mark.django_db
 
 SECTION = reverse("cronofy_conferencing:profiles_section")
-
-
-@pytest.fixture(autouse=True)
-def _fresh_budgets():
-    cache.clear()
-    yield
-    cache.clear()
-
-
-@pytest.fixture
-def browser(scanning_client, user):
-    return scanning_client(user)
-
-
-@pytest.fixture
-def linked(link_account, sim, user):
-    def make(*profiles, **kwargs):
-        account, sim_account = link_account(
-            user=user, conferencing_profiles=list(profiles), **kwargs
-        )
-        sync_account(account)
-        return account, sim_account
-
-    return make
 
 
 def relinked_url(account) -> str:

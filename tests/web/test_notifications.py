@@ -11,7 +11,6 @@ from unittest import mock
 import pytest
 from django.core.cache import cache
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
@@ -26,10 +25,10 @@ from django_cronofy_conferencing.web.notifications import (
     RESYNC_TYPES,
     signature_valid,
 )
+from tests.web.conftest import CALLBACK
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("push_configured")]
 
-CALLBACK = "https://example.com/cronofy/notifications/"
 URL = "/cronofy/notifications/"
 OLD_SECRET = "old_client_secret_98765"
 
@@ -38,19 +37,6 @@ def _base():
     from django.conf import settings
 
     return dict(settings.CRONOFY_CONFERENCING)
-
-
-@pytest.fixture(autouse=True)
-def push_configured(settings_with):
-    cache.clear()
-    with settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK):
-        yield
-    cache.clear()
-
-
-@pytest.fixture
-def push_client():
-    return Client(enforce_csrf_checks=True)
 
 
 @pytest.fixture

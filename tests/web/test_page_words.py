@@ -8,7 +8,6 @@ import re
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -18,30 +17,6 @@ from django_cronofy_conferencing.sync import sync_account
 from tests.web.test_pages import PROFILES, page_text
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def _fresh_budgets():
-    cache.clear()
-    yield
-    cache.clear()
-
-
-@pytest.fixture
-def browser(scanning_client, user):
-    return scanning_client(user)
-
-
-@pytest.fixture
-def linked(link_account, sim, user):
-    def make(*profiles, **kwargs):
-        account, sim_account = link_account(
-            user=user, conferencing_profiles=list(profiles), **kwargs
-        )
-        sync_account(account)
-        return account, sim_account
-
-    return make
 
 
 def primary_buttons(source: str) -> list[str]:

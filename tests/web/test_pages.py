@@ -7,7 +7,6 @@ import re
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
@@ -23,34 +22,6 @@ PROFILES = reverse("cronofy_conferencing:profiles")
 
 def cronofy_settings(**overrides):
     return override_settings(CRONOFY_CONFERENCING={**settings.CRONOFY_CONFERENCING, **overrides})
-
-
-@pytest.fixture(autouse=True)
-def _fresh_budgets():
-    """The per-user budget lives in the cache, and user ids repeat between tests."""
-    cache.clear()
-    yield
-    cache.clear()
-
-
-@pytest.fixture
-def browser(scanning_client, user):
-    """Logged in as ``user``; every response is scanned for tokens and the secret."""
-    return scanning_client(user)
-
-
-@pytest.fixture
-def linked(link_account, sim, user):
-    """``linked(*profiles, **kwargs)`` -> an account of ``user``, synced once."""
-
-    def make(*profiles, **kwargs):
-        account, sim_account = link_account(
-            user=user, conferencing_profiles=list(profiles), **kwargs
-        )
-        sync_account(account)
-        return account, sim_account
-
-    return make
 
 
 def page_text(response) -> str:

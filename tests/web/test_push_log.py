@@ -11,7 +11,6 @@ import pytest
 from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -21,25 +20,12 @@ from django_cronofy_conferencing.signals import account_gdpr_requested
 from django_cronofy_conferencing.testing import DEFAULT_CLIENT_SECRET
 from django_cronofy_conferencing.web import push_log
 from django_cronofy_conferencing.web.notifications import reprocess
+from tests.web.conftest import CALLBACK
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("push_configured")]
 
-CALLBACK = "https://example.com/cronofy/notifications/"
 URL = "/cronofy/notifications/"
 Outcome = PushNotification.Outcome
-
-
-@pytest.fixture(autouse=True)
-def push_configured(settings_with):
-    cache.clear()
-    with settings_with(PUSH_NOTIFICATIONS_CALLBACK_URL=CALLBACK):
-        yield
-    cache.clear()
-
-
-@pytest.fixture
-def push_client():
-    return Client(enforce_csrf_checks=True)
 
 
 @pytest.fixture
